@@ -1,0 +1,241 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The internal root CA: create, load, validate (backend of the pki_ca module)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import os
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+CA_KEY_NAME = 'ca-key.pem'
+CA_CERT_NAME = 'ca-cert.pem'
+RETIRED_DIR = 'retired'
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+DIR_MODE = 0o700
+# Certificates start slightly in the past so a host whose clock lags accepts them at once.
+BACKDATE = datetime.timedelta(minutes=5)
+SUBJECT_FIELDS = ('country', 'state_or_province', 'locality', 'organization', 'organizational_unit')
+
+
+def ca_paths(directory):
+    return os.path.join(directory, CA_KEY_NAME), os.path.join(directory, CA_CERT_NAME)
+
+
+class LoadedCa:
+    """A CA read from its directory: certificate, optional private key, and facts about both."""
+
+    def __init__(self, directory, cert, key=None, encrypted=False, cert_pem=None):
+        self.directory = directory
+        self.key_path, self.cert_path = ca_paths(directory)
+        self.cert = cert
+        self.key = key
+        self.encrypted = encrypted
+        self.cert_pem = cert_pem if cert_pem is not None else crypto.cert_pem(cert)
+        self.not_after = crypto.not_after(cert)
+        self.key_identifier = crypto.subject_key_identifier(cert)
+
+    def info(self, now=None):
+        constraints = crypto.extension_value(self.cert, crypto.x509.BasicConstraints)
+        return {
+            'dir': self.directory,
+            'key_path': self.key_path,
+            'cert_path': self.cert_path,
+            'subject': crypto.subject_string(self.cert),
+            'common_name': crypto.common_name(self.cert),
+            'serial': crypto.serial_hex(self.cert),
+            'fingerprint_sha256': crypto.fingerprint_sha256(self.cert),
+            'not_before': crypto.iso8601(crypto.not_before(self.cert)),
+            'not_after': crypto.iso8601(self.not_after),
+            'days_remaining': crypto.days_remaining(self.cert, now),
+            'key_type': crypto.key_type_of(self.cert.public_key()),
+            'encrypted': self.encrypted,
+            'path_length': constraints.path_length if constraints is not None else None,
+        }
+
+    def is_expired(self, now=None):
+        return self.not_after <= (now or crypto.utcnow())
+
+
+def load_ca(directory, passphrase=None, need_key=True, passphrase_option='passphrase', dir_option='dir'):
+    """Load and validate the CA in ``directory``; every failure is a PkiError naming the fix."""
+    key_path, cert_path = ca_paths(directory)
+    if not os.path.isfile(cert_path):
+        raise PkiError('no CA in %s (%s is missing): create it first with fleetpki.mtls.pki_ca, or point %s '
+                       'at the directory that holds %s and %s' % (directory, CA_CERT_NAME, dir_option,
+                                                                  CA_KEY_NAME, CA_CERT_NAME))
+    cert_data = files.read_bytes(cert_path)
+    cert = crypto.load_cert(cert_data, cert_path)
+    if not crypto.is_ca(cert):
+        raise PkiError('%s is not a CA certificate (BasicConstraints CA:TRUE is missing); point %s at a CA '
+                       'directory' % (cert_path, dir_option))
+    key = None
+    encrypted = False
+    if need_key:
+        if not os.path.isfile(key_path):
+            raise PkiError('%s is missing beside %s: restore the CA key from a backup (a new key would be a new '
+                           'CA)' % (key_path, cert_path))
+        key_data = files.read_bytes(key_path)
+        encrypted = b'ENCRYPTED' in key_data
+        key = crypto.load_private_key(key_data, key_path, passphrase, passphrase_option)
+        if not crypto.key_matches_cert(key, cert):
+            raise PkiError('%s does not match %s (the key belongs to another certificate); restore the matching '
+                           'pair from a backup' % (key_path, cert_path))
+    return LoadedCa(directory, cert, key, encrypted, cert_pem=cert_data)
+
+
+def check_ca_usable(ca, now=None):
+    """Refuse to sign with an expired CA."""
+    if ca.is_expired(now):
+        raise PkiError('the CA certificate %s expired on %s; renew the CA (pki_ca with force: true makes a new '
+                       'one) before issuing certificates' % (ca.cert_path, crypto.iso8601(ca.not_after)))
+
+
+def build_ca_cert(key, subject, valid_days, path_length, now):
+    ski = crypto.x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    builder = (
+        crypto.x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(crypto.random_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + datetime.timedelta(days=valid_days))
+        .add_extension(crypto.x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(crypto.x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+            key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+            critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(crypto.x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False)
+    )
+    return crypto.sign(builder, key)
+
+
+class CaManager:
+    """Plans and applies the pki_ca state. ``plan()`` decides everything; ``apply()`` only writes."""
+
+    def __init__(self, directory, common_name='Internal Root CA', subject_fields=None, key_type='ec-p256',
+                 valid_days=3650, passphrase=None, force=False, path_length=None, now=None):
+        self.directory = directory
+        self.common_name = common_name
+        self.subject_fields = dict((k, v) for k, v in (subject_fields or {}).items() if v)
+        self.key_type = key_type
+        self.valid_days = valid_days
+        self.passphrase = passphrase
+        self.force = force
+        self.path_length = path_length
+        self.now = now or crypto.utcnow()
+        self.key_path, self.cert_path = ca_paths(directory)
+        self.existing = None
+        self.action = None
+        self.warnings = []
+
+    def validate(self):
+        crypto.check_key_type(self.key_type, 'key_type')
+        if self.valid_days is None or self.valid_days <= 0:
+            raise PkiError('valid_days must be a positive number of days, not %r' % (self.valid_days,))
+        if not self.common_name:
+            raise PkiError('common_name must not be empty; name the CA, for example "Acme Internal Root CA"')
+        if self.path_length is not None and self.path_length < 0:
+            raise PkiError('path_length must be 0 or more (or omitted for no limit), not %r' % (self.path_length,))
+        crypto.build_name(self.common_name, self.subject_fields)  # raises on a bad country code
+
+    def plan(self):
+        """Decide the action: create, replace, fix_mode, or None (nothing to do)."""
+        self.validate()
+        key_exists = os.path.lexists(self.key_path)
+        cert_exists = os.path.lexists(self.cert_path)
+        if key_exists or cert_exists:
+            if self.force:
+                self.action = 'replace'
+            elif not (key_exists and cert_exists):
+                present, absent = (self.key_path, self.cert_path) if key_exists else (self.cert_path, self.key_path)
+                raise PkiError('%s exists but %s is missing (an interrupted copy?); restore the missing file, or '
+                               'set force: true to replace it with a new CA' % (present, absent))
+            else:
+                self.existing = load_ca(self.directory, self.passphrase)
+                if self.existing.is_expired(self.now):
+                    raise PkiError('the CA certificate %s expired on %s; set force: true to make a new CA (every '
+                                   'leaf must then be re-issued)'
+                                   % (self.cert_path, crypto.iso8601(self.existing.not_after)))
+                self._warn_if_request_differs()
+                self.action = 'fix_mode' if files.file_mode(self.key_path) != KEY_MODE else None
+        else:
+            self.action = 'create'
+        if self.action in ('create', 'replace'):
+            reason = files.unwritable_reason(self.directory)
+            if reason:
+                raise PkiError('dir %s cannot hold the CA: %s; choose a writable directory'
+                               % (self.directory, reason))
+        return self.action
+
+    def _warn_if_request_differs(self):
+        cert = self.existing.cert
+        differences = []
+        if crypto.common_name(cert) != self.common_name:
+            differences.append('common_name %r' % crypto.common_name(cert))
+        existing_type = crypto.key_type_of(cert.public_key())
+        if existing_type != self.key_type:
+            differences.append('key_type %s' % existing_type)
+        if differences:
+            self.warnings.append('the existing CA in %s was kept as it is (%s differ from the request); set '
+                                 'force: true to replace it' % (self.directory, ', '.join(differences)))
+
+    @property
+    def changed(self):
+        return self.action is not None
+
+    def apply(self):
+        if self.action == 'fix_mode':
+            os.chmod(self.key_path, KEY_MODE)
+        elif self.action in ('create', 'replace'):
+            self._create()
+        return self.result()
+
+    def _create(self):
+        files.ensure_dir(self.directory, DIR_MODE)
+        with files.DirectoryLock(self.directory):
+            files.remove_stale_temps(self.directory)
+            key = crypto.generate_key(self.key_type)
+            subject = crypto.build_name(self.common_name, self.subject_fields)
+            cert = build_ca_cert(key, subject, self.valid_days, self.path_length, self.now)
+            key_tmp = files.write_temp(self.directory, CA_KEY_NAME, crypto.private_key_pem(key, self.passphrase),
+                                       KEY_MODE)
+            cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
+            if self.action == 'replace':
+                self._retire_current()
+            os.rename(key_tmp, self.key_path)
+            os.rename(cert_tmp, self.cert_path)
+            files.fsync_dir(self.directory)
+        self.existing = LoadedCa(self.directory, cert, key, bool(self.passphrase))
+
+    def _retire_current(self):
+        """Keep the replaced CA under retired/ (its leaves may still be in use), never delete it."""
+        retired = os.path.join(self.directory, RETIRED_DIR)
+        files.ensure_dir(retired, DIR_MODE)
+        stamp = self.now.strftime('%Y%m%dT%H%M%SZ')
+        for path in (self.key_path, self.cert_path):
+            if os.path.lexists(path):
+                os.rename(path, os.path.join(retired, '%s-%s' % (stamp, os.path.basename(path))))
+
+    def result(self):
+        """Facts of the CA as it is after apply(); in check mode only the paths of one still to be made."""
+        if self.existing is not None:
+            info = self.existing.info(self.now)
+        else:
+            info = {'dir': self.directory, 'key_path': self.key_path, 'cert_path': self.cert_path}
+        info['changed'] = self.changed
+        info['action'] = self.action or 'none'
+        return info
+
+    def summary_for_diff(self):
+        if self.existing is None:
+            return {}
+        info = self.existing.info(self.now)
+        return dict((k, info[k]) for k in ('subject', 'serial', 'fingerprint_sha256', 'not_after', 'key_type'))

@@ -1,0 +1,311 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""X.509 primitives on top of ``cryptography``.
+
+Works with cryptography 38.0.4 (Debian 12's python3-cryptography, used when
+cert_expiry runs on a fleet host) and with the control node's pinned release:
+it avoids ``not_valid_after_utc``, ``verify_directly_issued_by`` and
+``load_pem_x509_certificates``, which 38 lacks.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import binascii
+import datetime
+import ipaddress
+import re
+import traceback
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+try:
+    import cryptography
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+    CRYPTOGRAPHY_VERSION = None
+else:
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+    CRYPTOGRAPHY_VERSION = cryptography.__version__
+
+UTC = datetime.timezone.utc
+
+KEY_TYPES = ('ec-p256', 'ec-p384', 'rsa2048', 'rsa3072', 'rsa4096', 'ed25519')
+USAGES = ('server', 'client', 'both')
+
+_PEM_CERT_RE = re.compile(
+    br'-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----', re.DOTALL)
+# RFC 1123 label; a leading "*." wildcard is accepted for DNS SANs only.
+_LABEL_RE = re.compile(r'^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$')
+
+
+def utcnow():
+    return datetime.datetime.now(UTC)
+
+
+def iso8601(moment):
+    return moment.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def not_before(cert):
+    value = getattr(cert, 'not_valid_before_utc', None)
+    if value is None:  # cryptography < 42
+        value = cert.not_valid_before.replace(tzinfo=UTC)
+    return value
+
+
+def not_after(cert):
+    value = getattr(cert, 'not_valid_after_utc', None)
+    if value is None:  # cryptography < 42
+        value = cert.not_valid_after.replace(tzinfo=UTC)
+    return value
+
+
+def days_remaining(cert, now=None):
+    """Whole days left, rounded down (negative once expired)."""
+    delta = not_after(cert) - (now or utcnow())
+    return int(delta.total_seconds() // 86400)
+
+
+def check_key_type(key_type, what):
+    if key_type not in KEY_TYPES:
+        raise PkiError('%s: unknown key type %r; use one of %s' % (what, key_type, ', '.join(KEY_TYPES)))
+
+
+def generate_key(key_type):
+    check_key_type(key_type, 'key_type')
+    if key_type == 'ec-p256':
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == 'ec-p384':
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type == 'ed25519':
+        return ed25519.Ed25519PrivateKey.generate()
+    return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+
+
+def key_type_of(key):
+    """The fleetpki key type name of a public or private key, or None when it is of another kind."""
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return {'secp256r1': 'ec-p256', 'secp384r1': 'ec-p384'}.get(key.curve.name)
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        name = 'rsa%d' % key.key_size
+        return name if name in KEY_TYPES else None
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return 'ed25519'
+    return None
+
+
+def signing_hash(key):
+    """Hash used when ``key`` signs: None for Ed25519, SHA-384 with P-384, SHA-256 otherwise."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def private_key_pem(key, passphrase=None):
+    if passphrase:
+        encryption = serialization.BestAvailableEncryption(to_bytes(passphrase))
+    else:
+        encryption = serialization.NoEncryption()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def cert_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def to_bytes(value):
+    return value if isinstance(value, bytes) else value.encode('utf-8')
+
+
+def load_private_key(data, path, passphrase=None, passphrase_option='passphrase'):
+    """Load a PEM private key; errors name the file and the option to fix, never the passphrase."""
+    password = to_bytes(passphrase) if passphrase else None
+    try:
+        return serialization.load_pem_private_key(data, password=password)
+    except TypeError as exc:
+        if 'not encrypted' in str(exc):
+            raise PkiError('%s is not encrypted but %s was given; omit %s to use this key as it is'
+                           % (path, passphrase_option, passphrase_option))
+        raise PkiError('%s is encrypted; give its passphrase in %s' % (path, passphrase_option))
+    except ValueError:
+        if password is not None and b'ENCRYPTED' in data:
+            raise PkiError('cannot decrypt %s: %s is wrong; give the passphrase the key was encrypted with'
+                           % (path, passphrase_option))
+        raise PkiError('%s is not a valid PEM private key (corrupt or truncated); restore it from a backup'
+                       % path)
+    except UnsupportedAlgorithm:
+        raise PkiError('%s holds a key of an unsupported kind; use one of %s' % (path, ', '.join(KEY_TYPES)))
+
+
+def load_cert(data, path):
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise PkiError('%s is not a valid PEM certificate (corrupt or truncated); restore it from a backup'
+                       % path)
+
+
+def load_cert_bundle(data, path):
+    """All certificates of a PEM bundle (cryptography 38 has no load_pem_x509_certificates)."""
+    blocks = _PEM_CERT_RE.findall(data)
+    if not blocks:
+        raise PkiError('%s holds no PEM certificate; point it at a CA certificate or bundle' % path)
+    return [load_cert(block, path) for block in blocks]
+
+
+def public_key_der(key):
+    if hasattr(key, 'public_key'):
+        key = key.public_key()
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_matches_cert(key, cert):
+    return public_key_der(key) == public_key_der(cert.public_key())
+
+
+def fingerprint_sha256(cert):
+    digest = binascii.hexlify(cert.fingerprint(hashes.SHA256())).decode('ascii').upper()
+    return ':'.join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def serial_hex(cert):
+    return '%X' % cert.serial_number
+
+
+def subject_string(cert):
+    return cert.subject.rfc4514_string()
+
+
+def common_name(cert):
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return attrs[0].value if attrs else None
+
+
+def extension_value(cert, ext_class):
+    try:
+        return cert.extensions.get_extension_for_class(ext_class).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def subject_key_identifier(cert):
+    ski = extension_value(cert, x509.SubjectKeyIdentifier)
+    if ski is not None:
+        return ski.digest
+    return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+
+
+def sans(cert):
+    """(sorted DNS names, sorted IP strings) of a certificate's SubjectAltName."""
+    ext = extension_value(cert, x509.SubjectAlternativeName)
+    if ext is None:
+        return [], []
+    dns = sorted(ext.get_values_for_type(x509.DNSName))
+    ips = sorted(str(ip) for ip in ext.get_values_for_type(x509.IPAddress))
+    return dns, ips
+
+
+def usage_of(cert):
+    """server, client, both, or None from the cert's ExtendedKeyUsage."""
+    eku = extension_value(cert, x509.ExtendedKeyUsage)
+    if eku is None:
+        return None
+    server = ExtendedKeyUsageOID.SERVER_AUTH in eku
+    client = ExtendedKeyUsageOID.CLIENT_AUTH in eku
+    if server and client:
+        return 'both'
+    if server:
+        return 'server'
+    if client:
+        return 'client'
+    return None
+
+
+def is_ca(cert):
+    constraints = extension_value(cert, x509.BasicConstraints)
+    return bool(constraints is not None and constraints.ca)
+
+
+def signed_by(cert, issuer):
+    """True when ``issuer``'s key signed ``cert`` and the names chain.
+
+    Same check as verify_directly_issued_by (cryptography >= 40), done by hand for 38.
+    """
+    if cert.issuer != issuer.subject:
+        return False
+    public_key = issuer.public_key()
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                              cert.signature_hash_algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes,
+                              ec.ECDSA(cert.signature_hash_algorithm))
+        elif isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(cert.signature, cert.tbs_certificate_bytes)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
+def is_hostname(value):
+    if not value or len(value) > 253:
+        return False
+    labels = value.rstrip('.').split('.')
+    if labels[0] == '*' and len(labels) > 1:
+        labels = labels[1:]
+    return all(_LABEL_RE.match(label) for label in labels)
+
+
+def is_ip(value):
+    try:
+        ipaddress.ip_address(u'%s' % value)
+    except ValueError:
+        return False
+    return True
+
+
+def normalise_ip(value):
+    return str(ipaddress.ip_address(u'%s' % value))
+
+
+def build_name(common_name_value, fields=None):
+    """An X.509 Name from a CN and optional subject fields (country, organization, ...)."""
+    oids = [
+        ('country', NameOID.COUNTRY_NAME),
+        ('state_or_province', NameOID.STATE_OR_PROVINCE_NAME),
+        ('locality', NameOID.LOCALITY_NAME),
+        ('organization', NameOID.ORGANIZATION_NAME),
+        ('organizational_unit', NameOID.ORGANIZATIONAL_UNIT_NAME),
+    ]
+    attributes = []
+    for field, oid in oids:
+        value = (fields or {}).get(field)
+        if value:
+            if field == 'country' and len(value) != 2:
+                raise PkiError('country must be a two-letter ISO 3166 code (such as DE or US), not %r' % value)
+            attributes.append(x509.NameAttribute(oid, value))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name_value))
+    return x509.Name(attributes)
+
+
+def sign(builder, private_key):
+    return builder.sign(private_key=private_key, algorithm=signing_hash(private_key))
+
+
+def random_serial():
+    """159 random bits: above the 64 bits CA/B baseline, below the 20-octet limit."""
+    return x509.random_serial_number()

@@ -1,0 +1,140 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Read-only inspection of certificates (backend of the cert_expiry module).
+
+Runs on the control node and on fleet hosts with Debian 12's python3-cryptography 38.0.4.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import fnmatch
+import os
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+STATUSES = ('ok', 'expiring', 'expired', 'broken')
+CERT_GLOB = '*-cert.pem'
+KEY_MODE = 0o600
+
+
+def find_cert_files(paths):
+    """Files named in ``paths`` as they are; in directories only ``*-cert.pem`` (bundles, keys, CRLs skipped)."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                full = os.path.join(path, name)
+                if fnmatch.fnmatch(name, CERT_GLOB) and os.path.isfile(full):
+                    found.append(full)
+        else:
+            found.append(path)
+    seen = set()
+    return [path for path in found if not (path in seen or seen.add(path))]
+
+
+def key_path_for(cert_path):
+    """The key that belongs beside a cert: name-cert.pem -> name-key.pem, name.crt -> name.key."""
+    directory, name = os.path.split(cert_path)
+    if name.endswith('-cert.pem'):
+        return os.path.join(directory, name[:-len('-cert.pem')] + '-key.pem')
+    stem = os.path.splitext(name)[0]
+    for suffix in ('.key', '-key.pem', '.key.pem'):
+        candidate = os.path.join(directory, stem + suffix)
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def load_ca_bundle(ca_path):
+    if not os.path.isfile(ca_path):
+        raise PkiError('ca_path %s does not exist or is not a file; point it at the CA certificate or trust bundle'
+                       % ca_path)
+    return crypto.load_cert_bundle(files.read_bytes(ca_path), ca_path)
+
+
+class CertInspector:
+    def __init__(self, paths, ca_path=None, warn_days=30, now=None):
+        if not paths:
+            raise PkiError('paths is empty: list certificate files or directories to inspect')
+        if warn_days is None or warn_days < 0:
+            raise PkiError('warn_days must be 0 or more, not %r' % (warn_days,))
+        self.paths = paths
+        self.ca_path = ca_path
+        self.warn_days = warn_days
+        self.now = now or crypto.utcnow()
+        self.cas = load_ca_bundle(ca_path) if ca_path else None
+
+    def inspect(self):
+        certs = [self.inspect_one(path) for path in find_cert_files(self.paths)]
+        counts = dict((status, 0) for status in STATUSES)
+        for entry in certs:
+            counts[entry['status']] += 1
+        return {'certs': certs, 'counts': counts, 'total': len(certs)}
+
+    def inspect_one(self, path):
+        entry = {
+            'path': path, 'status': 'broken', 'problems': [], 'subject': None, 'issuer': None, 'serial': None,
+            'dns': [], 'ip': [], 'not_before': None, 'not_after': None, 'days_remaining': None,
+            'seconds_remaining': None, 'fingerprint_sha256': None, 'chains_to_ca': None, 'key_path': None,
+            'key_matches': None, 'key_mode': None, 'key_mode_ok': None,
+        }
+        try:
+            cert = crypto.load_cert(files.read_bytes(path), path)
+        except (IOError, OSError) as exc:
+            entry['problems'].append('cannot read: %s' % exc.strerror)
+            return entry
+        except PkiError:
+            entry['problems'].append('not a valid PEM certificate')
+            return entry
+        dns, ips = crypto.sans(cert)
+        end = crypto.not_after(cert)
+        seconds = int((end - self.now).total_seconds())
+        entry.update({
+            'subject': crypto.subject_string(cert), 'issuer': cert.issuer.rfc4514_string(),
+            'serial': crypto.serial_hex(cert), 'dns': dns, 'ip': ips,
+            'not_before': crypto.iso8601(crypto.not_before(cert)), 'not_after': crypto.iso8601(end),
+            'days_remaining': crypto.days_remaining(cert, self.now), 'seconds_remaining': seconds,
+            'fingerprint_sha256': crypto.fingerprint_sha256(cert),
+        })
+        problems = entry['problems']
+        if self.cas is not None:
+            entry['chains_to_ca'] = any(crypto.signed_by(cert, ca) for ca in self.cas)
+            if not entry['chains_to_ca']:
+                problems.append('not signed by any CA in %s' % self.ca_path)
+        self._check_key(cert, path, entry)
+        if crypto.not_before(cert) > self.now:
+            problems.append('not valid before %s' % entry['not_before'])
+        if problems:
+            entry['status'] = 'broken'
+        elif seconds <= 0:
+            entry['status'] = 'expired'
+        elif seconds < self.warn_days * 86400:
+            entry['status'] = 'expiring'
+        else:
+            entry['status'] = 'ok'
+        if entry['key_mode_ok'] is False:
+            # Reported, but a readable key is a hardening finding, not a broken cert.
+            entry['problems'].append('key mode %s, expected 0600' % entry['key_mode'])
+        return entry
+
+    @staticmethod
+    def _check_key(cert, path, entry):
+        key_path = key_path_for(path)
+        if not key_path or not os.path.exists(key_path):
+            return
+        entry['key_path'] = key_path
+        mode = files.file_mode(key_path)
+        entry['key_mode'] = '%04o' % mode
+        entry['key_mode_ok'] = mode == KEY_MODE
+        try:
+            key = crypto.load_private_key(files.read_bytes(key_path), key_path)
+        except (IOError, OSError, PkiError):
+            entry['key_matches'] = False
+            entry['problems'].append('key %s unreadable' % key_path)
+            return
+        entry['key_matches'] = crypto.key_matches_cert(key, cert)
+        if not entry['key_matches']:
+            entry['problems'].append('key %s does not match the certificate' % key_path)

@@ -1,0 +1,500 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Batched leaf issuance (backend of the pki_leaf module).
+
+One call checks and issues any number of certificates: ``LeafIssuer.plan()``
+decides per certificate what to do and why without writing; ``apply()``
+writes under the CA directory lock. Key and cert are swapped so that a run
+killed at any instant leaves either the old pair, the new pair, or no cert
+(which the next run re-issues), never a key with a cert it does not match.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import re
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import BACKDATE, check_ca_usable, load_ca
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+METADATA_NAME = 'metadata.json'
+METADATA_FORMAT = 1
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
+
+# A cert is either re-issued (ISSUE) or, when valid, updated in place with some of the fixes below.
+ISSUE = 'issue'
+UPDATE = 'update'
+BUNDLE = 'bundle'
+MODE = 'mode'
+RECORD = 'record'
+
+
+class LeafRequest:
+    """One validated entry of ``certs``."""
+
+    def __init__(self, name, directory, common_name, dns, ip, usage, valid_days, key_type):
+        self.name = name
+        self.directory = directory
+        self.common_name = common_name
+        self.dns = dns
+        self.ip = ip
+        self.usage = usage
+        self.valid_days = valid_days
+        self.key_type = key_type
+        self.key_path = os.path.join(directory, '%s-key.pem' % name)
+        self.cert_path = os.path.join(directory, '%s-cert.pem' % name)
+        self.bundle_path = os.path.join(directory, '%s-bundle.pem' % name)
+
+
+def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
+    """Validate every entry before anything is read or written; errors name the entry and the fix."""
+    if renew_days is None or renew_days < 0:
+        raise PkiError('renew_days must be 0 or more, not %r' % (renew_days,))
+    if not certs:
+        raise PkiError('certs is empty: list at least one certificate to issue')
+    defaults = defaults or {}
+    requests = []
+    seen = {}
+    for index, entry in enumerate(certs):
+        where = 'certs[%d]' % index
+        name = entry.get('name')
+        if not name or not _NAME_RE.match(name):
+            raise PkiError('%s: name %r is not usable as a file name; use letters, digits, ".", "_" and "-" '
+                           '(not starting with "." or "-")' % (where, name))
+        where = '%s (name %s)' % (where, name)
+        if name in seen:
+            raise PkiError('%s: the name is already used by certs[%d]; every certificate needs its own name'
+                           % (where, seen[name]))
+        seen[name] = index
+
+        directory = entry.get('dir') or default_dir
+        if not directory:
+            raise PkiError('%s has no dir: set dir on the entry or the module option dir' % where)
+
+        usage = entry.get('usage') or defaults.get('usage', 'server')
+        if usage not in crypto.USAGES:
+            raise PkiError('%s: usage %r is unknown; use one of %s' % (where, usage, ', '.join(crypto.USAGES)))
+        key_type = entry.get('key_type') or defaults.get('key_type', 'ec-p256')
+        crypto.check_key_type(key_type, '%s key_type' % where)
+
+        valid_days = entry.get('valid_days')
+        if valid_days is None:
+            valid_days = defaults.get('valid_days', 365)
+        if valid_days <= 0:
+            raise PkiError('%s: valid_days must be a positive number of days, not %r' % (where, valid_days))
+        if valid_days <= renew_days:
+            raise PkiError('%s: valid_days (%d) must be greater than renew_days (%d), or the certificate would '
+                           'be re-issued on every run' % (where, valid_days, renew_days))
+
+        dns = []
+        for value in entry.get('dns') or []:
+            if crypto.is_hostname(value):
+                dns.append(value.lower())
+            elif crypto.is_ip(value):
+                raise PkiError('%s: dns entry %r is an IP address; list it under ip' % (where, value))
+            else:
+                raise PkiError('%s: dns entry %r is neither a hostname nor an IP address; fix the name (letters, '
+                               'digits and "-" in dot-separated labels)' % (where, value))
+        ips = []
+        for value in entry.get('ip') or []:
+            if not crypto.is_ip(value):
+                raise PkiError('%s: ip entry %r is not an IP address; list host names under dns' % (where, value))
+            ips.append(crypto.normalise_ip(value))
+
+        common_name = entry.get('common_name') or (dns[0] if dns else (ips[0] if ips else None))
+        if not common_name:
+            raise PkiError('%s has no name to certify: give dns, ip or common_name' % where)
+        # Modern clients ignore the CN: it must also be a SAN.
+        if crypto.is_ip(common_name):
+            ips.append(crypto.normalise_ip(common_name))
+        elif crypto.is_hostname(common_name):
+            dns.append(common_name.lower())
+        else:
+            raise PkiError('%s: common_name %r is neither a hostname nor an IP address, so it cannot be among '
+                           'the SANs; use a host name' % (where, common_name))
+
+        requests.append(LeafRequest(name, directory, common_name, sorted(set(dns)), sorted(set(ips)), usage,
+                                    valid_days, key_type))
+    return requests
+
+
+def build_leaf_cert(request, key, ca, not_before, not_after):
+    public_key = key.public_key()
+    is_rsa = isinstance(public_key, crypto.rsa.RSAPublicKey)
+    eku_oids = {
+        'server': [crypto.ExtendedKeyUsageOID.SERVER_AUTH],
+        'client': [crypto.ExtendedKeyUsageOID.CLIENT_AUTH],
+        'both': [crypto.ExtendedKeyUsageOID.SERVER_AUTH, crypto.ExtendedKeyUsageOID.CLIENT_AUTH],
+    }[request.usage]
+    alt_names = [crypto.x509.DNSName(name) for name in request.dns]
+    alt_names += [crypto.x509.IPAddress(crypto.ipaddress.ip_address(u'%s' % ip)) for ip in request.ip]
+    builder = (
+        crypto.x509.CertificateBuilder()
+        .subject_name(crypto.build_name(request.common_name))
+        .issuer_name(ca.cert.subject)
+        .public_key(public_key)
+        .serial_number(crypto.random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(crypto.x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(crypto.x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=is_rsa, data_encipherment=False,
+            key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
+            critical=True)
+        .add_extension(crypto.x509.ExtendedKeyUsage(eku_oids), critical=False)
+        .add_extension(crypto.x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(crypto.x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        # Key identifier only: a CA cert re-issued with the same key still validates this leaf.
+        .add_extension(crypto.x509.AuthorityKeyIdentifier(ca.key_identifier, None, None), critical=False)
+    )
+    return crypto.sign(builder, ca.key)
+
+
+def cert_facts(cert):
+    dns, ips = crypto.sans(cert)
+    return {
+        'serial': crypto.serial_hex(cert),
+        'subject': crypto.subject_string(cert),
+        'common_name': crypto.common_name(cert),
+        'dns': dns,
+        'ip': ips,
+        'usage': crypto.usage_of(cert),
+        'key_type': crypto.key_type_of(cert.public_key()),
+        'not_before': crypto.iso8601(crypto.not_before(cert)),
+        'not_after': crypto.iso8601(crypto.not_after(cert)),
+        'fingerprint_sha256': crypto.fingerprint_sha256(cert),
+    }
+
+
+class Metadata:
+    """metadata.json in the CA dir: per cert name, the current cert and the history of every serial issued."""
+
+    def __init__(self, ca_dir):
+        self.path = os.path.join(ca_dir, METADATA_NAME)
+        self.data = {'format': METADATA_FORMAT, 'certs': {}}
+        self.dirty = False
+
+    def load(self):
+        if not os.path.exists(self.path):
+            return self
+        try:
+            data = json.loads(files.read_bytes(self.path).decode('utf-8'))
+        except ValueError:
+            raise PkiError('%s is not valid JSON; restore it from a backup, or move it aside to rebuild it from '
+                           'the certificates on disk (the history of revoked serials would be lost)' % self.path)
+        if not isinstance(data, dict) or not isinstance(data.get('certs'), dict):
+            raise PkiError('%s is not a fleetpki metadata file (no "certs" map); restore it from a backup'
+                           % self.path)
+        self.data = data
+        return self
+
+    def current_serial(self, name):
+        return (self.data['certs'].get(name) or {}).get('serial')
+
+    def record(self, request, cert, ca, reason, issued_at):
+        facts = cert_facts(cert)
+        entry = self.data['certs'].get(request.name) or {'history': []}
+        history = entry.get('history') or []
+        if not any(item.get('serial') == facts['serial'] for item in history):
+            history.append({
+                'serial': facts['serial'],
+                'not_after': facts['not_after'],
+                'fingerprint_sha256': facts['fingerprint_sha256'],
+                'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+                'issued_at': issued_at,
+                'reason': reason,
+            })
+        entry.update(facts)
+        entry.update({
+            'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+            'key_path': request.key_path,
+            'cert_path': request.cert_path,
+            'bundle_path': request.bundle_path,
+            'history': history,
+        })
+        self.data['certs'][request.name] = entry
+        self.dirty = True
+
+    def save(self, ca):
+        self.data['format'] = METADATA_FORMAT
+        self.data['ca'] = {
+            'subject': crypto.subject_string(ca.cert),
+            'serial': crypto.serial_hex(ca.cert),
+            'fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+        }
+        payload = json.dumps(self.data, indent=1, sort_keys=True).encode('utf-8') + b'\n'
+        files.atomic_write(self.path, payload, CERT_MODE)
+        self.dirty = False
+
+
+class CertPlan:
+    """What one request needs, and why."""
+
+    def __init__(self, request, action=None, reason='up to date', cert=None):
+        self.request = request
+        self.action = action
+        self.reason = reason
+        self.cert = cert
+        self.new_cert = None
+        self.fixes = []
+
+    @property
+    def changed(self):
+        return self.action is not None
+
+    def result(self, now):
+        cert = self.new_cert or self.cert
+        request = self.request
+        out = {
+            'name': request.name,
+            'changed': self.changed,
+            'action': self.action or 'none',
+            'reason': self.reason,
+            'key_path': request.key_path,
+            'cert_path': request.cert_path,
+            'bundle_path': request.bundle_path,
+            'common_name': request.common_name,
+            'dns': request.dns,
+            'ip': request.ip,
+            'usage': request.usage,
+            'key_type': request.key_type,
+            'serial': None,
+            'not_after': None,
+            'days_remaining': None,
+            'fingerprint_sha256': None,
+        }
+        if cert is not None and not (self.action == ISSUE and self.new_cert is None):
+            out.update({
+                'serial': crypto.serial_hex(cert),
+                'not_after': crypto.iso8601(crypto.not_after(cert)),
+                'days_remaining': crypto.days_remaining(cert, now),
+                'fingerprint_sha256': crypto.fingerprint_sha256(cert),
+            })
+        return out
+
+
+class LeafIssuer:
+    """Checks and issues a batch of leaf certificates signed by the CA in ``ca_dir``."""
+
+    def __init__(self, ca_dir, certs, ca_passphrase=None, renew_days=30, force=False, default_dir=None,
+                 defaults=None, now=None):
+        self.ca_dir = ca_dir
+        self.ca_passphrase = ca_passphrase
+        self.renew_days = renew_days
+        self.force = force
+        self.now = now or crypto.utcnow()
+        self.requests = parse_requests(certs, default_dir, renew_days, defaults)
+        self.ca = None
+        self.metadata = None
+        self.plans = []
+        self.warnings = []
+        self._ca_warning_given = False
+
+    # -- planning (reads only) -------------------------------------------------------------------------------
+
+    def load(self):
+        self.ca = load_ca(self.ca_dir, self.ca_passphrase, passphrase_option='ca_passphrase', dir_option='ca_dir')
+        check_ca_usable(self.ca, self.now)
+        self.metadata = Metadata(self.ca_dir).load()
+
+    def plan(self):
+        """Decide every certificate's action; raises PkiError before any write when a target is unwritable."""
+        if self.ca is None:
+            self.load()
+        self.plans = [self._plan_one(request) for request in self.requests]
+        for plan in self.plans:
+            if plan.changed:
+                reason = files.unwritable_reason(plan.request.directory)
+                if reason:
+                    raise PkiError('certs entry %s: dir %s cannot be written: %s; choose a writable directory'
+                                   % (plan.request.name, plan.request.directory, reason))
+        return self.plans
+
+    def _plan_one(self, request):
+        if self.force:
+            return CertPlan(request, ISSUE, 'force')
+        missing = [path for path in (request.cert_path, request.key_path) if not os.path.exists(path)]
+        if missing:
+            return CertPlan(request, ISSUE, 'missing: %s' % ', '.join(os.path.basename(p) for p in missing))
+        try:
+            cert = crypto.load_cert(files.read_bytes(request.cert_path), request.cert_path)
+        except PkiError:
+            return CertPlan(request, ISSUE, 'certificate unreadable')
+        try:
+            key = crypto.load_private_key(files.read_bytes(request.key_path), request.key_path)
+        except PkiError:
+            return CertPlan(request, ISSUE, 'key unreadable')
+        if not crypto.key_matches_cert(key, cert):
+            return CertPlan(request, ISSUE, 'key does not match certificate', cert)
+        if not crypto.signed_by(cert, self.ca.cert):
+            return CertPlan(request, ISSUE, 'not signed by the current CA', cert)
+        changes = self._request_changes(request, cert)
+        if changes:
+            return CertPlan(request, ISSUE, 'request changed: %s' % ', '.join(changes), cert)
+        expiring = self._expiry_reason(request, cert)
+        if expiring:
+            return CertPlan(request, ISSUE, expiring, cert)
+        return self._plan_upkeep(request, cert)
+
+    @staticmethod
+    def _request_changes(request, cert):
+        dns, ips = crypto.sans(cert)
+        changes = []
+        if crypto.common_name(cert) != request.common_name:
+            changes.append('common_name')
+        if dns != request.dns:
+            changes.append('dns')
+        if ips != request.ip:
+            changes.append('ip')
+        if crypto.usage_of(cert) != request.usage:
+            changes.append('usage')
+        if crypto.key_type_of(cert.public_key()) != request.key_type:
+            changes.append('key_type')
+        return changes
+
+    def _expiry_reason(self, request, cert):
+        cert_end = crypto.not_after(cert)
+        left = cert_end - self.now
+        if left >= datetime.timedelta(days=self.renew_days):
+            return None
+        if cert_end >= self.ca.not_after:
+            # Already clamped to the CA's end: a new cert could not live longer. Warn once, do not churn.
+            self._warn_ca_ending()
+            return None
+        if left.total_seconds() <= 0:
+            return 'expired on %s' % crypto.iso8601(cert_end)
+        return 'expires in %d days (renew_days %d)' % (left.days, self.renew_days)
+
+    def _plan_upkeep(self, request, cert):
+        """A valid cert may still need its bundle rewritten, file modes fixed, or a metadata record."""
+        fixes, reasons = [], []
+        try:
+            bundle = files.read_bytes(request.bundle_path)
+        except (IOError, OSError):
+            bundle = None
+        if bundle != crypto.cert_pem(cert) + self.ca.cert_pem:
+            fixes.append(BUNDLE)
+            reasons.append('bundle missing or out of date')
+        if files.file_mode(request.key_path) != KEY_MODE or files.file_mode(request.cert_path) != CERT_MODE:
+            fixes.append(MODE)
+            reasons.append('file modes (key 0600, cert 0644)')
+        if self.metadata.current_serial(request.name) != crypto.serial_hex(cert):
+            fixes.append(RECORD)
+            reasons.append('not recorded in %s' % METADATA_NAME)
+        if not fixes:
+            return CertPlan(request, None, 'up to date', cert)
+        plan = CertPlan(request, UPDATE, '; '.join(reasons), cert)
+        plan.fixes = fixes
+        return plan
+
+    def _warn_ca_ending(self):
+        if not self._ca_warning_given:
+            self._ca_warning_given = True
+            self.warnings.append('the CA %s expires on %s, within renew_days (%d): leaf certificates are clamped to '
+                                 'that date; renew or roll over the CA'
+                                 % (self.ca.cert_path, crypto.iso8601(self.ca.not_after), self.renew_days))
+
+    @property
+    def changed(self):
+        return any(plan.changed for plan in self.plans)
+
+    # -- applying (writes) ------------------------------------------------------------------------------------
+
+    def run(self, check_mode=False):
+        """Plan and, unless in check mode, apply under the CA directory lock."""
+        if check_mode:
+            self.plan()
+            return self.results()
+        self.load()
+        with files.DirectoryLock(self.ca_dir):
+            # Re-read under the lock: another run may have issued in the meantime.
+            self.metadata = Metadata(self.ca_dir).load()
+            self.plan()
+            self.apply()
+        return self.results()
+
+    def apply(self):
+        issued_at = crypto.iso8601(self.now)
+        touched = set()
+        try:
+            for plan in self.plans:
+                if plan.changed:
+                    if plan.request.directory not in touched:
+                        files.ensure_dir(plan.request.directory)
+                        files.remove_stale_temps(plan.request.directory)
+                        touched.add(plan.request.directory)
+                    self._apply_one(plan, issued_at)
+        finally:
+            # Record what was written even when a later write failed (disk full...), so no serial goes unrecorded.
+            if self.metadata.dirty:
+                self.metadata.save(self.ca)
+            for directory in touched:
+                files.fsync_dir(directory)
+
+    def _apply_one(self, plan, issued_at):
+        request = plan.request
+        if plan.action == ISSUE:
+            plan.new_cert = self._issue(request)
+            self.metadata.record(request, plan.new_cert, self.ca, plan.reason, issued_at)
+            return
+        if BUNDLE in plan.fixes:
+            files.atomic_write(request.bundle_path, crypto.cert_pem(plan.cert) + self.ca.cert_pem, CERT_MODE)
+        if MODE in plan.fixes:
+            os.chmod(request.key_path, KEY_MODE)
+            os.chmod(request.cert_path, CERT_MODE)
+        self.metadata.record(request, plan.cert, self.ca, 'recorded from disk', issued_at)
+
+    def _issue(self, request):
+        wanted_end = self.now + datetime.timedelta(days=request.valid_days)
+        not_after = min(wanted_end, self.ca.not_after)
+        if wanted_end > self.ca.not_after:
+            self.warnings.append('%s: validity clamped to the CA end %s (valid_days %d asked for more)'
+                                 % (request.name, crypto.iso8601(self.ca.not_after), request.valid_days))
+            if self.ca.not_after - self.now < datetime.timedelta(days=self.renew_days):
+                self._warn_ca_ending()
+        not_before = max(self.now - BACKDATE, crypto.not_before(self.ca.cert))
+        key = crypto.generate_key(request.key_type)
+        cert = build_leaf_cert(request, key, self.ca, not_before, not_after)
+        cert_data = crypto.cert_pem(cert)
+        directory = request.directory
+        key_tmp = files.write_temp(directory, os.path.basename(request.key_path), crypto.private_key_pem(key),
+                                   KEY_MODE)
+        cert_tmp = files.write_temp(directory, os.path.basename(request.cert_path), cert_data, CERT_MODE)
+        bundle_tmp = files.write_temp(directory, os.path.basename(request.bundle_path),
+                                      cert_data + self.ca.cert_pem, CERT_MODE)
+        # Drop the old cert first: a kill between the renames leaves "no cert" (re-issued next run),
+        # never a new key beside the old cert.
+        if os.path.lexists(request.cert_path):
+            os.unlink(request.cert_path)
+        os.rename(key_tmp, request.key_path)
+        os.rename(cert_tmp, request.cert_path)
+        os.rename(bundle_tmp, request.bundle_path)
+        return cert
+
+    def results(self):
+        return [plan.result(self.now) for plan in self.plans]
+
+    def diff(self):
+        before, after = {}, {}
+        for plan in self.plans:
+            if not plan.changed:
+                continue
+            name = plan.request.name
+            before[name] = _summary(plan.cert)
+            after[name] = _summary(plan.new_cert or plan.cert) if plan.action != ISSUE or plan.new_cert else {
+                'state': 'to be issued', 'dns': plan.request.dns, 'ip': plan.request.ip, 'usage': plan.request.usage}
+        return {'before': before, 'after': after}
+
+
+def _summary(cert):
+    if cert is None:
+        return {'state': 'absent'}
+    facts = cert_facts(cert)
+    return dict((k, facts[k]) for k in ('serial', 'not_after', 'dns', 'ip', 'usage', 'key_type'))

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pki_ca
+short_description: Create or load the fleet's internal root CA on the control node
+version_added: 0.1.0
+description:
+  - Creates a self-signed root CA in O(dir) as C(ca-key.pem) (mode 0600) and C(ca-cert.pem) (mode 0644), or loads
+    and validates the CA already there.
+  - An existing valid CA is never replaced unless O(force=true); a replaced CA is moved to C(retired/) in O(dir),
+    never deleted.
+  - Pointing O(dir) at the old scripts' C(pki/ca) directory (C(ca-key.pem) + C(ca-cert.pem)) adopts that CA as it
+    is. A CA key readable by others is reset to mode 0600 (reported as changed).
+  - The certificate has BasicConstraints CA:TRUE (critical), KeyUsage keyCertSign and cRLSign (critical), and a
+    SubjectKeyIdentifier.
+  - Runs on the control node only; the CA key never leaves it.
+author:
+  - fleetpki contributors
+requirements:
+  - cryptography >= 38.0
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and writes nothing.
+  diff_mode:
+    support: full
+    description: Shows subject, serial, fingerprint and expiry before and after; never key material.
+options:
+  dir:
+    description: Directory that holds (or will hold) C(ca-key.pem) and C(ca-cert.pem). Created with mode 0700.
+    type: path
+    required: true
+  common_name:
+    description: Common name of a new CA.
+    type: str
+    default: Internal Root CA
+  organization:
+    description: Organization (O) of a new CA's subject.
+    type: str
+  organizational_unit:
+    description: Organizational unit (OU) of a new CA's subject.
+    type: str
+  country:
+    description: Two-letter country code (C) of a new CA's subject.
+    type: str
+  state_or_province:
+    description: State or province (ST) of a new CA's subject.
+    type: str
+  locality:
+    description: Locality (L) of a new CA's subject.
+    type: str
+  key_type:
+    description: Key algorithm of a new CA.
+    type: str
+    default: ec-p256
+    choices: [ec-p256, ec-p384, rsa2048, rsa3072, rsa4096, ed25519]
+  valid_days:
+    description: Validity of a new CA certificate, in days.
+    type: int
+    default: 3650
+  path_length:
+    description:
+      - BasicConstraints pathLenConstraint. Omit for no limit, which leaves room for an intermediate CA later.
+    type: int
+  passphrase:
+    description:
+      - Encrypts a new CA key with this passphrase (PKCS#8, best available encryption).
+      - Required to load an encrypted CA key. Never logged.
+    type: str
+  force:
+    description:
+      - Replace the CA in O(dir) with a new one even when it is valid. The old files are moved to C(retired/).
+      - Every leaf certificate must then be re-issued; prefer the rollover playbook on a live fleet.
+    type: bool
+    default: false
+notes:
+  - A missing, corrupt or mismatched CA file, a wrong passphrase, an expired CA or an unwritable O(dir) stops the
+    module with a message naming the file and the fix; no file is changed.
+seealso:
+  - module: fleetpki.mtls.pki_leaf
+  - module: fleetpki.mtls.cert_expiry
+'''
+
+EXAMPLES = r'''
+- name: Create or load the internal root CA
+  fleetpki.mtls.pki_ca:
+    dir: "{{ playbook_dir }}/pki/ca"
+    common_name: Acme Fleet Root CA
+    organization: Acme
+  register: ca
+
+- name: Adopt the CA made by the old openssl scripts, encrypted key
+  fleetpki.mtls.pki_ca:
+    dir: /srv/old-scripts/pki/ca
+    passphrase: "{{ vault_ca_passphrase }}"
+  no_log: false
+
+- name: Show when the CA expires
+  ansible.builtin.debug:
+    msg: "CA {{ ca.subject }} expires {{ ca.not_after }} ({{ ca.days_remaining }} days)"
+'''
+
+RETURN = r'''
+dir:
+  description: The CA directory.
+  returned: always
+  type: str
+key_path:
+  description: Path of the CA private key.
+  returned: always
+  type: str
+  sample: /srv/pki/ca/ca-key.pem
+cert_path:
+  description: Path of the CA certificate.
+  returned: always
+  type: str
+  sample: /srv/pki/ca/ca-cert.pem
+action:
+  description: What was done (or would be in check mode).
+  returned: always
+  type: str
+  sample: none
+  choices: [none, create, replace, fix_mode]
+subject:
+  description: Subject of the CA certificate (RFC 4514). Absent in check mode when the CA is still to be made.
+  returned: when the CA exists
+  type: str
+  sample: CN=Internal Root CA
+common_name:
+  description: Common name of the CA.
+  returned: when the CA exists
+  type: str
+serial:
+  description: Serial number of the CA certificate, upper-case hex.
+  returned: when the CA exists
+  type: str
+fingerprint_sha256:
+  description: SHA-256 fingerprint of the CA certificate, colon-separated hex.
+  returned: when the CA exists
+  type: str
+not_before:
+  description: Start of validity, ISO 8601 UTC.
+  returned: when the CA exists
+  type: str
+not_after:
+  description: End of validity, ISO 8601 UTC.
+  returned: when the CA exists
+  type: str
+  sample: '2036-11-21T10:00:00Z'
+days_remaining:
+  description: Whole days until the CA expires.
+  returned: when the CA exists
+  type: int
+key_type:
+  description: Key algorithm of the CA.
+  returned: when the CA exists
+  type: str
+encrypted:
+  description: Whether the CA key file is encrypted with a passphrase.
+  returned: when the CA exists
+  type: bool
+path_length:
+  description: BasicConstraints pathLenConstraint, null for none.
+  returned: when the CA exists
+  type: int
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import CaManager, SUBJECT_FIELDS
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            dir=dict(type='path', required=True),
+            common_name=dict(type='str', default='Internal Root CA'),
+            organization=dict(type='str'),
+            organizational_unit=dict(type='str'),
+            country=dict(type='str'),
+            state_or_province=dict(type='str'),
+            locality=dict(type='str'),
+            key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
+            valid_days=dict(type='int', default=3650),
+            path_length=dict(type='int'),
+            passphrase=dict(type='str', no_log=True),
+            force=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    if not crypto.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=crypto.CRYPTOGRAPHY_IMPORT_ERROR)
+
+    params = module.params
+    manager = CaManager(
+        directory=params['dir'],
+        common_name=params['common_name'],
+        subject_fields=dict((field, params[field]) for field in SUBJECT_FIELDS),
+        key_type=params['key_type'],
+        valid_days=params['valid_days'],
+        passphrase=params['passphrase'],
+        force=params['force'],
+        path_length=params['path_length'],
+    )
+    try:
+        manager.plan()
+        before = manager.summary_for_diff()
+        result = manager.result() if module.check_mode else manager.apply()
+    except PkiError as exc:
+        module.fail_json(msg=str(exc))
+    for warning in manager.warnings:
+        module.warn(warning)
+    if module._diff:
+        after = manager.summary_for_diff() if not module.check_mode else (
+            before if manager.action in (None, 'fix_mode') else {'state': 'new CA to be created'})
+        result['diff'] = {'before': before, 'after': after}
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

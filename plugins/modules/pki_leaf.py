@@ -1,0 +1,291 @@
+#!/usr/bin/python
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pki_leaf
+short_description: Issue and renew many leaf certificates from the internal CA in one call
+version_added: 0.1.0
+description:
+  - Checks and issues any number of leaf certificates signed by the CA in O(ca_dir), in one task on the control
+    node. Give the whole fleet's list at once; there is no per-host crypto loop.
+  - For each entry of O(certs) it writes C(<name>-key.pem) (0600), C(<name>-cert.pem) (0644) and
+    C(<name>-bundle.pem) (certificate followed by the CA certificate, 0644) in the entry's C(dir), and records
+    the certificate in C(metadata.json) in O(ca_dir), keyed by name, with the history of every serial issued
+    for that name.
+  - "A certificate is re-issued (with a new key) only when: it or its key is missing or unreadable; the key does
+    not match; it is not signed by the current CA; it no longer matches its request (common name, DNS or IP SANs,
+    usage, key type); it expires within O(renew_days); or O(force) is set. Each result says why."
+  - A valid certificate whose bundle, file modes or metadata record is off is fixed in place (action C(update)).
+  - Leaf validity never exceeds the CA's; a longer request is clamped with a warning. When the CA itself ends
+    within O(renew_days), a clamped leaf is issued once with a warning to renew the CA, and not re-issued on
+    every run.
+  - "Certificates carry: a random 159-bit serial; BasicConstraints CA:FALSE; KeyUsage digitalSignature (and
+    keyEncipherment for RSA); ExtendedKeyUsage serverAuth and/or clientAuth per usage; a SubjectAltName with every
+    DNS name and IP, including the common name; SubjectKeyIdentifier; an AuthorityKeyIdentifier with the CA's key
+    identifier only, so a CA certificate re-issued with the same key still validates them."
+  - Writes are atomic (temp file and rename) and runs on one CA directory are serialised by a lock on the
+    directory; a run killed at any moment leaves no key beside a certificate it does not match.
+author:
+  - fleetpki contributors
+requirements:
+  - cryptography >= 38.0
+attributes:
+  check_mode:
+    support: full
+    description: Reports per certificate what would change and why; writes nothing and takes no lock.
+  diff_mode:
+    support: full
+    description: Shows serial, expiry, SANs, usage and key type of each changed certificate; never key material.
+options:
+  ca_dir:
+    description: Directory of the CA made by M(fleetpki.mtls.pki_ca) (C(ca-key.pem), C(ca-cert.pem)).
+    type: path
+    required: true
+  ca_passphrase:
+    description: Passphrase of an encrypted CA key. Never logged.
+    type: str
+  renew_days:
+    description: Re-issue certificates that expire within this many days.
+    type: int
+    default: 30
+  force:
+    description: Re-issue every certificate in O(certs).
+    type: bool
+    default: false
+  dir:
+    description: Output directory for entries of O(certs) that do not set their own C(dir).
+    type: path
+  certs:
+    description: The certificates to issue. Names must be unique.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the certificate; the file names and the metadata key derive from it.
+        type: str
+        required: true
+      dir:
+        description: Directory for this certificate's files. Defaults to the module option O(dir).
+        type: path
+      common_name:
+        description: Subject common name. Defaults to the first DNS name (or the first IP). Always among the SANs.
+        type: str
+      dns:
+        description: DNS names for the SubjectAltName.
+        type: list
+        elements: str
+        default: []
+      ip:
+        description: IP addresses for the SubjectAltName.
+        type: list
+        elements: str
+        default: []
+      usage:
+        description: C(server) (serverAuth), C(client) (clientAuth) or C(both).
+        type: str
+        default: server
+        choices: [server, client, both]
+      valid_days:
+        description: Validity in days; must be greater than O(renew_days).
+        type: int
+        default: 365
+      key_type:
+        description: Key algorithm.
+        type: str
+        default: ec-p256
+        choices: [ec-p256, ec-p384, rsa2048, rsa3072, rsa4096, ed25519]
+notes:
+  - Every bad input (unknown key type, a SAN that is neither a host name nor an IP, an empty or duplicate name,
+    a validity not above O(renew_days), a missing, corrupt, mismatched or expired CA, a wrong or missing
+    passphrase, an unwritable C(dir)) stops the module before any file is written, with a message naming the
+    input and the fix.
+seealso:
+  - module: fleetpki.mtls.pki_ca
+  - module: fleetpki.mtls.cert_expiry
+'''
+
+EXAMPLES = r'''
+- name: Issue every certificate the fleet needs in one task
+  fleetpki.mtls.pki_leaf:
+    ca_dir: "{{ playbook_dir }}/pki/ca"
+    dir: "{{ playbook_dir }}/pki/issued"
+    certs:
+      - name: redis1
+        dns: [redis1, redis1.example.com]
+        ip: [10.0.0.10]
+        usage: both
+      - name: worker1
+        common_name: worker1
+        usage: client
+      - name: api1
+        dns: [api.example.com]
+        ip: [10.0.0.20]
+        usage: both
+        valid_days: 90
+  register: leaves
+
+- name: Renew everything that expires within 45 days, CA key encrypted
+  fleetpki.mtls.pki_leaf:
+    ca_dir: /srv/pki/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    renew_days: 45
+    dir: /srv/pki/issued
+    certs: "{{ fleet_cert_requests }}"
+
+- name: List what was re-issued and why
+  ansible.builtin.debug:
+    msg: "{{ leaves.certs | selectattr('changed') | map(attribute='name') | zip(leaves.certs | selectattr('changed') | map(attribute='reason')) }}"
+'''
+
+RETURN = r'''
+certs:
+  description: One entry per requested certificate, in request order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The certificate's name.
+      type: str
+    changed:
+      description: Whether this certificate was (or in check mode would be) issued or updated.
+      type: bool
+    action:
+      description: C(issue) (new key and certificate), C(update) (bundle, modes or metadata fixed) or C(none).
+      type: str
+    reason:
+      description: Why, for example C(missing, expires in 12 days (renew_days 30)), C(request changed, dns).
+      type: str
+      sample: up to date
+    serial:
+      description: Serial of the current certificate (upper-case hex); null in check mode for one to be issued.
+      type: str
+    not_after:
+      description: End of validity, ISO 8601 UTC.
+      type: str
+    days_remaining:
+      description: Whole days of validity left.
+      type: int
+    fingerprint_sha256:
+      description: SHA-256 fingerprint, colon-separated hex.
+      type: str
+    common_name:
+      description: Subject common name.
+      type: str
+    dns:
+      description: DNS SANs.
+      type: list
+      elements: str
+    ip:
+      description: IP SANs.
+      type: list
+      elements: str
+    usage:
+      description: server, client or both.
+      type: str
+    key_type:
+      description: Key algorithm.
+      type: str
+    key_path:
+      description: Path of the private key.
+      type: str
+    cert_path:
+      description: Path of the certificate.
+      type: str
+    bundle_path:
+      description: Path of the bundle (certificate + CA).
+      type: str
+issued:
+  description: Number of certificates issued (or to be issued in check mode).
+  returned: always
+  type: int
+updated:
+  description: Number of valid certificates whose bundle, modes or metadata were fixed.
+  returned: always
+  type: int
+unchanged:
+  description: Number of certificates left as they were.
+  returned: always
+  type: int
+metadata_path:
+  description: Path of metadata.json.
+  returned: always
+  type: str
+ca_not_after:
+  description: End of the CA's validity, ISO 8601 UTC.
+  returned: always
+  type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import ISSUE, UPDATE, LeafIssuer
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            ca_dir=dict(type='path', required=True),
+            ca_passphrase=dict(type='str', no_log=True),
+            renew_days=dict(type='int', default=30),
+            force=dict(type='bool', default=False),
+            dir=dict(type='path'),
+            certs=dict(type='list', elements='dict', required=True, options=dict(
+                name=dict(type='str', required=True),
+                dir=dict(type='path'),
+                common_name=dict(type='str'),
+                dns=dict(type='list', elements='str', default=[]),
+                ip=dict(type='list', elements='str', default=[]),
+                usage=dict(type='str', default='server', choices=list(crypto.USAGES)),
+                valid_days=dict(type='int', default=365),
+                key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
+            )),
+        ),
+        supports_check_mode=True,
+    )
+    if not crypto.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=crypto.CRYPTOGRAPHY_IMPORT_ERROR)
+
+    params = module.params
+    try:
+        issuer = LeafIssuer(
+            ca_dir=params['ca_dir'],
+            certs=params['certs'],
+            ca_passphrase=params['ca_passphrase'],
+            renew_days=params['renew_days'],
+            force=params['force'],
+            default_dir=params['dir'],
+        )
+        certs = issuer.run(check_mode=module.check_mode)
+    except PkiError as exc:
+        module.fail_json(msg=str(exc))
+    except (IOError, OSError) as exc:
+        module.fail_json(msg='cannot write under %s: %s; check the directory and free space'
+                         % (exc.filename or params['ca_dir'], exc.strerror))
+    for warning in issuer.warnings:
+        module.warn(warning)
+    actions = [entry['action'] for entry in certs]
+    result = dict(
+        changed=issuer.changed,
+        certs=certs,
+        issued=actions.count(ISSUE),
+        updated=actions.count(UPDATE),
+        unchanged=actions.count('none'),
+        metadata_path=issuer.metadata.path,
+        ca_not_after=crypto.iso8601(issuer.ca.not_after),
+    )
+    if module._diff:
+        result['diff'] = issuer.diff()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
