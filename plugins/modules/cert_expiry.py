@@ -21,7 +21,7 @@ description:
     otherwise C(expired), C(expiring) (within O(warn_days)) or C(ok)."
   - Works with Debian 12's python3-cryptography 38.0.4 on fleet hosts.
 author:
-  - fleetpki contributors
+  - fleetpki contributors (@fleetpki)
 requirements:
   - cryptography >= 38.0
 attributes:
@@ -30,6 +30,7 @@ attributes:
     description: The module never changes anything, so check mode runs it as usual.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 options:
   paths:
     description: Certificate files, or directories whose C(*-cert.pem) files are read.

@@ -21,7 +21,7 @@ description:
     SubjectKeyIdentifier.
   - Runs on the control node only; the CA key never leaves it.
 author:
-  - fleetpki contributors
+  - fleetpki contributors (@fleetpki)
 requirements:
   - cryptography >= 38.0
 attributes:

@@ -31,7 +31,7 @@ description:
   - Writes are atomic (temp file and rename) and runs on one CA directory are serialised by a lock on the
     directory; a run killed at any moment leaves no key beside a certificate it does not match.
 author:
-  - fleetpki contributors
+  - fleetpki contributors (@fleetpki)
 requirements:
   - cryptography >= 38.0
 attributes:
