@@ -73,11 +73,14 @@ units: setup ansible-test-tree
 build-check: setup
 	rm -rf .build/galaxy && mkdir -p .build/galaxy
 	$(BIN)/ansible-galaxy collection build --output-path .build/galaxy .
-	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/galaxy/installed $(BIN)/ansible-galaxy collection install \
-		-p .build/galaxy/installed .build/galaxy/fleetpki-mtls-*.tar.gz
+	env -u ANSIBLE_CONFIG -u PYTHONPATH $(BIN)/ansible-galaxy collection install --force \
+		-p $(CURDIR)/.build/galaxy/installed $(CURDIR)/.build/galaxy/fleetpki-mtls-*.tar.gz
 	for module in pki_ca pki_leaf cert_expiry; do \
-		ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/galaxy/installed $(BIN)/ansible-doc fleetpki.mtls.$$module \
-			| grep -q EXAMPLES || { echo "ansible-doc fleetpki.mtls.$$module printed no examples"; exit 1; }; \
+		(cd /tmp && env -u ANSIBLE_CONFIG -u PYTHONPATH ANSIBLE_NOCOLOR=1 ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/galaxy/installed $(BIN)/ansible-doc fleetpki.mtls.$$module) \
+			> .build/galaxy/$$module.txt; \
+		grep -q 'galaxy/installed/ansible_collections/fleetpki/mtls/plugins/modules' .build/galaxy/$$module.txt \
+			&& grep -q '^EXAMPLES' .build/galaxy/$$module.txt \
+			|| { echo "ansible-doc fleetpki.mtls.$$module: not from the installed tarball, or no examples"; exit 1; }; \
 	done
 	@echo "build-check: tarball installs and ansible-doc shows all three modules"
 
