@@ -219,7 +219,13 @@ class CaManager:
         """Keep the replaced CA under retired/ (its leaves may still be in use), never delete it."""
         retired = os.path.join(self.directory, RETIRED_DIR)
         files.ensure_dir(retired, DIR_MODE)
-        stamp = self.now.strftime('%Y%m%dT%H%M%SZ')
+        base = stamp = self.now.strftime('%Y%m%dT%H%M%SZ')
+        count = 1
+        # Two replacements within one second must not rename over (and so delete) the CA retired first.
+        while any(os.path.lexists(os.path.join(retired, '%s-%s' % (stamp, name)))
+                  for name in (CA_KEY_NAME, CA_CERT_NAME)):
+            count += 1
+            stamp = '%s-%d' % (base, count)
         for path in (self.key_path, self.cert_path):
             if os.path.lexists(path):
                 os.rename(path, os.path.join(retired, '%s-%s' % (stamp, os.path.basename(path))))

@@ -262,7 +262,7 @@ def signed_by(cert, issuer):
 
 
 def is_hostname(value):
-    if not value or len(value) > 253:
+    if not value or len(value) > 253 or is_ip(value):  # 10.0.0.1 is made of valid labels, but is an IP
         return False
     labels = value.rstrip('.').split('.')
     if labels[0] == '*' and len(labels) > 1:

@@ -130,7 +130,10 @@ class CertInspector:
         entry['key_mode'] = '%04o' % mode
         entry['key_mode_ok'] = mode == KEY_MODE
         try:
-            key = crypto.load_private_key(files.read_bytes(key_path), key_path)
+            data = files.read_bytes(key_path)
+            if b'ENCRYPTED' in data:
+                return  # e.g. a CA key made with a passphrase: not comparable without it, so key_matches stays null
+            key = crypto.load_private_key(data, key_path)
         except (IOError, OSError, PkiError):
             entry['key_matches'] = False
             entry['problems'].append('key %s unreadable' % key_path)

@@ -1,0 +1,128 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: fleet_cert_requests
+short_description: The certificate requests a fleet inventory needs, for one batched pki_leaf call
+version_added: 0.1.0
+description:
+  - From inventory data only (inventory name, C(ansible_host), C(pki_extra_sans)), so no facts are gathered.
+  - One certificate per role a host holds, named C(<role>-<host>)
+    (C(redis-), C(api-) with usage both; C(worker-), C(client-) with usage client).
+  - With O(shared_worker_cert=true) all workers share one client certificate named C(worker-shared), as the old
+    scripts did.
+author:
+  - fleetpki contributors (@fleetpki)
+positional: hostvars, groups
+options:
+  _input:
+    description: Inventory host names to make requests for.
+    type: list
+    elements: str
+    required: true
+  hostvars:
+    description: The C(hostvars) magic variable.
+    type: dict
+    required: true
+  groups:
+    description: The C(groups) magic variable.
+    type: dict
+    required: true
+  shared_worker_cert:
+    description: One client certificate for all workers.
+    type: bool
+    default: false
+'''
+
+EXAMPLES = r'''
+- name: Compute every request of the fleet
+  ansible.builtin.set_fact:
+    requests: "{{ groups['all'] | fleetpki.mtls.fleet_cert_requests(hostvars, groups) }}"
+'''
+
+RETURN = r'''
+_value:
+  description: List of requests; each has name, host, role, common_name, dns, ip and usage.
+  type: list
+  elements: dict
+'''
+
+import ipaddress
+import re
+
+from ansible.errors import AnsibleFilterError
+
+# (inventory group, certificate role, usage): servers also connect as clients for their own health checks.
+CERT_ROLES = (
+    ('redis_servers', 'redis', 'both'),
+    ('api_servers', 'api', 'both'),
+    ('workers', 'worker', 'client'),
+    ('pki_clients', 'client', 'client'),
+)
+_LABEL = re.compile(r'^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$')
+
+
+def _is_ip(value):
+    try:
+        ipaddress.ip_address(u'%s' % value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_hostname(value):
+    return bool(value) and len(value) <= 253 and all(_LABEL.match(label) for label in value.rstrip('.').split('.'))
+
+
+def _names_of(host, host_vars):
+    """DNS names and IPs a host's certificate must carry, from inventory data."""
+    dns, ips = [], []
+    candidates = [host, host_vars.get('ansible_host')] + list(host_vars.get('pki_extra_sans') or [])
+    for value in candidates:
+        if not value:
+            continue
+        value = str(value)
+        if _is_ip(value):
+            ips.append(value)
+        elif _is_hostname(value):
+            dns.append(value.lower())
+        elif value == host:
+            raise AnsibleFilterError(
+                'inventory host %r is neither a host name nor an IP address, so it cannot be a certificate SAN; '
+                'rename it (letters, digits, "-" and ".") or set pki_extra_sans' % host)
+        else:
+            raise AnsibleFilterError('host %s: SAN %r (ansible_host or pki_extra_sans) is neither a host name nor '
+                                     'an IP address' % (host, value))
+    return sorted(set(dns)), sorted(set(ips))
+
+
+def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False):
+    requests, seen = [], {}
+    for host in hosts:
+        host_vars = hostvars[host]
+        for group, role, usage in CERT_ROLES:
+            if host not in (groups.get(group) or []):
+                continue
+            dns, ips = _names_of(host, host_vars)
+            name = '%s-%s' % (role, host)
+            if role == 'worker' and shared_worker_cert:
+                name, dns, ips = 'worker-shared', ['worker-shared'], []
+            if name in seen:
+                if name == 'worker-shared':
+                    continue
+                raise AnsibleFilterError('two certificates named %s (hosts %s and %s); inventory names must be '
+                                         'unique per role' % (name, seen[name], host))
+            seen[name] = host
+            common_name = host.lower() if host.lower() in dns else (dns[0] if dns else ips[0])
+            requests.append({'name': name, 'host': host, 'role': role, 'usage': usage,
+                             'common_name': common_name, 'dns': dns, 'ip': ips})
+    return requests
+
+
+class FilterModule:
+    def filters(self):
+        return {'fleet_cert_requests': fleet_cert_requests}

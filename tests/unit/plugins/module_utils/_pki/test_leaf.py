@@ -1,0 +1,632 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""pki_leaf backend: LeafIssuer and parse_requests with real keys, real files and openssl."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import ipaddress
+import json
+import multiprocessing
+import os
+import subprocess
+
+import pytest
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import CaManager, load_ca
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import LeafIssuer, parse_requests
+
+DAY = datetime.timedelta(days=1)
+SERVER, CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
+
+
+def entry(name='web1', **kwargs):
+    value = {'name': name, 'dns': ['%s.example.com' % name, name]}
+    value.update(kwargs)
+    return value
+
+
+def paths(out_dir, name='web1'):
+    return tuple(os.path.join(out_dir, '%s-%s.pem' % (name, kind)) for kind in ('key', 'cert', 'bundle'))
+
+
+def metadata(ca_dir):
+    with open(os.path.join(ca_dir, 'metadata.json')) as handle:
+        return json.load(handle)
+
+
+def ca_cert_path(ca_dir):
+    return os.path.join(ca_dir, 'ca-cert.pem')
+
+
+# -- issuing -----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('usage, ekus, good, bad', [
+    ('server', [SERVER], ['sslserver'], ['sslclient']),
+    ('client', [CLIENT], ['sslclient'], ['sslserver']),
+    ('both', [SERVER, CLIENT], ['sslserver', 'sslclient'], []),
+])
+def test_issue_per_usage(ca_dir, out_dir, pki, usage, ekus, good, bad):
+    issuer, results = pki.issue(ca_dir, [entry(usage=usage, ip=['10.0.0.7'])], default_dir=out_dir)
+    result = results['web1']
+    assert issuer.changed is True
+    assert result['changed'] is True and result['action'] == 'issue'
+    assert result['reason'] == 'missing: web1-cert.pem, web1-key.pem'
+    key_path, cert_path, bundle_path = paths(out_dir)
+    assert pki.mode_of(key_path) == 0o600
+    assert pki.mode_of(cert_path) == 0o644
+    assert pki.mode_of(bundle_path) == 0o644
+
+    cert = pki.load_cert(cert_path)
+    ca = pki.load_cert(ca_cert_path(ca_dir))
+    assert crypto.key_matches_cert(pki.load_key(key_path), cert)
+    assert crypto.signed_by(cert, ca)
+    assert cert.issuer == ca.subject
+    assert crypto.common_name(cert) == 'web1.example.com'
+
+    constraints = pki.ext(cert, x509.BasicConstraints)
+    assert constraints.critical is True and constraints.value.ca is False
+    key_usage = pki.ext(cert, x509.KeyUsage)
+    assert key_usage.critical is True
+    assert key_usage.value.digital_signature is True
+    assert key_usage.value.key_encipherment is False  # EC key
+    assert key_usage.value.key_cert_sign is False
+    assert list(pki.ext(cert, x509.ExtendedKeyUsage).value) == ekus
+    san = pki.ext(cert, x509.SubjectAlternativeName).value
+    assert sorted(san.get_values_for_type(x509.DNSName)) == ['web1', 'web1.example.com']
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address('10.0.0.7')]
+    assert crypto.common_name(cert) in san.get_values_for_type(x509.DNSName)
+    ski = pki.ext(cert, x509.SubjectKeyIdentifier).value
+    assert ski.digest == x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+    aki = pki.ext(cert, x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == pki.ext(ca, x509.SubjectKeyIdentifier).value.digest
+    assert aki.authority_cert_issuer is None
+    assert aki.authority_cert_serial_number is None
+    assert cert.serial_number.bit_length() >= 64
+    assert cert.serial_number != ca.serial_number
+
+    assert pki.read(bundle_path) == pki.read(cert_path) + pki.read(ca_cert_path(ca_dir))
+    assert result['serial'] == '%X' % cert.serial_number
+    assert result['days_remaining'] in (364, 365)
+
+    for purpose in good:
+        rc, output = pki.openssl_verify(ca_cert_path(ca_dir), cert_path, purpose)
+        assert rc == 0, output
+    for purpose in bad:
+        rc, output = pki.openssl_verify(ca_cert_path(ca_dir), cert_path, purpose)
+        assert rc != 0, 'openssl accepted a %s certificate for %s' % (usage, purpose)
+        assert 'purpose' in output
+
+
+@pytest.mark.parametrize('ca_key_type, leaf_key_type', [
+    ('ec-p256', 'rsa2048'),
+    ('ec-p256', 'ed25519'),
+    ('ec-p384', 'ec-p384'),
+    ('ed25519', 'ec-p256'),
+    ('rsa2048', 'ec-p256'),
+])
+def test_key_types_of_ca_and_leaf(tmp_path, pki, ca_key_type, leaf_key_type):
+    ca_dir = str(tmp_path / 'ca')
+    out_dir = str(tmp_path / 'out')
+    pki.make_ca(ca_dir, key_type=ca_key_type)
+    dummy, results = pki.issue(ca_dir, [entry(key_type=leaf_key_type, usage='both')], default_dir=out_dir)
+    assert results['web1']['key_type'] == leaf_key_type
+    cert_path = paths(out_dir)[1]
+    cert = pki.load_cert(cert_path)
+    assert crypto.key_type_of(cert.public_key()) == leaf_key_type
+    assert crypto.key_type_of(pki.load_key(paths(out_dir)[0])) == leaf_key_type
+    assert pki.ext(cert, x509.KeyUsage).value.key_encipherment is leaf_key_type.startswith('rsa')
+    assert crypto.signed_by(cert, pki.load_cert(ca_cert_path(ca_dir)))
+    for purpose in ('sslserver', 'sslclient'):
+        rc, output = pki.openssl_verify(ca_cert_path(ca_dir), cert_path, purpose)
+        assert rc == 0, output
+
+
+def test_leaves_from_a_ca_made_by_openssl(tmp_path, pki):
+    ca_dir = tmp_path / 'ca'
+    ca_dir.mkdir()
+    proc = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+                           '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca-cert.pem', '-days', '3650',
+                           '-subj', '/CN=Old Scripts CA', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+                          cwd=str(ca_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    assert proc.returncode == 0, proc.stdout
+    ca_before = pki.snapshot(ca_dir)
+    out_dir = str(tmp_path / 'out')
+    dummy, results = pki.issue(str(ca_dir), [entry(usage='server')], default_dir=out_dir)
+    assert results['web1']['action'] == 'issue'
+    rc, output = pki.openssl_verify(ca_dir / 'ca-cert.pem', paths(out_dir)[1], 'sslserver')
+    assert rc == 0, output
+    after = pki.snapshot(ca_dir)
+    assert sorted(after) == sorted(list(ca_before) + ['metadata.json'])
+    assert all(after[name] == ca_before[name] for name in ca_before)
+
+
+def test_metadata_keyed_by_name_with_history(ca_dir, out_dir, pki):
+    dummy, first = pki.issue(ca_dir, [entry('web1'), entry('db1', usage='client')], default_dir=out_dir)
+    data = metadata(ca_dir)
+    assert sorted(data['certs']) == ['db1', 'web1']
+    ca = pki.load_cert(ca_cert_path(ca_dir))
+    assert data['ca']['fingerprint_sha256'] == crypto.fingerprint_sha256(ca)
+    web1 = data['certs']['web1']
+    assert web1['serial'] == first['web1']['serial']
+    assert web1['dns'] == ['web1', 'web1.example.com']
+    assert web1['usage'] == 'server' and data['certs']['db1']['usage'] == 'client'
+    assert web1['cert_path'] == paths(out_dir)[1]
+    assert [item['serial'] for item in web1['history']] == [first['web1']['serial']]
+    assert web1['history'][0]['reason'] == 'missing: web1-cert.pem, web1-key.pem'
+    assert web1['history'][0]['ca_fingerprint_sha256'] == crypto.fingerprint_sha256(ca)
+    assert pki.mode_of(os.path.join(ca_dir, 'metadata.json')) == 0o644
+
+    dummy, second = pki.issue(ca_dir, [entry('web1')], default_dir=out_dir, force=True)
+    assert second['web1']['reason'] == 'force'
+    assert second['web1']['serial'] != first['web1']['serial']
+    data = metadata(ca_dir)
+    history = data['certs']['web1']['history']
+    assert [item['serial'] for item in history] == [first['web1']['serial'], second['web1']['serial']]
+    assert [item['reason'] for item in history] == ['missing: web1-cert.pem, web1-key.pem', 'force']
+    assert data['certs']['web1']['serial'] == second['web1']['serial']
+    assert data['certs']['db1']['serial'] == first['db1']['serial'], 'an entry not in the request is kept'
+
+
+def test_common_name_defaults_to_the_first_dns_name(ca_dir, out_dir, pki):
+    dummy, results = pki.issue(ca_dir, [{'name': 'svc', 'dns': ['Zeta.Example.com', 'alpha.example.com']}],
+                               default_dir=out_dir)
+    cert = pki.load_cert(paths(out_dir, 'svc')[1])
+    assert crypto.common_name(cert) == 'zeta.example.com'
+    assert results['svc']['common_name'] == 'zeta.example.com'
+
+
+def test_common_name_is_added_to_the_sans(ca_dir, out_dir, pki):
+    certs = [
+        {'name': 'named', 'common_name': 'svc.example.com', 'dns': ['other.example.com']},
+        {'name': 'ipcn', 'common_name': '10.1.2.3'},
+        {'name': 'iponly', 'ip': ['fd00::0:1']},
+    ]
+    dummy, results = pki.issue(ca_dir, certs, default_dir=out_dir)
+    named = pki.load_cert(paths(out_dir, 'named')[1])
+    assert crypto.common_name(named) == 'svc.example.com'
+    assert crypto.sans(named) == (['other.example.com', 'svc.example.com'], [])
+    ipcn = pki.load_cert(paths(out_dir, 'ipcn')[1])
+    assert crypto.sans(ipcn) == ([], ['10.1.2.3'])
+    iponly = pki.load_cert(paths(out_dir, 'iponly')[1])
+    assert crypto.common_name(iponly) == 'fd00::1'
+    assert crypto.sans(iponly) == ([], ['fd00::1'])
+    dummy, again = pki.issue(ca_dir, certs, default_dir=out_dir)
+    assert [again[name]['reason'] for name in ('named', 'ipcn', 'iponly')] == ['up to date'] * 3
+
+
+def test_parse_requests_defaults_and_per_entry_dir(tmp_path):
+    requests = parse_requests(
+        [{'name': 'a', 'dns': ['a.example']}, {'name': 'b', 'ip': ['10.0.0.1'], 'dir': str(tmp_path / 'b')}],
+        default_dir=str(tmp_path / 'default'), renew_days=30,
+        defaults={'usage': 'client', 'key_type': 'ed25519', 'valid_days': 90})
+    assert [(r.name, r.usage, r.key_type, r.valid_days) for r in requests] == [
+        ('a', 'client', 'ed25519', 90), ('b', 'client', 'ed25519', 90)]
+    assert requests[0].cert_path == str(tmp_path / 'default' / 'a-cert.pem')
+    assert requests[1].key_path == str(tmp_path / 'b' / 'b-key.pem')
+
+
+# -- when a certificate is re-issued ------------------------------------------------------------------------------------
+
+def issue_one(pki, ca_dir, out_dir, **kwargs):
+    certs = kwargs.pop('certs', [entry()])
+    dummy, results = pki.issue(ca_dir, certs, default_dir=out_dir, **kwargs)
+    return results['web1']
+
+
+def test_up_to_date_second_run(ca_dir, out_dir, pki, tmp_path):
+    first = issue_one(pki, ca_dir, out_dir, certs=[entry(ip=['10.0.0.7'])])
+    before = pki.snapshot(tmp_path)
+    issuer, results = pki.issue(ca_dir, [entry(ip=['10.0.0.7'])], default_dir=out_dir)
+    second = results['web1']
+    assert issuer.changed is False
+    assert second['changed'] is False and second['action'] == 'none' and second['reason'] == 'up to date'
+    assert second['serial'] == first['serial']
+    assert issuer.warnings == []
+    assert pki.snapshot(tmp_path) == before, 'an up-to-date run must not touch any file (metadata included)'
+
+
+@pytest.mark.parametrize('remove, reason', [
+    (('cert',), 'missing: web1-cert.pem'),
+    (('key',), 'missing: web1-key.pem'),
+    (('cert', 'key'), 'missing: web1-cert.pem, web1-key.pem'),
+])
+def test_reissue_when_files_are_missing(ca_dir, out_dir, pki, remove, reason):
+    first = issue_one(pki, ca_dir, out_dir)
+    key_path, cert_path, dummy = paths(out_dir)
+    old_key = pki.read(key_path)
+    for kind in remove:
+        os.unlink(key_path if kind == 'key' else cert_path)
+    second = issue_one(pki, ca_dir, out_dir)
+    assert second['action'] == 'issue' and second['reason'] == reason
+    assert second['serial'] != first['serial']
+    assert pki.read(key_path) != old_key, 'a re-issue makes a new key'
+    assert crypto.key_matches_cert(pki.load_key(key_path), pki.load_cert(cert_path))
+
+
+def test_reissue_when_expiring_within_renew_days(ca_dir, out_dir, pki):
+    first = issue_one(pki, ca_dir, out_dir, certs=[entry(valid_days=60)])
+    later = pki.now() + 40 * DAY
+    # Not yet within renew_days 10 at that date.
+    dummy, kept = pki.issue(ca_dir, [entry(valid_days=60)], default_dir=out_dir, renew_days=10, now=later)
+    assert kept['web1']['reason'] == 'up to date'
+    second = issue_one(pki, ca_dir, out_dir, certs=[entry(valid_days=60)], renew_days=30, now=later)
+    assert second['action'] == 'issue'
+    assert second['reason'] in ('expires in 19 days (renew_days 30)', 'expires in 20 days (renew_days 30)')
+    assert second['serial'] != first['serial']
+    cert = pki.load_cert(paths(out_dir)[1])
+    assert abs(crypto.not_after(cert) - (later + 60 * DAY)) < datetime.timedelta(seconds=5)
+
+
+def test_reissue_when_expired(ca_dir, out_dir, pki):
+    first = issue_one(pki, ca_dir, out_dir, certs=[entry(valid_days=60)])
+    second = issue_one(pki, ca_dir, out_dir, certs=[entry(valid_days=60)], now=pki.now() + 100 * DAY)
+    assert second['reason'].startswith('expired on ')
+    assert second['serial'] != first['serial']
+
+
+@pytest.mark.parametrize('change, reason', [
+    ({'dns': ['web1.example.com', 'web1', 'www.example.com']}, 'request changed: dns'),
+    ({'ip': ['10.0.0.8']}, 'request changed: ip'),
+    ({'usage': 'client'}, 'request changed: usage'),
+    ({'key_type': 'ed25519'}, 'request changed: key_type'),
+    ({'common_name': 'web1'}, 'request changed: common_name'),
+    ({'dns': ['web2.example.com'], 'usage': 'both'}, 'request changed: common_name, dns, usage'),
+])
+def test_reissue_when_the_request_changed(ca_dir, out_dir, pki, change, reason):
+    first = issue_one(pki, ca_dir, out_dir)
+    second = issue_one(pki, ca_dir, out_dir, certs=[entry(**change)])
+    assert second['action'] == 'issue' and second['reason'] == reason
+    assert second['serial'] != first['serial']
+    third = issue_one(pki, ca_dir, out_dir, certs=[entry(**change)])
+    assert third['reason'] == 'up to date'
+
+
+def test_reissue_when_the_ca_was_replaced(ca_dir, out_dir, pki):
+    first = issue_one(pki, ca_dir, out_dir)
+    manager = CaManager(ca_dir, force=True)
+    assert manager.plan() == 'replace'
+    manager.apply()
+    second = issue_one(pki, ca_dir, out_dir)
+    assert second['action'] == 'issue' and second['reason'] == 'not signed by the current CA'
+    assert second['serial'] != first['serial']
+    rc, output = pki.openssl_verify(ca_cert_path(ca_dir), paths(out_dir)[1], 'sslserver')
+    assert rc == 0, output
+    history = metadata(ca_dir)['certs']['web1']['history']
+    assert history[0]['ca_fingerprint_sha256'] != history[1]['ca_fingerprint_sha256']
+
+
+def test_ca_cert_reissued_with_the_same_key_keeps_the_leaves(ca_dir, out_dir, pki):
+    """The AKI holds the key identifier only: a renewed CA cert (same key, same name) still validates leaves."""
+    first = issue_one(pki, ca_dir, out_dir)
+    ca = load_ca(ca_dir)
+    now = pki.now()
+    builder = (
+        x509.CertificateBuilder().subject_name(ca.cert.subject).issuer_name(ca.cert.subject)
+        .public_key(ca.key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - DAY).not_valid_after(now + 5000 * DAY)
+    )
+    for extension in ca.cert.extensions:
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    pki.write(ca_cert_path(ca_dir), crypto.cert_pem(crypto.sign(builder, ca.key)), 0o644)
+    key_path, cert_path, bundle_path = paths(out_dir)
+    old_key, old_cert = pki.read(key_path), pki.read(cert_path)
+    second = issue_one(pki, ca_dir, out_dir)
+    assert second['action'] == 'update', second['reason']
+    assert second['reason'] == 'bundle missing or out of date'
+    assert second['serial'] == first['serial']
+    assert (pki.read(key_path), pki.read(cert_path)) == (old_key, old_cert)
+    assert pki.read(bundle_path) == old_cert + pki.read(ca_cert_path(ca_dir))
+    rc, output = pki.openssl_verify(ca_cert_path(ca_dir), cert_path, 'sslserver')
+    assert rc == 0, output
+
+
+def test_reissue_when_key_does_not_match(ca_dir, out_dir, pki):
+    pki.issue(ca_dir, [entry('web1'), entry('web2')], default_dir=out_dir)
+    key1, key2 = paths(out_dir, 'web1')[0], paths(out_dir, 'web2')[0]
+    data1, data2 = pki.read(key1), pki.read(key2)
+    pki.write(key1, data2, 0o600)
+    pki.write(key2, data1, 0o600)
+    dummy, results = pki.issue(ca_dir, [entry('web1'), entry('web2')], default_dir=out_dir)
+    for name in ('web1', 'web2'):
+        assert results[name]['action'] == 'issue'
+        assert results[name]['reason'] == 'key does not match certificate'
+        key_path, cert_path, dummy = paths(out_dir, name)
+        assert crypto.key_matches_cert(pki.load_key(key_path), pki.load_cert(cert_path))
+
+
+@pytest.mark.parametrize('which, reason', [('cert', 'certificate unreadable'), ('key', 'key unreadable')])
+def test_reissue_when_a_file_does_not_parse(ca_dir, out_dir, pki, which, reason):
+    issue_one(pki, ca_dir, out_dir)
+    key_path, cert_path, dummy = paths(out_dir)
+    pki.write(cert_path if which == 'cert' else key_path, b'-----BEGIN CERTIFICATE-----\nnope\n', 0o600)
+    second = issue_one(pki, ca_dir, out_dir)
+    assert second['action'] == 'issue' and second['reason'] == reason
+    assert crypto.key_matches_cert(pki.load_key(key_path), pki.load_cert(cert_path))
+
+
+def test_force_reissues_every_certificate(ca_dir, out_dir, pki):
+    dummy, first = pki.issue(ca_dir, [entry('web1'), entry('web2')], default_dir=out_dir)
+    issuer, second = pki.issue(ca_dir, [entry('web1'), entry('web2')], default_dir=out_dir, force=True)
+    assert issuer.changed
+    for name in ('web1', 'web2'):
+        assert second[name]['reason'] == 'force' and second[name]['serial'] != first[name]['serial']
+
+
+# -- updating a valid certificate in place ------------------------------------------------------------------------------
+
+def test_deleted_bundle_is_rewritten_without_reissue(ca_dir, out_dir, pki):
+    first = issue_one(pki, ca_dir, out_dir)
+    key_path, cert_path, bundle_path = paths(out_dir)
+    old_key, old_cert = pki.read(key_path), pki.read(cert_path)
+    os.unlink(bundle_path)
+    second = issue_one(pki, ca_dir, out_dir)
+    assert second['changed'] is True and second['action'] == 'update'
+    assert second['reason'] == 'bundle missing or out of date'
+    assert second['serial'] == first['serial']
+    assert (pki.read(key_path), pki.read(cert_path)) == (old_key, old_cert)
+    assert pki.read(bundle_path) == old_cert + pki.read(ca_cert_path(ca_dir))
+    assert pki.mode_of(bundle_path) == 0o644
+    assert len(metadata(ca_dir)['certs']['web1']['history']) == 1
+    assert issue_one(pki, ca_dir, out_dir)['reason'] == 'up to date'
+
+
+def test_file_modes_are_fixed_without_reissue(ca_dir, out_dir, pki):
+    first = issue_one(pki, ca_dir, out_dir)
+    key_path, cert_path, dummy = paths(out_dir)
+    old_key = pki.read(key_path)
+    os.chmod(key_path, 0o644)
+    os.chmod(cert_path, 0o600)
+    second = issue_one(pki, ca_dir, out_dir)
+    assert second['action'] == 'update' and second['reason'] == 'file modes (key 0600, cert 0644)'
+    assert second['serial'] == first['serial']
+    assert pki.mode_of(key_path) == 0o600 and pki.mode_of(cert_path) == 0o644
+    assert pki.read(key_path) == old_key
+    assert issue_one(pki, ca_dir, out_dir)['reason'] == 'up to date'
+
+
+@pytest.mark.parametrize('how', ['entry removed', 'file removed'])
+def test_missing_metadata_record_is_recorded(ca_dir, out_dir, pki, how):
+    first = issue_one(pki, ca_dir, out_dir, certs=[entry('web1'), entry('web2')])
+    metadata_path = os.path.join(ca_dir, 'metadata.json')
+    if how == 'entry removed':
+        data = metadata(ca_dir)
+        del data['certs']['web1']
+        pki.write(metadata_path, json.dumps(data).encode())
+    else:
+        os.unlink(metadata_path)
+    key_path, cert_path, bundle_path = paths(out_dir)
+    files_before = [pki.read(path) for path in (key_path, cert_path, bundle_path)]
+    dummy, results = pki.issue(ca_dir, [entry('web1'), entry('web2')], default_dir=out_dir)
+    assert results['web1']['action'] == 'update'
+    assert results['web1']['reason'] == 'not recorded in metadata.json'
+    assert results['web2']['action'] == ('none' if how == 'entry removed' else 'update')
+    assert [pki.read(path) for path in (key_path, cert_path, bundle_path)] == files_before
+    data = metadata(ca_dir)
+    assert data['certs']['web1']['serial'] == first['serial']
+    assert data['certs']['web1']['history'][-1]['reason'] == 'recorded from disk'
+
+
+def test_corrupt_metadata_stops_with_a_message(ca_dir, out_dir, pki, tmp_path):
+    issue_one(pki, ca_dir, out_dir)
+    metadata_path = os.path.join(ca_dir, 'metadata.json')
+    pki.write(metadata_path, b'{"certs": ')
+    pki.expect_error(lambda: pki.issue(ca_dir, [entry(), entry('web2')], default_dir=out_dir), tmp_path,
+                     metadata_path, 'not valid JSON')
+
+
+# -- validity clamped to the CA -------------------------------------------------------------------------------------------
+
+def test_validity_is_clamped_to_the_ca_end(tmp_path, pki):
+    ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
+    pki.make_ca(ca_dir, valid_days=100)
+    ca_end = crypto.not_after(pki.load_cert(ca_cert_path(ca_dir)))
+    issuer, results = pki.issue(ca_dir, [entry(valid_days=365)], default_dir=out_dir)
+    assert crypto.not_after(pki.load_cert(paths(out_dir)[1])) == ca_end
+    assert len(issuer.warnings) == 1
+    assert 'web1: validity clamped to the CA end' in issuer.warnings[0]
+    assert 'within renew_days' not in issuer.warnings[0]
+    issuer, again = pki.issue(ca_dir, [entry(valid_days=365)], default_dir=out_dir)
+    assert again['web1']['reason'] == 'up to date'
+    assert issuer.warnings == []
+
+
+def test_ca_ending_within_renew_days_issues_once_then_only_warns(tmp_path, pki):
+    ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
+    now = pki.now()
+    dummy, ca = pki.hand_ca(ca_dir, now - 355 * DAY, now + 10 * DAY)
+    certs = [entry('web1'), entry('web2')]
+    issuer, first = pki.issue(ca_dir, certs, default_dir=out_dir, renew_days=30)
+    assert [first[name]['action'] for name in ('web1', 'web2')] == ['issue', 'issue']
+    for name in ('web1', 'web2'):
+        cert = pki.load_cert(paths(out_dir, name)[1])
+        assert crypto.not_after(cert) == crypto.not_after(ca)
+        assert crypto.not_before(cert) >= crypto.not_before(ca)
+    assert sum('validity clamped' in warning for warning in issuer.warnings) == 2
+    assert sum('within renew_days (30)' in warning for warning in issuer.warnings) == 1
+
+    before = pki.snapshot(tmp_path)
+    issuer, second = pki.issue(ca_dir, certs, default_dir=out_dir, renew_days=30)
+    assert issuer.changed is False
+    assert [second[name]['reason'] for name in ('web1', 'web2')] == ['up to date', 'up to date']
+    assert [second[name]['serial'] for name in ('web1', 'web2')] == [first[n]['serial'] for n in ('web1', 'web2')]
+    assert len(issuer.warnings) == 1 and 'renew or roll over the CA' in issuer.warnings[0]
+    assert pki.snapshot(tmp_path) == before
+
+
+# -- check mode -------------------------------------------------------------------------------------------------------
+
+def test_check_mode_reports_and_writes_nothing(ca_dir, out_dir, pki, tmp_path):
+    before = pki.snapshot(tmp_path)
+    issuer, results = pki.issue(ca_dir, [entry('web1'), entry('web2')], default_dir=out_dir, check_mode=True)
+    assert issuer.changed is True
+    for name in ('web1', 'web2'):
+        assert results[name]['changed'] is True and results[name]['action'] == 'issue'
+        assert results[name]['serial'] is None
+    assert issuer.diff()['after']['web1']['state'] == 'to be issued'
+    assert pki.snapshot(tmp_path) == before
+    assert not os.path.exists(out_dir)
+    assert sorted(os.listdir(ca_dir)) == ['ca-cert.pem', 'ca-key.pem'], 'no lock file, no metadata'
+
+
+def test_check_mode_on_existing_certificates(ca_dir, out_dir, pki, tmp_path):
+    dummy, first = pki.issue(ca_dir, [entry('web1'), entry('web2'), entry('web3')], default_dir=out_dir)
+    os.unlink(paths(out_dir, 'web2')[2])
+    os.unlink(paths(out_dir, 'web3')[1])
+    before = pki.snapshot(tmp_path)
+    issuer, results = pki.issue(ca_dir, [entry('web1'), entry('web2'), entry('web3')], default_dir=out_dir,
+                                check_mode=True)
+    assert [results[n]['action'] for n in ('web1', 'web2', 'web3')] == ['none', 'update', 'issue']
+    assert results['web2']['serial'] == first['web2']['serial']
+    assert pki.snapshot(tmp_path) == before
+
+
+# -- bad input: a clear message naming the entry, and no file changed ---------------------------------------------------
+
+GOOD = {'name': 'good', 'dns': ['good.example.com']}
+
+
+@pytest.mark.parametrize('certs, kwargs, needles', [
+    ([GOOD, {'name': 'web1', 'dns': ['web1'], 'key_type': 'dsa1024'}], {}, ['certs[1] (name web1)', "'dsa1024'"]),
+    ([GOOD, {'name': 'web1', 'dns': ['bad host!']}], {}, ['certs[1] (name web1)', "'bad host!'", 'neither']),
+    ([GOOD, {'name': 'web1', 'dns': ['under_score.example']}], {}, ['certs[1] (name web1)', 'under_score']),
+    ([GOOD, {'name': 'web1', 'dns': ['10.0.0.1']}], {}, ['certs[1] (name web1)', "'10.0.0.1'", 'under ip']),
+    ([GOOD, {'name': 'web1', 'ip': ['web1.example.com']}], {}, ['certs[1] (name web1)', 'not an IP address']),
+    ([GOOD, {'name': 'web1', 'common_name': 'Web Server One'}], {}, ['certs[1] (name web1)', 'common_name']),
+    ([GOOD, {'name': 'web1'}], {}, ['certs[1] (name web1)', 'no name to certify']),
+    ([], {}, ['certs is empty']),
+    ([GOOD, dict(GOOD, dns=['other.example.com'])], {}, ['certs[1] (name good)', 'certs[0]']),
+    ([GOOD, {'name': '../etc/passwd', 'dns': ['x.example']}], {}, ['certs[1]', "'../etc/passwd'"]),
+    ([GOOD, {'name': '', 'dns': ['x.example']}], {}, ['certs[1]', 'name']),
+    ([GOOD, dict(entry(), valid_days=0)], {}, ['certs[1] (name web1)', 'valid_days', 'not 0']),
+    ([GOOD, dict(entry(), valid_days=-5)], {}, ['certs[1] (name web1)', 'valid_days', 'not -5']),
+    ([GOOD, dict(entry(), valid_days=30)], {'renew_days': 30}, ['certs[1] (name web1)', 'valid_days (30)',
+                                                                'renew_days (30)']),
+    ([GOOD, dict(entry(), valid_days=10)], {}, ['certs[1] (name web1)', 'valid_days (10)', 'renew_days (30)']),
+    ([GOOD, dict(entry(), usage='serverAuth')], {}, ['certs[1] (name web1)', "'serverAuth'"]),
+    ([GOOD], {'renew_days': -1}, ['renew_days', '-1']),
+])
+def test_bad_requests(ca_dir, out_dir, pki, tmp_path, certs, kwargs, needles):
+    pki.issue(ca_dir, [entry('existing')], default_dir=out_dir)  # something on disk that must stay as it is
+    pki.expect_error(lambda: pki.issue(ca_dir, certs, default_dir=out_dir, **kwargs), tmp_path, *needles)
+
+
+def test_entry_without_dir(ca_dir, pki, tmp_path):
+    pki.expect_error(lambda: pki.issue(ca_dir, [GOOD]), tmp_path, 'certs[0] (name good)', 'no dir')
+
+
+def _break_ca(tmp_path, pki, problem):
+    """A CA directory with ``problem``; returns (ca_dir, passphrase to use, needles for the message)."""
+    ca_dir = str(tmp_path / 'ca')
+    key_path, cert_path = os.path.join(ca_dir, 'ca-key.pem'), os.path.join(ca_dir, 'ca-cert.pem')
+    if problem == 'missing CA':
+        os.makedirs(ca_dir)
+        return ca_dir, None, [ca_dir, 'no CA in', 'ca_dir']
+    if problem == 'expired':
+        now = pki.now()
+        pki.hand_ca(ca_dir, now - 400 * DAY, now - DAY)
+        return ca_dir, None, [cert_path, 'expired on']
+    encrypted = problem in ('wrong passphrase', 'missing passphrase', 'key not matching')
+    pki.make_ca(ca_dir, passphrase=pki.PASSPHRASE if encrypted else None)
+    if problem == 'wrong passphrase':
+        return ca_dir, pki.WRONG_PASSPHRASE, [key_path, 'ca_passphrase is wrong']
+    if problem == 'missing passphrase':
+        return ca_dir, None, [key_path, 'is encrypted', 'ca_passphrase']
+    if problem == 'passphrase not needed':
+        return ca_dir, pki.PASSPHRASE, [key_path, 'is not encrypted but ca_passphrase was given']
+    if problem == 'key not matching':
+        other = pki.make_ca(str(tmp_path / 'other'), passphrase=pki.PASSPHRASE)
+        pki.write(key_path, pki.read(other.key_path), 0o600)
+        return ca_dir, pki.PASSPHRASE, [key_path, cert_path, 'does not match']
+    if problem == 'corrupt cert':
+        pki.write(cert_path, pki.read(cert_path)[:200], 0o644)
+        return ca_dir, None, [cert_path, 'not a valid PEM certificate']
+    if problem == 'corrupt key':
+        pki.write(key_path, b'garbage\n', 0o600)
+        return ca_dir, None, [key_path, 'not a valid PEM private key']
+    if problem == 'key missing':
+        os.unlink(key_path)
+        return ca_dir, None, [key_path, 'is missing']
+    raise AssertionError(problem)
+
+
+@pytest.mark.parametrize('problem', ['missing CA', 'expired', 'wrong passphrase', 'missing passphrase',
+                                     'passphrase not needed', 'key not matching', 'corrupt cert', 'corrupt key',
+                                     'key missing'])
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_bad_ca(tmp_path, pki, problem, check_mode):
+    ca_dir, passphrase, needles = _break_ca(tmp_path, pki, problem)
+    out_dir = str(tmp_path / 'out')
+    pki.expect_error(lambda: pki.issue(ca_dir, [entry()], default_dir=out_dir, ca_passphrase=passphrase,
+                                       check_mode=check_mode), tmp_path, *needles)
+
+
+def test_encrypted_ca_with_the_right_passphrase(tmp_path, pki):
+    ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
+    pki.make_ca(ca_dir, passphrase=pki.PASSPHRASE)
+    issuer, results = pki.issue(ca_dir, [entry()], default_dir=out_dir, ca_passphrase=pki.PASSPHRASE)
+    assert results['web1']['action'] == 'issue'
+    assert pki.PASSPHRASE not in json.dumps(issuer.results()) + json.dumps(issuer.diff())
+    for name in os.listdir(out_dir) + ['metadata.json']:
+        path = os.path.join(out_dir if name != 'metadata.json' else ca_dir, name)
+        assert pki.PASSPHRASE.encode() not in pki.read(path)
+    assert b'ENCRYPTED' not in pki.read(paths(out_dir)[0]), 'leaf keys are not encrypted'
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_unwritable_dir_under_a_regular_file(ca_dir, out_dir, pki, tmp_path, check_mode):
+    pki.issue(ca_dir, [entry('existing')], default_dir=out_dir)
+    blocker = tmp_path / 'blocker'
+    pki.write(blocker, b'not a directory\n')
+    bad_dir = str(blocker / 'certs')
+    certs = [entry('web1'), entry('web2', dir=bad_dir)]
+    message = pki.expect_error(lambda: pki.issue(ca_dir, certs, default_dir=out_dir, check_mode=check_mode),
+                               tmp_path, 'certs entry web2', bad_dir, 'not a directory')
+    assert 'choose a writable directory' in message
+
+
+# -- two runs at once ---------------------------------------------------------------------------------------------------
+
+def _issue_in_child(ca_dir, out_dir, names, barrier):
+    try:
+        barrier.wait(30)
+        LeafIssuer(ca_dir, [entry(name) for name in names], default_dir=out_dir).run()
+    except BaseException:  # report through the exit code
+        import traceback
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+def test_two_processes_issuing_at_once(ca_dir, out_dir, pki):
+    context = multiprocessing.get_context('fork')
+    barrier = context.Barrier(2)
+    batches = [['a%d' % i for i in range(8)], ['b%d' % i for i in range(8)]]
+    workers = [context.Process(target=_issue_in_child, args=(ca_dir, out_dir, names, barrier)) for names in batches]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+
+    data = metadata(ca_dir)
+    names = batches[0] + batches[1]
+    assert sorted(data['certs']) == sorted(names), 'a concurrent run lost the other run\'s metadata'
+    ca = pki.load_cert(ca_cert_path(ca_dir))
+    for name in names:
+        key_path, cert_path, bundle_path = paths(out_dir, name)
+        cert = pki.load_cert(cert_path)
+        assert crypto.key_matches_cert(pki.load_key(key_path), cert), name
+        assert crypto.signed_by(cert, ca)
+        assert data['certs'][name]['serial'] == '%X' % cert.serial_number
+        assert pki.read(bundle_path) == pki.read(cert_path) + pki.read(ca_cert_path(ca_dir))
+    leftovers = [n for n in os.listdir(out_dir) + os.listdir(ca_dir) if n.startswith('.fleetpki-tmp-')]
+    assert leftovers == []
+    dummy, again = pki.issue(ca_dir, [entry(name) for name in names], default_dir=out_dir)
+    assert set(result['reason'] for result in again.values()) == set(['up to date'])

@@ -1,0 +1,109 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""pki_ca main() run in-process the way Ansible runs it."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from ansible_collections.fleetpki.mtls.plugins.modules import pki_ca
+
+
+def test_check_mode_then_create_then_unchanged(tmp_path, pki, run_module):
+    directory = str(tmp_path / 'ca')
+    check = run_module(pki_ca, {'dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'},
+                       check_mode=True, diff=True)
+    assert check.rc == 0
+    assert check.result['changed'] is True and check.result['action'] == 'create'
+    assert check.result['diff'] == {'before': {}, 'after': {'state': 'new CA to be created'}}
+    assert not os.path.exists(directory)
+
+    made = run_module(pki_ca, {'dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'}, diff=True)
+    assert made.rc == 0
+    assert made.result['changed'] is True and made.result['action'] == 'create'
+    assert made.result['subject'] == 'CN=Acme Root,O=Acme'
+    assert made.result['diff']['after']['serial'] == made.result['serial']
+    assert sorted(os.listdir(directory)) == ['ca-cert.pem', 'ca-key.pem']
+
+    again = run_module(pki_ca, {'dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'})
+    assert again.rc == 0
+    assert again.result['changed'] is False and again.result['action'] == 'none'
+    assert again.result['serial'] == made.result['serial']
+    assert not again.result.get('warnings')
+
+
+def test_key_mode_fix_is_a_change(tmp_path, pki, run_module):
+    directory = str(tmp_path / 'ca')
+    run_module(pki_ca, {'dir': directory})
+    os.chmod(os.path.join(directory, 'ca-key.pem'), 0o644)
+    check = run_module(pki_ca, {'dir': directory}, check_mode=True)
+    assert check.result['changed'] is True and check.result['action'] == 'fix_mode'
+    assert pki.mode_of(os.path.join(directory, 'ca-key.pem')) == 0o644
+    fixed = run_module(pki_ca, {'dir': directory})
+    assert fixed.result['changed'] is True and fixed.result['action'] == 'fix_mode'
+    assert pki.mode_of(os.path.join(directory, 'ca-key.pem')) == 0o600
+
+
+def test_differing_request_warns(tmp_path, run_module):
+    directory = str(tmp_path / 'ca')
+    run_module(pki_ca, {'dir': directory})
+    kept = run_module(pki_ca, {'dir': directory, 'common_name': 'Other', 'key_type': 'ed25519'})
+    assert kept.result['changed'] is False
+    assert len(kept.warnings) == 1 and 'kept as it is' in kept.warnings[0]
+
+
+def test_passphrase_never_in_the_output(tmp_path, pki, run_module):
+    directory = str(tmp_path / 'ca')
+    made = run_module(pki_ca, {'dir': directory, 'passphrase': pki.PASSPHRASE}, diff=True)
+    assert made.rc == 0 and made.result['encrypted'] is True
+    assert pki.PASSPHRASE not in made.stdout
+    assert b'ENCRYPTED' in pki.read(os.path.join(directory, 'ca-key.pem'))
+
+    loaded = run_module(pki_ca, {'dir': directory, 'passphrase': pki.PASSPHRASE})
+    assert loaded.result['changed'] is False and pki.PASSPHRASE not in loaded.stdout
+
+    before = pki.snapshot(tmp_path)
+    wrong = run_module(pki_ca, {'dir': directory, 'passphrase': pki.WRONG_PASSPHRASE})
+    assert wrong.rc == 1 and wrong.result['failed'] is True
+    assert os.path.join(directory, 'ca-key.pem') in wrong.result['msg']
+    assert 'passphrase is wrong' in wrong.result['msg']
+    assert pki.WRONG_PASSPHRASE not in wrong.stdout and pki.PASSPHRASE not in wrong.stdout
+
+    missing = run_module(pki_ca, {'dir': directory})
+    assert missing.rc == 1 and 'is encrypted' in missing.result['msg']
+    assert pki.snapshot(tmp_path) == before
+
+
+def test_failures(tmp_path, pki, run_module):
+    before = pki.snapshot(tmp_path)
+    country = run_module(pki_ca, {'dir': str(tmp_path / 'ca'), 'country': 'Germany'})
+    assert country.rc == 1 and country.result['failed'] is True
+    assert "country must be a two-letter ISO 3166 code" in country.result['msg'] and 'Germany' in country.result['msg']
+
+    days = run_module(pki_ca, {'dir': str(tmp_path / 'ca'), 'valid_days': 0})
+    assert days.rc == 1 and 'valid_days must be a positive number' in days.result['msg']
+
+    key_type = run_module(pki_ca, {'dir': str(tmp_path / 'ca'), 'key_type': 'dsa'})
+    assert key_type.rc == 1 and 'key_type' in key_type.result['msg']
+
+    blocker = tmp_path / 'blocker'
+    pki.write(blocker, b'x')
+    before = pki.snapshot(tmp_path)
+    unwritable = run_module(pki_ca, {'dir': str(blocker / 'ca')})
+    assert unwritable.rc == 1 and str(blocker) + ' is not a directory' in unwritable.result['msg']
+    assert pki.snapshot(tmp_path) == before
+
+
+def test_force_replaces_with_diff(tmp_path, run_module):
+    directory = str(tmp_path / 'ca')
+    first = run_module(pki_ca, {'dir': directory})
+    check = run_module(pki_ca, {'dir': directory, 'force': True}, check_mode=True)
+    assert check.result['changed'] is True and check.result['action'] == 'replace'
+    assert not os.path.exists(os.path.join(directory, 'retired'))
+    replaced = run_module(pki_ca, {'dir': directory, 'force': True}, diff=True)
+    assert replaced.result['action'] == 'replace'
+    assert replaced.result['serial'] != first.result['serial']
+    assert replaced.result['diff']['after']['serial'] == replaced.result['serial']
+    assert len(os.listdir(os.path.join(directory, 'retired'))) == 2
