@@ -84,11 +84,11 @@ build-check: setup
 	done
 	@echo "build-check: tarball installs and ansible-doc shows all three modules"
 
-demo:
-	@echo "make demo: not yet (the lab fleet lands with the fleet rollout issue)"
+demo: setup
+	lab/demo.sh
 
 lab-down:
-	@echo "make lab-down: not yet (the lab fleet lands with the fleet rollout issue)"
+	lab/lab.sh down
 
 bench: setup
 	$(BIN)/python benchmarks/bench_issue.py
