@@ -134,7 +134,7 @@ certs:
       description: The key found beside the certificate, or null.
       type: str
     key_matches:
-      description: Whether that key matches the certificate; null when no key was found.
+      description: Whether that key matches the certificate; null when no key was found or the key is encrypted.
       type: bool
     key_mode:
       description: Octal mode of the key file, such as C(0600).

@@ -133,6 +133,7 @@ class CaManager:
         self.now = now or crypto.utcnow()
         self.key_path, self.cert_path = ca_paths(directory)
         self.existing = None
+        self.replaced = None
         self.action = None
         self.warnings = []
 
@@ -154,6 +155,7 @@ class CaManager:
         if key_exists or cert_exists:
             if self.force:
                 self.action = 'replace'
+                self._load_replaced_for_diff()
             elif not (key_exists and cert_exists):
                 present, absent = (self.key_path, self.cert_path) if key_exists else (self.cert_path, self.key_path)
                 raise PkiError('%s exists but %s is missing (an interrupted copy?); restore the missing file, or '
@@ -174,6 +176,13 @@ class CaManager:
                 raise PkiError('dir %s cannot hold the CA: %s; choose a writable directory'
                                % (self.directory, reason))
         return self.action
+
+    def _load_replaced_for_diff(self):
+        """The CA being replaced, for the diff's "before"; its key is not needed (and may not load)."""
+        try:
+            self.replaced = load_ca(self.directory, need_key=False)
+        except PkiError:
+            self.replaced = None
 
     def _warn_if_request_differs(self):
         cert = self.existing.cert
@@ -241,7 +250,8 @@ class CaManager:
         return info
 
     def summary_for_diff(self):
-        if self.existing is None:
+        current = self.existing if self.existing is not None else self.replaced
+        if current is None:
             return {}
-        info = self.existing.info(self.now)
+        info = current.info(self.now)
         return dict((k, info[k]) for k in ('subject', 'serial', 'fingerprint_sha256', 'not_after', 'key_type'))

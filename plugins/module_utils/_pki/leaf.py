@@ -317,12 +317,21 @@ class LeafIssuer:
                                    % (plan.request.name, plan.request.directory, reason))
         return self.plans
 
+    @staticmethod
+    def _current_cert(request):
+        """The cert on disk, or None: only for the diff's "before" when a re-issue does not need it."""
+        try:
+            return crypto.load_cert(files.read_bytes(request.cert_path), request.cert_path)
+        except (IOError, OSError, PkiError):
+            return None
+
     def _plan_one(self, request):
         if self.force:
-            return CertPlan(request, ISSUE, 'force')
+            return CertPlan(request, ISSUE, 'force', self._current_cert(request))
         missing = [path for path in (request.cert_path, request.key_path) if not os.path.exists(path)]
         if missing:
-            return CertPlan(request, ISSUE, 'missing: %s' % ', '.join(os.path.basename(p) for p in missing))
+            return CertPlan(request, ISSUE, 'missing: %s' % ', '.join(os.path.basename(p) for p in missing),
+                            self._current_cert(request))
         try:
             cert = crypto.load_cert(files.read_bytes(request.cert_path), request.cert_path)
         except PkiError:
