@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Connect to Redis with redis-py exactly as a worker does, from its .env; print one JSON line.
 
 Usage: redis_py_check.py ENV_FILE [--redis-host NAME]   (--redis-host overrides REDIS_HOST, to prove that a

@@ -34,8 +34,8 @@ _value:
 
 
 def verify_row(row):
-    return '%-7s %-11s %-45s %s' % ('OK' if row.get('ok') else 'FAIL', row.get('host'), row.get('check'),
-                                   row.get('detail') or '')
+    status = 'OK' if row.get('ok') else 'FAIL'
+    return '%-7s %-11s %-45s %s' % (status, row.get('host'), row.get('check'), row.get('detail') or '')
 
 
 class FilterModule:

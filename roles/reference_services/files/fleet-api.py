@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Reference callback API: Flask over HTTPS with the certificate from its .env, client certs optional or required.
 
 .env: API_BIND, API_PORT, API_USE_TLS, API_TLS_CERT, API_TLS_KEY, API_TLS_CA, API_REQUIRE_CLIENT_CERT.

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Reference fleet worker: takes jobs from Redis over mTLS, reliably, and reloads its TLS files on SIGHUP.
 
 It reads everything from its .env (REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_USE_TLS, REDIS_TLS_CERT,
@@ -7,8 +6,8 @@ into fleet:processing:<worker> while it runs, added to the set fleet:done, then 
 (the processing list is re-queued at start). A heartbeat (fleet:heartbeat:<worker>) carries the serial of the
 client certificate in use. SIGHUP: finish the current job, re-read .env and certificates, reconnect.
 
-  fleet-worker --env /opt/fleet-worker/.env           run
-  fleet-worker --env /opt/fleet-worker/.env --check   connect once with redis-py, PING, print the serial
+  python3 fleet-worker --env /opt/fleet-worker/.env           run
+  python3 fleet-worker --env /opt/fleet-worker/.env --check   connect once with redis-py, PING, print the serial
 """
 import argparse
 import json
