@@ -23,6 +23,9 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import BACKD
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
 METADATA_NAME = 'metadata.json'
+# Serials are appended here before their cert goes live, and folded into metadata.json when it is saved:
+# a run killed in between loses no serial from the history (revocation needs every one).
+JOURNAL_NAME = 'metadata.journal'
 METADATA_FORMAT = 1
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -178,12 +181,18 @@ class Metadata:
 
     def __init__(self, ca_dir):
         self.path = os.path.join(ca_dir, METADATA_NAME)
+        self.journal_path = os.path.join(ca_dir, JOURNAL_NAME)
         self.data = {'format': METADATA_FORMAT, 'certs': {}}
         self.dirty = False
+        self._journal_fd = None
 
     def load(self):
-        if not os.path.exists(self.path):
-            return self
+        if os.path.exists(self.path):
+            self._load_file()
+        self._merge_journal()
+        return self
+
+    def _load_file(self):
         try:
             data = json.loads(files.read_bytes(self.path).decode('utf-8'))
         except ValueError:
@@ -193,7 +202,47 @@ class Metadata:
             raise PkiError('%s is not a fleetpki metadata file (no "certs" map); restore it from a backup'
                            % self.path)
         self.data = data
-        return self
+
+    def _merge_journal(self):
+        """Fold in the serials a killed run issued but did not save (in memory; saved with the next write)."""
+        try:
+            lines = files.read_bytes(self.journal_path).splitlines()
+        except (IOError, OSError):
+            return
+        for line in lines:
+            try:
+                item = json.loads(line.decode('utf-8'))
+            except ValueError:
+                continue  # the last line of a killed run may be cut short
+            name = item.pop('name', None)
+            if name and self._add_history(self.data['certs'].setdefault(name, {'history': []}), item):
+                self.dirty = True
+
+    @staticmethod
+    def _add_history(entry, item):
+        history = entry.setdefault('history', [])
+        if any(known.get('serial') == item.get('serial') for known in history):
+            return False
+        history.append(item)
+        return True
+
+    @staticmethod
+    def history_item(cert, ca, reason, issued_at):
+        return {
+            'serial': crypto.serial_hex(cert),
+            'not_after': crypto.iso8601(crypto.not_after(cert)),
+            'fingerprint_sha256': crypto.fingerprint_sha256(cert),
+            'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+            'issued_at': issued_at,
+            'reason': reason,
+        }
+
+    def journal(self, name, item):
+        """Append one issued serial to the journal (one write; survives a SIGKILL of this process)."""
+        if self._journal_fd is None:
+            self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, CERT_MODE)
+        line = json.dumps(dict(item, name=name), sort_keys=True) + '\n'
+        os.write(self._journal_fd, line.encode('utf-8'))
 
     def current_serial(self, name):
         return (self.data['certs'].get(name) or {}).get('serial')
@@ -201,16 +250,8 @@ class Metadata:
     def record(self, request, cert, ca, reason, issued_at):
         facts = cert_facts(cert)
         entry = self.data['certs'].get(request.name) or {'history': []}
-        history = entry.get('history') or []
-        if not any(item.get('serial') == facts['serial'] for item in history):
-            history.append({
-                'serial': facts['serial'],
-                'not_after': facts['not_after'],
-                'fingerprint_sha256': facts['fingerprint_sha256'],
-                'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
-                'issued_at': issued_at,
-                'reason': reason,
-            })
+        self._add_history(entry, self.history_item(cert, ca, reason, issued_at))
+        history = entry['history']
         entry.update(facts)
         entry.update({
             'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
@@ -232,6 +273,15 @@ class Metadata:
         payload = json.dumps(self.data, indent=1, sort_keys=True).encode('utf-8') + b'\n'
         files.atomic_write(self.path, payload, CERT_MODE)
         self.dirty = False
+        # Everything the journal held is in metadata.json now (a kill before this unlink only re-merges it).
+        self.close_journal()
+        if os.path.exists(self.journal_path):
+            os.unlink(self.journal_path)
+
+    def close_journal(self):
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
 
 
 class CertPlan:
@@ -444,13 +494,14 @@ class LeafIssuer:
             # Record what was written even when a later write failed (disk full...), so no serial goes unrecorded.
             if self.metadata.dirty:
                 self.metadata.save(self.ca)
+            self.metadata.close_journal()
             for directory in touched:
                 files.fsync_dir(directory)
 
     def _apply_one(self, plan, issued_at):
         request = plan.request
         if plan.action == ISSUE:
-            plan.new_cert = self._issue(request)
+            plan.new_cert = self._issue(request, plan.reason, issued_at)
             self.metadata.record(request, plan.new_cert, self.ca, plan.reason, issued_at)
             return
         if BUNDLE in plan.fixes:
@@ -460,7 +511,7 @@ class LeafIssuer:
             os.chmod(request.cert_path, CERT_MODE)
         self.metadata.record(request, plan.cert, self.ca, 'recorded from disk', issued_at)
 
-    def _issue(self, request):
+    def _issue(self, request, reason, issued_at):
         wanted_end = self.now + datetime.timedelta(days=request.valid_days)
         not_after = min(wanted_end, self.ca.not_after)
         if wanted_end > self.ca.not_after:
@@ -478,10 +529,12 @@ class LeafIssuer:
         cert_tmp = files.write_temp(directory, os.path.basename(request.cert_path), cert_data, CERT_MODE)
         bundle_tmp = files.write_temp(directory, os.path.basename(request.bundle_path),
                                       cert_data + self.ca.cert_pem, CERT_MODE)
-        # Drop the old cert first: a kill between the renames leaves "no cert" (re-issued next run),
-        # never a new key beside the old cert.
-        if os.path.lexists(request.cert_path):
-            os.unlink(request.cert_path)
+        self.metadata.journal(request.name, Metadata.history_item(cert, self.ca, reason, issued_at))
+        # Drop the old cert and bundle first: a kill between the renames leaves "no cert" (re-issued next run),
+        # never a new key beside the old cert or the old bundle.
+        for stale in (request.cert_path, request.bundle_path):
+            if os.path.lexists(stale):
+                os.unlink(stale)
         os.rename(key_tmp, request.key_path)
         os.rename(cert_tmp, request.cert_path)
         os.rename(bundle_tmp, request.bundle_path)

@@ -630,3 +630,54 @@ def test_two_processes_issuing_at_once(ca_dir, out_dir, pki):
     assert leftovers == []
     dummy, again = pki.issue(ca_dir, [entry(name) for name in names], default_dir=out_dir)
     assert set(result['reason'] for result in again.values()) == set(['up to date'])
+
+
+# -- a run killed before metadata.json is saved ------------------------------------------------------------------
+
+class KilledBeforeSave(BaseException):
+    """Stands in for SIGKILL: nothing after the raise runs (BaseException skips ordinary handlers)."""
+
+
+def test_serials_of_a_run_killed_before_saving_metadata_reach_the_history(ca_dir, out_dir, pki, monkeypatch):
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import leaf
+
+    dummy, first = pki.issue(ca_dir, [entry('web1')], default_dir=out_dir)
+
+    def killed(*args, **kwargs):
+        raise KilledBeforeSave()
+
+    monkeypatch.setattr(leaf.Metadata, 'save', killed)
+    with pytest.raises(KilledBeforeSave):
+        pki.issue(ca_dir, [entry('web1')], default_dir=out_dir, force=True)
+    monkeypatch.undo()
+    killed_serial = crypto.serial_hex(pki.load_cert(paths(out_dir)[1]))
+    assert killed_serial != first['web1']['serial']
+    assert killed_serial not in [item['serial'] for item in metadata(ca_dir)['certs']['web1']['history']]
+    assert os.path.exists(os.path.join(ca_dir, 'metadata.journal'))
+
+    # The next run (even a forced one that replaces the cert again) keeps the killed run's serial in the history.
+    dummy, third = pki.issue(ca_dir, [entry('web1')], default_dir=out_dir, force=True)
+    history = [item['serial'] for item in metadata(ca_dir)['certs']['web1']['history']]
+    assert history == [first['web1']['serial'], killed_serial, third['web1']['serial']]
+    assert not os.path.exists(os.path.join(ca_dir, 'metadata.journal'))
+
+
+def test_reissue_replaces_the_bundle_with_the_key(ca_dir, out_dir, pki, monkeypatch):
+    """A kill between the renames never leaves the old bundle beside the new key."""
+    pki.issue(ca_dir, [entry('web1')], default_dir=out_dir)
+    key_path, cert_path, bundle_path = paths(out_dir)
+    real_rename = os.rename
+
+    def rename_key_then_die(src, dst):
+        real_rename(src, dst)
+        if dst == key_path:
+            raise KilledBeforeSave()
+
+    monkeypatch.setattr(os, 'rename', rename_key_then_die)
+    with pytest.raises(KilledBeforeSave):
+        pki.issue(ca_dir, [entry('web1')], default_dir=out_dir, force=True)
+    monkeypatch.undo()
+    assert os.path.exists(key_path)
+    assert not os.path.exists(cert_path) and not os.path.exists(bundle_path)
+    issuer, results = pki.issue(ca_dir, [entry('web1')], default_dir=out_dir)
+    assert results['web1']['reason'].startswith('missing: web1-cert.pem')
