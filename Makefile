@@ -20,6 +20,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONPATH := $(CURDIR)/collections
 
 .PHONY: setup test unit unit-c38 integration crash sanity units lint build-check demo lab-down bench clean \
+	playbook-checks molecule \
 	ansible-test-tree
 
 setup: $(VENV)/.done $(VENV38)/.done
@@ -37,7 +38,7 @@ $(VENV38)/.done: requirements-c38.txt
 	$(VENV38)/bin/pip install -q -r requirements-c38.txt
 	touch $@
 
-test: setup unit unit-c38 integration crash lint build-check sanity units
+test: setup unit unit-c38 integration crash lint build-check sanity units playbook-checks molecule
 	@echo "make test: all checks passed"
 
 unit: setup
@@ -51,6 +52,16 @@ integration: setup
 
 crash: setup
 	$(BIN)/python tests/crash/kill_pki_leaf.py
+
+# Preflight errors of site.yml on fake inventories (no hosts needed: they stop before connecting).
+playbook-checks: setup
+	$(BIN)/python -m pytest -q tests/playbooks
+
+# The lab fleet in containers: converge, idempotence, testinfra (needs Docker: lab/ensure-docker.sh).
+molecule: setup
+	lab/ensure-docker.sh
+	lab/build-image.sh
+	tests/tools/run_molecule.sh default
 
 lint: setup
 	$(BIN)/ansible-lint --profile production --offline

@@ -101,14 +101,17 @@ def _names_of(host, host_vars):
 
 
 def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False):
-    requests, seen = [], {}
+    requests, seen, done = [], {}, set()
     for host in hosts:
+        if host in done:
+            continue  # a host in several groups is listed once per group
+        done.add(host)
         host_vars = hostvars[host]
         for group, role, usage in CERT_ROLES:
             if host not in (groups.get(group) or []):
                 continue
             dns, ips = _names_of(host, host_vars)
-            name = '%s-%s' % (role, host)
+            name = '%s-%s' % (role, host.lower())
             if role == 'worker' and shared_worker_cert:
                 name, dns, ips = 'worker-shared', ['worker-shared'], []
             if name in seen:

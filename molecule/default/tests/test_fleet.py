@@ -1,0 +1,211 @@
+"""The operator's checklist for a fleet on mTLS, checked on the real lab containers.
+
+Every refusal test first runs the working command, then the same command with exactly one input changed, and
+asserts a TLS or auth error (never a timeout).
+"""
+import json
+import time
+
+import pytest
+
+from conftest import REDIS_PASSWORD, run_playbook
+
+CA_BUNDLE = '/etc/fleetpki/ca-bundle.pem'
+WORKER_CERT = '/etc/fleetpki/worker/client-cert.pem'
+WORKER_KEY = '/etc/fleetpki/worker/client-key.pem'
+REDIS_CERT = '/etc/redis/tls/redis-cert.pem'
+REDIS_KEY = '/etc/redis/tls/redis-key.pem'
+CLIENT_CERT = '/etc/fleetpki/client/client-cert.pem'
+CLIENT_KEY = '/etc/fleetpki/client/client-key.pem'
+API_URL = 'https://api1:8443/health'
+TIMED_OUT = 124  # timeout(1)'s exit code
+TLS_REFUSAL_WORDS = ('ssl', 'tls', 'reset', 'closed', 'certificate', 'handshake', 'i/o error', 'alert')
+
+
+def redis_cli(host, *args, cert=WORKER_CERT, key=WORKER_KEY, cacert=CA_BUNDLE, password=REDIS_PASSWORD,
+              server='redis1', tls=True):
+    parts = []
+    if password:
+        parts.append("REDISCLI_AUTH='%s'" % password)
+    parts += ['timeout', '10', 'redis-cli']
+    if tls:
+        parts.append('--tls')
+        if cert:
+            parts += ['--cert', cert, '--key', key]
+        parts += ['--cacert', cacert]
+    parts += ['-h', server, '-p', '6379'] + list(args)
+    return host.run(' '.join(parts) + ' 2>&1')
+
+
+def assert_refused_by_tls(result):
+    output = result.stdout.lower()
+    assert result.rc != TIMED_OUT, 'timed out instead of being refused: %r' % result.stdout
+    assert 'pong' not in output
+    assert any(word in output for word in TLS_REFUSAL_WORDS), 'not a TLS refusal: %r' % result.stdout
+
+
+def cert_serial(host, path):
+    """The serial as an int (openssl pads the hex to whole bytes, the heartbeat does not)."""
+    return int(host.check_output('openssl x509 -noout -serial -in %s' % path).split('=', 1)[1].strip(), 16)
+
+
+@pytest.mark.parametrize('name, path, owner', [
+    ('redis1', '/etc/redis/tls/redis-key.pem', 'redis'),
+    ('worker1', WORKER_KEY, 'fleet'),
+    ('worker2', WORKER_KEY, 'fleet'),
+    ('api1', '/etc/fleetpki/api/api-key.pem', 'fleet'),
+    ('pxe1', CLIENT_KEY, 'root'),
+])
+def test_private_keys_are_0600_and_owned_by_the_service_user(fleet, name, path, owner):
+    key = fleet[name].file(path)
+    assert key.is_file
+    assert key.mode == 0o600
+    assert key.user == owner
+
+
+def test_worker_env_files_are_0600_and_carry_the_tls_settings(fleet):
+    for name in ('worker1', 'worker2'):
+        env = fleet[name].file('/opt/fleet-worker/.env')
+        assert env.mode == 0o600 and env.user == 'fleet'
+        content = env.content_string
+        for line in ('REDIS_USE_TLS=true', 'REDIS_TLS_CERT=' + WORKER_CERT, 'REDIS_TLS_KEY=' + WORKER_KEY,
+                     'REDIS_TLS_CA=' + CA_BUNDLE, 'PKI_CA_CERT=' + CA_BUNDLE, 'API_USE_TLS=true',
+                     'CALLBACK_API_URL=https://api1:8443/callback/report', 'REDIS_HOST=redis1'):
+            assert line in content.splitlines(), line
+
+
+def test_no_fleet_host_holds_the_ca_key(fleet, pki_dir):
+    body = [line for line in (pki_dir / 'ca' / 'ca-key.pem').read_text().splitlines() if not line.startswith('-----')]
+    assert len(body) >= 2
+    patterns = ' '.join("-e '%s'" % line for line in body)
+    for name, host in fleet.items():
+        found = host.run('grep -rlF --devices=skip %s / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev'
+                         % patterns)
+        assert found.stdout.strip() == '', '%s holds the CA key body in: %s' % (name, found.stdout)
+        assert found.rc == 1, 'grep on %s failed: %s' % (name, found.stderr)
+
+
+def test_redis_listens_on_the_tls_port_only(fleet):
+    listeners = fleet['redis1'].check_output('ss -ltnH')
+    # 127.0.0.11 is Docker's embedded DNS resolver, not ours.
+    ports = {line.split()[3].rsplit(':', 1)[1] for line in listeners.splitlines() if '127.0.0.11:' not in line}
+    assert ports == {'6379'}
+    conf = fleet['redis1'].file('/etc/redis/redis.conf')
+    assert conf.contains('^port 0$') and conf.contains('^tls-auth-clients yes$')
+
+
+def on_redis(fleet, *args, **kwargs):
+    """redis-cli on the Redis host itself, with its own (usage both) certificate."""
+    return redis_cli(fleet['redis1'], *args, server='127.0.0.1', cert=REDIS_CERT, key=REDIS_KEY, **kwargs)
+
+
+def test_plaintext_ping_fails(fleet):
+    assert on_redis(fleet, 'PING').stdout.strip() == 'PONG'
+    result = on_redis(fleet, 'PING', tls=False)
+    assert result.rc != TIMED_OUT and 'PONG' not in result.stdout
+
+
+def test_worker_cert_gets_pong(fleet):
+    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+
+
+def test_no_client_cert_is_refused(fleet):
+    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+    assert_refused_by_tls(redis_cli(fleet['worker1'], 'PING', cert=None))
+
+
+def test_cert_from_another_ca_is_refused(fleet):
+    worker = fleet['worker1']
+    worker.check_output('openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 '
+                        '-subj /CN=worker1 -addext subjectAltName=DNS:worker1 '
+                        '-keyout /tmp/rogue-key.pem -out /tmp/rogue-cert.pem 2>/dev/null')
+    assert redis_cli(worker, 'PING').stdout.strip() == 'PONG'
+    assert_refused_by_tls(redis_cli(worker, 'PING', cert='/tmp/rogue-cert.pem', key='/tmp/rogue-key.pem'))
+
+
+def test_missing_password_gets_noauth(fleet):
+    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+    result = redis_cli(fleet['worker1'], 'PING', password=None)
+    assert result.rc != TIMED_OUT
+    assert 'NOAUTH' in result.stdout
+
+
+def test_client_expecting_another_hostname_is_refused(fleet):
+    worker = fleet['worker1']
+    check = 'python3 /opt/fleetpki/bin/fleet-worker --check --env %s'
+    assert json.loads(worker.check_output(check % '/opt/fleet-worker/.env'))['ok'] is True
+    redis_ip = worker.check_output("getent hosts redis1 | awk '{print $1}'").strip()
+    worker.check_output("sed 's/^REDIS_HOST=.*/REDIS_HOST=%s/' /opt/fleet-worker/.env > /tmp/other-host.env" % redis_ip)
+    result = worker.run(check % '/tmp/other-host.env')
+    worker.run('rm -f /tmp/other-host.env')
+    assert result.rc == 1
+    error = json.loads(result.stdout)['error'].lower()
+    assert 'hostname' in error or "doesn't match" in error or 'certificate verify failed' in error, error
+
+
+def test_workers_are_connected_and_process_a_job(fleet, unique):
+    for name in ('worker1', 'worker2'):
+        beat = json.loads(on_redis(fleet, 'GET', 'fleet:heartbeat:%s' % name).stdout)
+        assert time.time() - beat['ts'] < 10
+        assert int(beat['serial'], 16) == cert_serial(fleet[name], WORKER_CERT)
+    job = 'molecule-job-%s' % unique
+    assert on_redis(fleet, 'LPUSH', 'fleet:jobs', job).rc == 0
+    for attempt in range(30):
+        done = on_redis(fleet, 'SISMEMBER', 'fleet:done', job)
+        if done.stdout.strip() == '1':
+            break
+        time.sleep(0.5)
+    assert done.stdout.strip() == '1', 'job %s was not processed after %d checks' % (job, attempt + 1)
+
+
+def curl_api(host, *extra):
+    return host.run('curl -sS --max-time 10 %s %s 2>&1' % (' '.join(extra), API_URL))
+
+
+def test_api_answers_https_with_a_ca_signed_client_cert(fleet):
+    result = curl_api(fleet['pxe1'], '--cacert', CA_BUNDLE, '--cert', CLIENT_CERT, '--key', CLIENT_KEY)
+    assert result.rc == 0
+    assert json.loads(result.stdout)['status'] == 'ok'
+
+
+def test_api_refuses_a_client_without_a_cert(fleet):
+    assert curl_api(fleet['pxe1'], '--cacert', CA_BUNDLE, '--cert', CLIENT_CERT, '--key', CLIENT_KEY).rc == 0
+    result = curl_api(fleet['pxe1'], '--cacert', CA_BUNDLE)
+    # Under TLS 1.3 the server refuses after the handshake: curl sees an SSL error (35), or the peer closing the
+    # connection on send/receive (55/56). 28 would be a timeout, which does not count.
+    assert result.rc in (35, 55, 56, 58) or any(word in result.stdout.lower() for word in TLS_REFUSAL_WORDS), \
+        'rc %d: %s' % (result.rc, result.stdout)
+    assert result.rc not in (0, 28), result.stdout
+
+
+def test_pki_client_trusts_the_ca_through_the_system_store(fleet):
+    result = curl_api(fleet['pxe1'], '--cert', CLIENT_CERT, '--key', CLIENT_KEY)
+    assert result.rc == 0, result.stdout
+    assert json.loads(result.stdout)['status'] == 'ok'
+
+
+def test_verify_playbook_passes_without_changes_and_fails_on_a_0644_key(fleet):
+    rc, output = run_playbook('playbooks/verify.yml')
+    assert rc == 0, output[-3000:]
+    recap = output[output.rindex('PLAY RECAP'):]
+    assert 'changed=0' in recap and 'changed=1' not in recap and 'failed=0' in recap
+    worker = fleet['worker1']
+    worker.check_output('chmod 0644 %s' % WORKER_KEY)
+    try:
+        rc, output = run_playbook('playbooks/verify.yml')
+    finally:
+        worker.check_output('chmod 0600 %s' % WORKER_KEY)
+    assert rc != 0
+    assert 'FAIL    worker1' in output
+
+
+def test_site_under_limit_renews_only_the_limited_host(fleet):
+    """The PKI step runs from the fleet play, so --limit worker1 still issues (here: force-renews) its cert."""
+    before = {name: cert_serial(fleet[name], WORKER_CERT) for name in ('worker1', 'worker2')}
+    redis_before = cert_serial(fleet['redis1'], REDIS_CERT)
+    rc, output = run_playbook('site.yml', '--limit', 'worker1', '-e', 'pki_force=true')
+    assert rc == 0, output[-3000:]
+    assert cert_serial(fleet['worker1'], WORKER_CERT) != before['worker1']
+    assert cert_serial(fleet['worker2'], WORKER_CERT) == before['worker2']
+    assert cert_serial(fleet['redis1'], REDIS_CERT) == redis_before
+    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'

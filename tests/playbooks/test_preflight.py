@@ -1,0 +1,89 @@
+"""site.yml stops with a clear message before anything changes, on the bad inputs an operator can make.
+
+Each case runs the real site.yml against a small inventory whose hosts cannot be reached (docker connection to
+containers that do not exist): the preflight must fail first, and the PKI directory must not be created.
+"""
+import os
+import pathlib
+import subprocess
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def inventory(tmp_path, groups, all_vars=None):
+    fleet = {'vars': dict({'ansible_connection': 'community.docker.docker',
+                           'fleetpki_pki_dir': str(tmp_path / 'pki'),
+                           'fleetpki_redis_password': 'preflight-test-password'}, **(all_vars or {})),
+             'children': {group: {'hosts': {host: None for host in hosts}} for group, hosts in groups.items()}}
+    path = tmp_path / 'hosts.yml'
+    path.write_text(yaml.safe_dump({'fleet': fleet}))
+    return path
+
+
+def site(inventory_path, *extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    proc = subprocess.run(['ansible-playbook', '-i', str(inventory_path), str(ROOT / 'site.yml')] + list(extra),
+                          cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=300, check=False)
+    return proc.returncode, proc.stdout
+
+
+# Names no lab or molecule container has: a run that got past the preflight must not reach a real host.
+FLEET = {'redis_servers': ['pf-redis1'], 'workers': ['pf-worker1', 'pf-worker2'], 'api_servers': ['pf-api1'],
+         'pki_clients': ['pf-pxe1']}
+
+
+def assert_stopped_before_any_change(tmp_path, rc, output, message):
+    assert rc != 0
+    assert message in ' '.join(output.split()), output[-2500:]
+    assert not (tmp_path / 'pki').exists(), 'the PKI was touched before the preflight failed'
+    assert 'changed=1' not in output
+
+
+def test_empty_worker_group(tmp_path):
+    groups = dict(FLEET, workers=[])
+    rc, output = site(inventory(tmp_path, groups))
+    assert_stopped_before_any_change(tmp_path, rc, output, 'needs at least one host in redis_servers and one in workers')
+
+
+def test_missing_redis_password(tmp_path):
+    rc, output = site(inventory(tmp_path, FLEET, {'fleetpki_redis_password': ''}))
+    assert_stopped_before_any_change(tmp_path, rc, output, 'redis_tls_requirepass is empty')
+
+
+def test_redis_host_not_in_the_redis_certificate(tmp_path):
+    rc, output = site(inventory(tmp_path, FLEET), '-e', 'worker_tls_redis_host=redis.elsewhere.example')
+    assert_stopped_before_any_change(tmp_path, rc, output, 'REDIS_HOST redis.elsewhere.example must be one of')
+
+
+def test_callback_api_host_not_in_the_api_certificate(tmp_path):
+    rc, output = site(inventory(tmp_path, FLEET), '-e', 'worker_tls_callback_api_url=https://api.elsewhere:8443/x')
+    assert_stopped_before_any_change(tmp_path, rc, output, 'callback API host api.elsewhere')
+
+
+def test_two_certificates_with_the_same_name(tmp_path):
+    groups = dict(FLEET, workers=['pf-worker1', 'PF-WORKER1'])
+    rc, output = site(inventory(tmp_path, groups))
+    assert_stopped_before_any_change(tmp_path, rc, output, 'two certificates named worker-pf-worker1')
+
+
+def test_inventory_name_that_cannot_be_a_san(tmp_path):
+    groups = dict(FLEET, workers=['pf_worker1'])
+    rc, output = site(inventory(tmp_path, groups))
+    assert_stopped_before_any_change(tmp_path, rc, output, "inventory host 'pf_worker1' is neither a host name")
+
+
+@pytest.mark.parametrize('limit', ['pf-worker1', 'pf-redis1'])
+def test_preflight_runs_under_limit(tmp_path, limit):
+    """--limit keeps the checks: they read the whole inventory, not only the limited hosts."""
+    rc, output = site(inventory(tmp_path, FLEET), '--limit', limit, '-e', 'worker_tls_redis_host=nowhere.example')
+    if limit == 'pf-worker1':
+        assert_stopped_before_any_change(tmp_path, rc, output, 'REDIS_HOST nowhere.example must be one of')
+    else:
+        # Only Redis is targeted: no worker check applies, so the run goes on to the PKI and then fails to reach
+        # the (absent) container -- after having issued redis1's certificate only.
+        issued = sorted(p.name for p in (tmp_path / 'pki' / 'issued').glob('*-cert.pem'))
+        assert issued == ['redis-pf-redis1-cert.pem'], output[-2500:]

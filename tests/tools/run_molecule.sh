@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Run a molecule scenario the way CI does: converge with --diff -v and scan that log for secrets, check
+# idempotence, verify with testinfra (failing when no test ran), destroy at the end whatever happened.
+#   tests/tools/run_molecule.sh [scenario]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scenario=${1:-default}
+export PATH=$PWD/.venv/bin:$PATH
+unset ANSIBLE_CONFIG   # molecule writes its own
+logs=.build/molecule-logs/$scenario
+mkdir -p "$logs"
+rm -rf .build/molecule-pki
+
+cleanup() { molecule destroy -s "$scenario" >"$logs/destroy.log" 2>&1 || true; }
+trap cleanup EXIT
+
+step() { echo "molecule $scenario: $*"; }
+
+step destroy
+molecule destroy -s "$scenario" >"$logs/destroy.log" 2>&1
+step create
+molecule create -s "$scenario" >"$logs/create.log" 2>&1 || { tail -50 "$logs/create.log"; exit 1; }
+step "converge (--diff -v)"
+molecule converge -s "$scenario" -- --diff -v >"$logs/converge.log" 2>&1 || { tail -80 "$logs/converge.log"; exit 1; }
+# The secrets below are the scenario's test-only values (molecule.yml); the keys are the ones it issued.
+python3 tests/tools/scan_log_for_secrets.py "$logs/converge.log" .build/molecule-pki \
+  molecule-redis-Pa55w0rd-7f3c9e molecule-ca-passphrase-b81d4a
+step idempotence
+molecule idempotence -s "$scenario" >"$logs/idempotence.log" 2>&1 || { tail -80 "$logs/idempotence.log"; exit 1; }
+step verify
+status=0
+molecule verify -s "$scenario" >"$logs/verify.log" 2>&1 || status=$?
+grep -E '(PASSED|FAILED|ERROR)|[0-9]+ (passed|failed)' "$logs/verify.log" | sed 's/^[^a-zA-Z0-9=]*//' || true
+if [ "$status" -ne 0 ]; then
+  tail -120 "$logs/verify.log"
+  exit "$status"
+fi
+# testinfra passes silently when it finds no test: demand a pytest summary with passed tests.
+if ! grep -Eq '[0-9]+ passed' "$logs/verify.log"; then
+  echo "molecule $scenario: verify ran no test" >&2
+  exit 1
+fi
+step "all steps passed"

@@ -1,0 +1,61 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_cert_requests
+
+GROUPS = {'redis_servers': ['redis1'], 'workers': ['worker1', 'worker2'], 'api_servers': ['api1'],
+          'pki_clients': ['pxe1']}
+HOSTVARS = {'redis1': {'ansible_host': '10.0.0.5', 'pki_extra_sans': ['redis.example.com']}, 'worker1': {},
+            'worker2': {'ansible_host': 'w2.example.com'}, 'api1': {'ansible_host': '10.0.0.9'}, 'pxe1': {}}
+
+
+def by_name(requests):
+    return dict((request['name'], request) for request in requests)
+
+
+def test_one_certificate_per_role_with_sans_from_inventory_data():
+    hosts = ['redis1', 'worker1', 'worker2', 'api1', 'pxe1']
+    requests = by_name(fleet_cert_requests(hosts, HOSTVARS, GROUPS))
+    assert sorted(requests) == ['api-api1', 'client-pxe1', 'redis-redis1', 'worker-worker1', 'worker-worker2']
+    redis = requests['redis-redis1']
+    assert redis['usage'] == 'both' and redis['common_name'] == 'redis1'
+    assert redis['dns'] == ['redis.example.com', 'redis1'] and redis['ip'] == ['10.0.0.5']
+    assert requests['api-api1']['usage'] == 'both' and requests['api-api1']['ip'] == ['10.0.0.9']
+    assert requests['worker-worker2']['usage'] == 'client'
+    assert requests['worker-worker2']['dns'] == ['w2.example.com', 'worker2']
+    assert requests['client-pxe1']['usage'] == 'client'
+
+
+def test_a_host_with_several_roles_gets_one_certificate_per_role():
+    groups = dict(GROUPS, api_servers=['redis1'])
+    requests = by_name(fleet_cert_requests(['redis1', 'redis1', 'worker1'], HOSTVARS, groups))
+    assert sorted(requests) == ['api-redis1', 'redis-redis1', 'worker-worker1']
+
+
+def test_shared_worker_certificate():
+    requests = fleet_cert_requests(['worker1', 'worker2'], HOSTVARS, GROUPS, shared_worker_cert=True)
+    assert [request['name'] for request in requests] == ['worker-shared']
+
+
+def test_duplicate_names_are_refused():
+    groups = dict(GROUPS, workers=['worker1', 'WORKER1'])
+    with pytest.raises(AnsibleFilterError, match='two certificates named worker-worker1'):
+        fleet_cert_requests(['worker1', 'WORKER1'], dict(HOSTVARS, WORKER1={}), groups)
+
+
+@pytest.mark.parametrize('hostvars, message', [
+    ({'worker_1': {}}, "inventory host 'worker_1' is neither a host name"),
+    ({'worker1': {'pki_extra_sans': ['bad name']}}, "SAN 'bad name'"),
+])
+def test_names_that_cannot_be_sans_are_refused(hostvars, message):
+    host = list(hostvars)[0]
+    with pytest.raises(AnsibleFilterError, match=message):
+        fleet_cert_requests([host], hostvars, {'workers': [host]})
