@@ -18,6 +18,7 @@ GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 ACDIR := $(ACROOT)/ansible_collections/fleetpki/mtls
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONPATH := $(CURDIR)/collections
+export PATH := $(BIN):$(PATH)
 
 .PHONY: setup test unit unit-c38 integration crash sanity units lint build-check demo lab-down bench clean \
 	playbook-checks molecule \

@@ -77,13 +77,16 @@ def test_inventory_name_that_cannot_be_a_san(tmp_path):
 
 
 @pytest.mark.parametrize('limit', ['pf-worker1', 'pf-redis1'])
-def test_preflight_runs_under_limit(tmp_path, limit):
+def test_preflight_checks_the_whole_fleet_under_limit(tmp_path, limit):
     """--limit keeps the checks: they read the whole inventory, not only the limited hosts."""
     rc, output = site(inventory(tmp_path, FLEET), '--limit', limit, '-e', 'worker_tls_redis_host=nowhere.example')
-    if limit == 'pf-worker1':
-        assert_stopped_before_any_change(tmp_path, rc, output, 'REDIS_HOST nowhere.example must be one of')
-    else:
-        # Only Redis is targeted: no worker check applies, so the run goes on to the PKI and then fails to reach
-        # the (absent) container -- after having issued redis1's certificate only.
-        issued = sorted(p.name for p in (tmp_path / 'pki' / 'issued').glob('*-cert.pem'))
-        assert issued == ['redis-pf-redis1-cert.pem'], output[-2500:]
+    assert_stopped_before_any_change(tmp_path, rc, output, 'REDIS_HOST nowhere.example must be one of')
+
+
+def test_limit_issues_only_the_limited_hosts_certificates(tmp_path):
+    """The PKI step runs inside the fleet play, so --limit neither skips it nor issues for other hosts."""
+    rc, output = site(inventory(tmp_path, FLEET), '--limit', 'pf-redis1')
+    # The run then fails to reach the (absent) container: after the PKI play, as it should.
+    assert rc != 0
+    issued = sorted(p.name for p in (tmp_path / 'pki' / 'issued').glob('*-cert.pem'))
+    assert issued == ['redis-pf-redis1-cert.pem'], output[-2500:]
