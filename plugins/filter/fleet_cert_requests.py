@@ -126,6 +126,18 @@ def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False):
     return requests
 
 
+def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256'):
+    """The requests of ``hosts`` as pki_leaf ``certs`` entries (a shared worker cert once)."""
+    wanted = set(hosts)
+    certs = []
+    for request in requests:
+        if request['host'] in wanted:
+            certs.append({'name': request['name'], 'common_name': request['common_name'], 'dns': request['dns'],
+                          'ip': request['ip'], 'usage': request['usage'], 'valid_days': int(valid_days),
+                          'key_type': key_type})
+    return certs
+
+
 class FilterModule:
     def filters(self):
-        return {'fleet_cert_requests': fleet_cert_requests}
+        return {'fleet_cert_requests': fleet_cert_requests, 'fleet_leaf_certs': fleet_leaf_certs}
