@@ -24,6 +24,8 @@ fleetpki demo: what was deployed and verified (site.yml took ${rollout} s)
   pxe1     pki_clients               /etc/fleetpki/client/client-*.pem       trusts the CA (system store + /etc/fleetpki/ca-bundle.pem)
   control  CA (never leaves it)      inventories/lab/pki/ca/ca-{key,cert}.pem
 
-Verification table: see "Print the verification table" above (every row OK).
-Try: docker exec -it worker1 bash; make lab-down to remove the lab.
+Verified (playbooks/verify.yml):
 EOT
+sed -n 's/^ *"\(\(STATUS\|OK\|FAIL\) .*\)",\{0,1\}$/  \1/p' /tmp/fleetpki-demo-verify.log | sed 's/\\"/"/g'
+echo
+echo "Try: docker exec -it worker1 bash    Remove the lab: make lab-down"
