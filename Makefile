@@ -39,7 +39,8 @@ $(VENV38)/.done: requirements-c38.txt
 	$(VENV38)/bin/pip install -q -r requirements-c38.txt
 	touch $@
 
-test: setup unit unit-c38 integration crash lint build-check sanity units playbook-checks molecule
+# Static checks first (fast to fail), then tests from the engine outwards to the lab fleet.
+test: setup lint sanity unit unit-c38 units integration crash build-check playbook-checks molecule
 	@echo "make test: all checks passed"
 
 unit: setup

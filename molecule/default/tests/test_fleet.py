@@ -209,3 +209,40 @@ def test_site_under_limit_renews_only_the_limited_host(fleet):
     assert cert_serial(fleet['worker2'], WORKER_CERT) == before['worker2']
     assert cert_serial(fleet['redis1'], REDIS_CERT) == redis_before
     assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+
+
+def served_serial(host, port=6379):
+    """Serial of the certificate Redis presents to a new TLS connection."""
+    out = host.check_output(
+        'openssl s_client -connect 127.0.0.1:%d -cert %s -key %s -CAfile %s </dev/null 2>/dev/null '
+        '| openssl x509 -noout -serial' % (port, REDIS_CERT, REDIS_KEY, CA_BUNDLE))
+    return int(out.split('=', 1)[1].strip(), 16)
+
+
+def test_cert_only_change_reloads_redis_without_a_restart(fleet):
+    """A renewed Redis cert is loaded with CONFIG SET: same MainPID, new serial on new connections."""
+    redis = fleet['redis1']
+    pid_before = redis.check_output('systemctl show -p MainPID --value redis-server')
+    serial_before = served_serial(redis)
+    rc, output = run_playbook('site.yml', '--limit', 'redis1', '-e', 'pki_force=true')
+    assert rc == 0, output[-3000:]
+    assert 'Reload the certificate and key with CONFIG SET' in output
+    assert redis.check_output('systemctl show -p MainPID --value redis-server') == pid_before
+    serial_after = served_serial(redis)
+    assert serial_after != serial_before
+    assert serial_after == cert_serial(redis, REDIS_CERT)
+    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+
+
+def test_failed_redis_health_check_stops_the_rollout_before_the_workers(fleet):
+    """A Redis that does not come back after a config change stops site.yml before any worker task."""
+    rc, output = run_playbook('site.yml', '-e', '{"redis_tls_extra_config": {"maxclients": "not-a-number"}}',
+                              '-e', 'redis_tls_health_retries=2')
+    try:
+        assert rc != 0
+        assert 'Workers over mTLS' not in output, 'the workers play ran after a failed Redis'
+        assert 'fleetpki.mtls.worker_tls' not in output
+    finally:
+        rc, output = run_playbook('site.yml')
+    assert rc == 0, output[-3000:]
+    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
