@@ -60,6 +60,13 @@ options:
   dir:
     description: Output directory for entries of O(certs) that do not set their own C(dir).
     type: path
+  details:
+    description:
+      - Return every field of each certificate in RV(certs) (paths, SANs, usage, key type, fingerprint).
+      - Off by default so that a run over thousands of certificates returns little and stays fast; the name,
+        action, reason, serial and expiry are always returned.
+    type: bool
+    default: false
   certs:
     description: The certificates to issue. Names must be unique.
     type: list
@@ -173,33 +180,33 @@ certs:
       description: Whole days of validity left.
       type: int
     fingerprint_sha256:
-      description: SHA-256 fingerprint, colon-separated hex.
+      description: SHA-256 fingerprint, colon-separated hex (with O(details=true)).
       type: str
     common_name:
-      description: Subject common name.
+      description: Subject common name (with O(details=true)).
       type: str
     dns:
-      description: DNS SANs.
+      description: DNS SANs (with O(details=true)).
       type: list
       elements: str
     ip:
-      description: IP SANs.
+      description: IP SANs (with O(details=true)).
       type: list
       elements: str
     usage:
-      description: server, client or both.
+      description: server, client or both (with O(details=true)).
       type: str
     key_type:
-      description: Key algorithm.
+      description: Key algorithm (with O(details=true)).
       type: str
     key_path:
-      description: Path of the private key.
+      description: Path of the private key (with O(details=true)).
       type: str
     cert_path:
-      description: Path of the certificate.
+      description: Path of the certificate (with O(details=true)).
       type: str
     bundle_path:
-      description: Path of the bundle (certificate + CA).
+      description: Path of the bundle, certificate + CA (with O(details=true)).
       type: str
 issued:
   description: Number of certificates issued (or to be issued in check mode).
@@ -238,6 +245,7 @@ def main():
             renew_days=dict(type='int', default=30),
             force=dict(type='bool', default=False),
             dir=dict(type='path'),
+            details=dict(type='bool', default=False),
             certs=dict(type='list', elements='dict', required=True, options=dict(
                 name=dict(type='str', required=True),
                 dir=dict(type='path'),
@@ -264,7 +272,7 @@ def main():
             force=params['force'],
             default_dir=params['dir'],
         )
-        certs = issuer.run(check_mode=module.check_mode)
+        certs = issuer.run(check_mode=module.check_mode, details=params['details'])
     except PkiError as exc:
         module.fail_json(msg=str(exc))
     except (IOError, OSError) as exc:

@@ -237,14 +237,15 @@ def is_ca(cert):
     return bool(constraints is not None and constraints.ca)
 
 
-def signed_by(cert, issuer):
+def signed_by(cert, issuer, issuer_subject=None, issuer_key=None):
     """True when ``issuer``'s key signed ``cert`` and the names chain.
 
-    Same check as verify_directly_issued_by (cryptography >= 40), done by hand for 38.
+    Same check as verify_directly_issued_by (cryptography >= 40), done by hand for 38. A caller checking many
+    certs against one issuer passes its subject and public key, which cryptography rebuilds on every access.
     """
-    if cert.issuer != issuer.subject:
+    if cert.issuer != (issuer_subject if issuer_subject is not None else issuer.subject):
         return False
-    public_key = issuer.public_key()
+    public_key = issuer_key if issuer_key is not None else issuer.public_key()
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),

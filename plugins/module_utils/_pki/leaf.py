@@ -299,33 +299,32 @@ class CertPlan:
     def changed(self):
         return self.action is not None
 
-    def result(self, now):
+    def result(self, now, details=True):
+        """Per-cert result; without ``details`` only what a large fleet's run needs (smaller, faster output)."""
         cert = self.new_cert or self.cert
+        if cert is not None and self.action == ISSUE and self.new_cert is None:
+            cert = None  # check mode: the cert on disk is not the one this run would leave
         request = self.request
         out = {
             'name': request.name,
             'changed': self.changed,
             'action': self.action or 'none',
             'reason': self.reason,
-            'key_path': request.key_path,
-            'cert_path': request.cert_path,
-            'bundle_path': request.bundle_path,
-            'common_name': request.common_name,
-            'dns': request.dns,
-            'ip': request.ip,
-            'usage': request.usage,
-            'key_type': request.key_type,
-            'serial': None,
-            'not_after': None,
-            'days_remaining': None,
-            'fingerprint_sha256': None,
+            'serial': crypto.serial_hex(cert) if cert is not None else None,
+            'not_after': crypto.iso8601(crypto.not_after(cert)) if cert is not None else None,
+            'days_remaining': crypto.days_remaining(cert, now) if cert is not None else None,
         }
-        if cert is not None and not (self.action == ISSUE and self.new_cert is None):
+        if details:
             out.update({
-                'serial': crypto.serial_hex(cert),
-                'not_after': crypto.iso8601(crypto.not_after(cert)),
-                'days_remaining': crypto.days_remaining(cert, now),
-                'fingerprint_sha256': crypto.fingerprint_sha256(cert),
+                'key_path': request.key_path,
+                'cert_path': request.cert_path,
+                'bundle_path': request.bundle_path,
+                'common_name': request.common_name,
+                'dns': request.dns,
+                'ip': request.ip,
+                'usage': request.usage,
+                'key_type': request.key_type,
+                'fingerprint_sha256': crypto.fingerprint_sha256(cert) if cert is not None else None,
             })
         return out
 
@@ -346,12 +345,16 @@ class LeafIssuer:
         self.plans = []
         self.warnings = []
         self._ca_warning_given = False
+        self._ca_subject = None
+        self._ca_public_key = None
 
     # -- planning (reads only) -------------------------------------------------------------------------------
 
     def load(self):
         self.ca = load_ca(self.ca_dir, self.ca_passphrase, passphrase_option='ca_passphrase', dir_option='ca_dir')
         check_ca_usable(self.ca, self.now)
+        self._ca_subject = self.ca.cert.subject
+        self._ca_public_key = self.ca.cert.public_key()
         self.metadata = Metadata(self.ca_dir).load()
 
     def plan(self):
@@ -390,11 +393,12 @@ class LeafIssuer:
             key = crypto.load_private_key(files.read_bytes(request.key_path), request.key_path)
         except PkiError:
             return CertPlan(request, ISSUE, 'key unreadable')
-        if not crypto.key_matches_cert(key, cert):
+        public_key = cert.public_key()
+        if crypto.public_key_der(key) != crypto.public_key_der(public_key):
             return CertPlan(request, ISSUE, 'key does not match certificate', cert)
-        if not crypto.signed_by(cert, self.ca.cert):
+        if not crypto.signed_by(cert, self.ca.cert, self._ca_subject, self._ca_public_key):
             return CertPlan(request, ISSUE, 'not signed by the current CA', cert)
-        changes = self._request_changes(request, cert)
+        changes = self._request_changes(request, cert, public_key)
         if changes:
             return CertPlan(request, ISSUE, 'request changed: %s' % ', '.join(changes), cert)
         expiring = self._expiry_reason(request, cert)
@@ -403,7 +407,7 @@ class LeafIssuer:
         return self._plan_upkeep(request, cert)
 
     @staticmethod
-    def _request_changes(request, cert):
+    def _request_changes(request, cert, public_key):
         dns, ips = crypto.sans(cert)
         changes = []
         if crypto.common_name(cert) != request.common_name:
@@ -414,7 +418,7 @@ class LeafIssuer:
             changes.append('ip')
         if crypto.usage_of(cert) != request.usage:
             changes.append('usage')
-        if crypto.key_type_of(cert.public_key()) != request.key_type:
+        if crypto.key_type_of(public_key) != request.key_type:
             changes.append('key_type')
         return changes
 
@@ -466,18 +470,18 @@ class LeafIssuer:
 
     # -- applying (writes) ------------------------------------------------------------------------------------
 
-    def run(self, check_mode=False):
+    def run(self, check_mode=False, details=True):
         """Plan and, unless in check mode, apply under the CA directory lock."""
         if check_mode:
             self.plan()
-            return self.results()
+            return self.results(details)
         self.load()
         with files.DirectoryLock(self.ca_dir):
             # Re-read under the lock: another run may have issued in the meantime.
             self.metadata = Metadata(self.ca_dir).load()
             self.plan()
             self.apply()
-        return self.results()
+        return self.results(details)
 
     def apply(self):
         issued_at = crypto.iso8601(self.now)
@@ -540,8 +544,8 @@ class LeafIssuer:
         os.rename(bundle_tmp, request.bundle_path)
         return cert
 
-    def results(self):
-        return [plan.result(self.now) for plan in self.plans]
+    def results(self, details=True):
+        return [plan.result(self.now, details) for plan in self.plans]
 
     def diff(self):
         before, after = {}, {}

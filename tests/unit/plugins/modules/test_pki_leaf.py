@@ -28,7 +28,7 @@ def test_check_mode_then_issue_then_unchanged(ca_dir, out_dir, pki, tmp_path, ru
     assert check.result['diff']['after']['redis1']['state'] == 'to be issued'
     assert pki.snapshot(tmp_path) == before
 
-    issued = run_module(pki_leaf, args, diff=True)
+    issued = run_module(pki_leaf, dict(args, details=True), diff=True)
     assert issued.rc == 0 and issued.result['changed'] is True and issued.result['issued'] == 2
     assert issued.result['metadata_path'] == os.path.join(ca_dir, 'metadata.json')
     redis1 = issued.result['certs'][0]
@@ -36,6 +36,7 @@ def test_check_mode_then_issue_then_unchanged(ca_dir, out_dir, pki, tmp_path, ru
     assert redis1['usage'] == 'both' and redis1['key_type'] == 'ec-p256'
     assert issued.result['diff']['after']['redis1']['serial'] == redis1['serial']
     assert issued.result['diff']['before']['redis1'] == {'state': 'absent'}
+    assert 'dns' not in check.result['certs'][0], 'without details the per-cert result stays small'
     for name in ('redis1', 'worker1'):
         rc, output = pki.openssl_verify(os.path.join(ca_dir, 'ca-cert.pem'), os.path.join(out_dir, name + '-cert.pem'))
         assert rc == 0, output
