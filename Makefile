@@ -21,7 +21,7 @@ export PYTHONPATH := $(CURDIR)/collections
 export PATH := $(BIN):$(PATH)
 
 .PHONY: setup test unit unit-c38 integration crash sanity units lint build-check demo lab-down bench clean \
-	playbook-checks molecule \
+	playbook-checks molecule bench-lab \
 	ansible-test-tree
 
 setup: $(VENV)/.done $(VENV38)/.done
@@ -105,6 +105,12 @@ lab-down:
 
 bench: setup
 	$(BIN)/python benchmarks/bench_issue.py
+	$(BIN)/python benchmarks/bench_fleet.py --pki-only
+
+# site.yml on the lab fleet, first and idempotent run (needs Docker; takes the lab down at the end).
+bench-lab: setup
+	lab/ensure-docker.sh
+	$(BIN)/python benchmarks/bench_fleet.py
 
 clean:
 	rm -rf .build $(ACROOT) $(VENV) $(VENV38)
