@@ -121,7 +121,7 @@ def summary(values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--count', type=int, default=1000)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--json', action='store_true')
@@ -169,8 +169,8 @@ def main():
           % (args.count, args.repeat, 'tmpfs (/dev/shm)' if base else 'disk', sys.executable))
     print('%-3s %-55s %8s %8s %8s' % ('', 'measure', 'median', 'min', 'max'))
     for key in 'abcd':
-        print('%-3s %-55s %7.2fs %7.2fs %7.2fs' % (key, labels[key], stats[key]['median'], stats[key]['min'],
-                                                  stats[key]['max']))
+        line = (key, labels[key], stats[key]['median'], stats[key]['min'], stats[key]['max'])
+        print('%-3s %-55s %7.2fs %7.2fs %7.2fs' % line)
     print('a / (c + d) = %.2f   goal <= 1.5   %s' % (ratio_a, 'MET' if ratio_a <= 1.5 else 'MISSED'))
     print('b / c       = %.2f   goal <= 1.5   %s' % (ratio_b, 'MET' if ratio_b <= 1.5 else 'MISSED'))
     crypto_way = COMMUNITY_CRYPTO_SECONDS_PER_HOST * args.count
