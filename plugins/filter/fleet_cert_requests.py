@@ -51,10 +51,9 @@ _value:
   elements: dict
 '''
 
-import ipaddress
-import re
-
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.crypto import is_hostname, is_ip
 
 # (inventory group, certificate role, usage): servers also connect as clients for their own health checks.
 CERT_ROLES = (
@@ -63,21 +62,6 @@ CERT_ROLES = (
     ('workers', 'worker', 'client'),
     ('pki_clients', 'client', 'client'),
 )
-_LABEL = re.compile(r'^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$')
-
-
-def _is_ip(value):
-    try:
-        ipaddress.ip_address(u'%s' % value)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_hostname(value):
-    return bool(value) and len(value) <= 253 and all(_LABEL.match(label) for label in value.rstrip('.').split('.'))
-
-
 def _names_of(host, host_vars):
     """DNS names and IPs a host's certificate must carry, from inventory data."""
     dns, ips = [], []
@@ -86,9 +70,9 @@ def _names_of(host, host_vars):
         if not value:
             continue
         value = str(value)
-        if _is_ip(value):
+        if is_ip(value):
             ips.append(value)
-        elif _is_hostname(value):
+        elif is_hostname(value):
             dns.append(value.lower())
         elif value == host:
             raise AnsibleFilterError(

@@ -11,23 +11,10 @@ import sys
 
 from flask import Flask, jsonify, request
 
+from fleet_env import read_env, truthy
+
 app = Flask(__name__)
 REPORTS = []
-
-
-def read_env(path):
-    values = {}
-    with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith('#') and '=' in line:
-                key, value = line.split('=', 1)
-                values[key.strip()] = value.strip().strip('"\'')
-    return values
-
-
-def truthy(value):
-    return str(value).lower() in ('1', 'true', 'yes', 'on')
 
 
 def client_subject():

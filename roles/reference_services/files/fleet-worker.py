@@ -20,33 +20,16 @@ import time
 import redis
 from cryptography import x509
 
+from fleet_env import read_env, truthy
+
 JOBS = 'fleet:jobs'
 DONE = 'fleet:done'
 DUPLICATES = 'fleet:done:duplicates'
 
 
-def read_env(path):
-    values = {}
-    with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if not line or line.startswith('#') or '=' not in line:
-                continue
-            key, value = line.split('=', 1)
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in '"\'':
-                value = value[1:-1]
-            values[key.strip()] = value
-    return values
-
-
 def cert_serial(path):
     with open(path, 'rb') as handle:
         return '%X' % x509.load_pem_x509_certificate(handle.read()).serial_number
-
-
-def truthy(value):
-    return str(value).lower() in ('1', 'true', 'yes', 'on')
 
 
 def connect(env):
