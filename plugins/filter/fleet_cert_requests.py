@@ -62,6 +62,8 @@ CERT_ROLES = (
     ('workers', 'worker', 'client'),
     ('pki_clients', 'client', 'client'),
 )
+
+
 def _names_of(host, host_vars):
     """DNS names and IPs a host's certificate must carry, from inventory data."""
     dns, ips = [], []
