@@ -73,6 +73,14 @@ options:
       - Encrypts a new CA key with this passphrase (PKCS#8, best available encryption).
       - Required to load an encrypted CA key. Never logged.
     type: str
+  renew_days:
+    description:
+      - When the existing CA certificate expires within this many days, re-issue it with the SAME key and subject
+        (new serial, O(valid_days) of validity, same extensions); the old certificate moves to C(retired/).
+      - Leaves keep validating, since their AuthorityKeyIdentifier names the key. Roll the new CA certificate into
+        the trust stores (C(playbooks/ca_renew.yml)). C(0) never renews.
+    type: int
+    default: 0
   force:
     description:
       - Replace the CA in O(dir) with a new one even when it is valid. The old files are moved to C(retired/).
@@ -126,7 +134,7 @@ action:
   returned: always
   type: str
   sample: none
-  choices: [none, create, replace, fix_mode]
+  choices: [none, create, replace, fix_mode, renew]
 subject:
   description: Subject of the CA certificate (RFC 4514). Absent in check mode when the CA is still to be made.
   returned: when the CA exists
@@ -169,6 +177,10 @@ path_length:
   description: BasicConstraints pathLenConstraint, null for none.
   returned: when the CA exists
   type: int
+previous_cert_path:
+  description: Where the previous CA certificate was kept (under C(retired/)) when O(renew_days) renewed it.
+  returned: when the CA certificate was renewed
+  type: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -193,6 +205,7 @@ def main():
             path_length=dict(type='int'),
             passphrase=dict(type='str', no_log=True),
             force=dict(type='bool', default=False),
+            renew_days=dict(type='int', default=0),
         ),
         supports_check_mode=True,
     )
@@ -209,6 +222,7 @@ def main():
         passphrase=params['passphrase'],
         force=params['force'],
         path_length=params['path_length'],
+        renew_days=params['renew_days'],
     )
     try:
         manager.plan()
@@ -220,7 +234,9 @@ def main():
         module.warn(warning)
     if module._diff:
         after = manager.summary_for_diff() if not module.check_mode else (
-            before if manager.action in (None, 'fix_mode') else {'state': 'new CA to be created'})
+            before if manager.action in (None, 'fix_mode') else (
+                {'state': 'CA certificate to be renewed with the same key'} if manager.action == 'renew'
+                else {'state': 'new CA to be created'}))
         result['diff'] = {'before': before, 'after': after}
     module.exit_json(**result)
 

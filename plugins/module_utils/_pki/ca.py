@@ -121,7 +121,7 @@ class CaManager:
     """Plans and applies the pki_ca state. ``plan()`` decides everything; ``apply()`` only writes."""
 
     def __init__(self, directory, common_name='Internal Root CA', subject_fields=None, key_type='ec-p256',
-                 valid_days=3650, passphrase=None, force=False, path_length=None, now=None):
+                 valid_days=3650, passphrase=None, force=False, path_length=None, now=None, renew_days=0):
         self.directory = directory
         self.common_name = common_name
         self.subject_fields = dict((k, v) for k, v in (subject_fields or {}).items() if v)
@@ -130,7 +130,9 @@ class CaManager:
         self.passphrase = passphrase
         self.force = force
         self.path_length = path_length
+        self.renew_days = renew_days or 0
         self.now = now or crypto.utcnow()
+        self.previous_cert_path = None
         self.key_path, self.cert_path = ca_paths(directory)
         self.existing = None
         self.replaced = None
@@ -143,6 +145,8 @@ class CaManager:
             raise PkiError('valid_days must be a positive number of days, not %r' % (self.valid_days,))
         if not self.common_name:
             raise PkiError('common_name must not be empty; name the CA, for example "Acme Internal Root CA"')
+        if self.renew_days < 0:
+            raise PkiError('renew_days must be 0 (never) or more, not %r' % (self.renew_days,))
         if self.path_length is not None and self.path_length < 0:
             raise PkiError('path_length must be 0 or more (or omitted for no limit), not %r' % (self.path_length,))
         crypto.build_name(self.common_name, self.subject_fields)  # raises on a bad country code
@@ -168,9 +172,11 @@ class CaManager:
                                    % (self.cert_path, crypto.iso8601(self.existing.not_after)))
                 self._warn_if_request_differs()
                 self.action = 'fix_mode' if files.file_mode(self.key_path) != KEY_MODE else None
+                if self.existing.not_after - self.now < datetime.timedelta(days=self.renew_days):
+                    self.action = 'renew'
         else:
             self.action = 'create'
-        if self.action in ('create', 'replace'):
+        if self.action in ('create', 'replace', 'renew'):
             reason = files.unwritable_reason(self.directory)
             if reason:
                 raise PkiError('dir %s cannot hold the CA: %s; choose a writable directory'
@@ -203,6 +209,8 @@ class CaManager:
     def apply(self):
         if self.action == 'fix_mode':
             os.chmod(self.key_path, KEY_MODE)
+        elif self.action == 'renew':
+            self._renew()
         elif self.action in ('create', 'replace'):
             self._create()
         return self.result()
@@ -224,7 +232,22 @@ class CaManager:
             files.fsync_dir(self.directory)
         self.existing = LoadedCa(self.directory, cert, key, bool(self.passphrase))
 
-    def _retire_current(self):
+    def _renew(self):
+        """Same key, same subject, same extensions; a new serial and validity. Leaves keep validating: their AKI
+        names the key. The previous certificate is kept under retired/."""
+        old = self.existing
+        with files.DirectoryLock(self.directory):
+            files.remove_stale_temps(self.directory)
+            constraints = crypto.extension_value(old.cert, crypto.x509.BasicConstraints)
+            path_length = constraints.path_length if constraints is not None else self.path_length
+            cert = build_ca_cert(old.key, old.cert.subject, self.valid_days, path_length, self.now)
+            cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
+            self.previous_cert_path = self._retire_current(paths=(self.cert_path,))
+            os.rename(cert_tmp, self.cert_path)
+            files.fsync_dir(self.directory)
+        self.existing = LoadedCa(self.directory, cert, old.key, old.encrypted)
+
+    def _retire_current(self, paths=None):
         """Keep the replaced CA under retired/ (its leaves may still be in use), never delete it."""
         retired = os.path.join(self.directory, RETIRED_DIR)
         files.ensure_dir(retired, DIR_MODE)
@@ -235,9 +258,12 @@ class CaManager:
                   for name in (CA_KEY_NAME, CA_CERT_NAME)):
             count += 1
             stamp = '%s-%d' % (base, count)
-        for path in (self.key_path, self.cert_path):
+        moved = None
+        for path in paths or (self.key_path, self.cert_path):
             if os.path.lexists(path):
-                os.rename(path, os.path.join(retired, '%s-%s' % (stamp, os.path.basename(path))))
+                moved = os.path.join(retired, '%s-%s' % (stamp, os.path.basename(path)))
+                os.rename(path, moved)
+        return moved
 
     def result(self):
         """Facts of the CA as it is after apply(); in check mode only the paths of one still to be made."""
@@ -247,6 +273,8 @@ class CaManager:
             info = {'dir': self.directory, 'key_path': self.key_path, 'cert_path': self.cert_path}
         info['changed'] = self.changed
         info['action'] = self.action or 'none'
+        if self.previous_cert_path:
+            info['previous_cert_path'] = self.previous_cert_path
         return info
 
     def summary_for_diff(self):

@@ -18,7 +18,7 @@ import json
 import os
 import re
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crl, crypto, files
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import BACKDATE, check_ca_usable, load_ca
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
@@ -347,6 +347,7 @@ class LeafIssuer:
         self._ca_warning_given = False
         self._ca_subject = None
         self._ca_public_key = None
+        self._revoked = set()
 
     # -- planning (reads only) -------------------------------------------------------------------------------
 
@@ -356,6 +357,7 @@ class LeafIssuer:
         self._ca_subject = self.ca.cert.subject
         self._ca_public_key = self.ca.cert.public_key()
         self.metadata = Metadata(self.ca_dir).load()
+        self._revoked = crl.revoked_serials(self.ca_dir)
 
     def plan(self):
         """Decide every certificate's action; raises PkiError before any write when a target is unwritable."""
@@ -398,6 +400,8 @@ class LeafIssuer:
             return CertPlan(request, ISSUE, 'key does not match certificate', cert)
         if not crypto.signed_by(cert, self.ca.cert, self._ca_subject, self._ca_public_key):
             return CertPlan(request, ISSUE, 'not signed by the current CA', cert)
+        if self._revoked and crypto.serial_hex(cert) in self._revoked:
+            return CertPlan(request, ISSUE, 'revoked', cert)
         changes = self._request_changes(request, cert, public_key)
         if changes:
             return CertPlan(request, ISSUE, 'request changed: %s' % ', '.join(changes), cert)

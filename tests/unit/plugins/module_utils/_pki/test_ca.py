@@ -436,3 +436,44 @@ def test_bad_request_on_an_existing_ca_changes_nothing(tmp_path, pki):
     directory = tmp_path / 'ca'
     plan_and_apply(directory)
     pki.expect_error(lambda: plan_and_apply(directory, force=True, valid_days=0), tmp_path, 'valid_days')
+
+
+# -- renewing the CA certificate with the same key ----------------------------------------------------------------
+
+def test_renew_keeps_key_and_subject_and_old_leaves_validate(tmp_path, pki):
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import LeafIssuer
+    directory = str(tmp_path / 'ca')
+    pki.make_ca(directory, passphrase=pki.PASSPHRASE, valid_days=100)
+    old = load_ca(directory, pki.PASSPHRASE)
+    out = str(tmp_path / 'issued')
+    issuer = LeafIssuer(directory, [{'name': 'web1', 'dns': ['web1'], 'valid_days': 60}], ca_passphrase=pki.PASSPHRASE,
+                        default_dir=out, renew_days=30)
+    issuer.run()
+    manager = CaManager(directory, passphrase=pki.PASSPHRASE, renew_days=10)
+    assert manager.plan() is None  # 100 days left: not within 10
+    manager = CaManager(directory, passphrase=pki.PASSPHRASE, renew_days=365, valid_days=3650)
+    assert manager.plan() == 'renew'
+    result = manager.apply()
+    new = load_ca(directory, pki.PASSPHRASE)
+    assert result['action'] == 'renew' and result['days_remaining'] >= 3649
+    assert new.cert.subject == old.cert.subject and new.cert.serial_number != old.cert.serial_number
+    assert crypto.public_key_der(new.key) == crypto.public_key_der(old.key)
+    assert os.path.exists(result['previous_cert_path'])
+    leaf = crypto.load_cert(open(os.path.join(out, 'web1-cert.pem'), 'rb').read(), 'web1')
+    assert crypto.signed_by(leaf, new.cert)
+    verify = subprocess.run(['openssl', 'verify', '-x509_strict', '-CAfile', os.path.join(directory, 'ca-cert.pem'),
+                             os.path.join(out, 'web1-cert.pem')], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True, check=False)
+    assert verify.returncode == 0, verify.stdout
+    again = CaManager(directory, passphrase=pki.PASSPHRASE, renew_days=365)
+    assert again.plan() is None
+
+
+def test_renew_with_a_wrong_passphrase_changes_nothing(tmp_path, pki):
+    directory = str(tmp_path / 'ca')
+    pki.make_ca(directory, passphrase=pki.PASSPHRASE, valid_days=100)
+    before = pki.snapshot(directory)
+    with pytest.raises(Exception) as caught:
+        CaManager(directory, passphrase=pki.WRONG_PASSPHRASE, renew_days=365).plan()
+    assert 'passphrase' in str(caught.value)
+    assert pki.snapshot(directory) == before

@@ -1,0 +1,227 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Revocation and the CA's CRL (backend of the pki_crl module).
+
+In the CA directory: ``revoked.json`` records every revocation (serial, name, time, reason) and the CRL number;
+``crl.pem`` is the CRL signed by the CA. The CRL is re-signed only when it is missing or unreadable, not signed by
+this CA, out of step with revoked.json, at half its validity or later, or when forced.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import json
+import os
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import load_ca
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+CRL_NAME = 'crl.pem'
+REVOKED_NAME = 'revoked.json'
+FILE_MODE = 0o644
+REASONS = ('unspecified', 'key_compromise', 'ca_compromise', 'affiliation_changed', 'superseded',
+           'cessation_of_operation', 'certificate_hold', 'privilege_withdrawn', 'aa_compromise')
+BACKDATE = datetime.timedelta(minutes=5)
+METADATA_NAME = 'metadata.json'
+
+
+def normalise_serial(value):
+    """'4f:2a:0C' or '0x04F2A0C' -> '4F2A0C' (the form metadata.json and the modules use)."""
+    text = str(value).strip().upper().replace(':', '')
+    if text.startswith('0X'):
+        text = text[2:]
+    text = text.lstrip('0') or '0'
+    try:
+        int(text, 16)
+    except ValueError:
+        raise PkiError('revoke_serials: %r is not a hexadecimal serial (such as 4F2A9C0D...); see the serial of a '
+                       'certificate with cert_expiry or in %s' % (value, METADATA_NAME))
+    return text
+
+
+def read_revoked(ca_dir):
+    """revoked.json as {'crl_number': int, 'revoked': [entries]}; a missing file means nothing revoked yet."""
+    path = os.path.join(ca_dir, REVOKED_NAME)
+    if not os.path.exists(path):
+        return {'crl_number': 0, 'revoked': []}
+    try:
+        data = json.loads(files.read_bytes(path).decode('utf-8'))
+    except ValueError:
+        raise PkiError('%s is not valid JSON; restore it from a backup (it is the record of revocations)' % path)
+    if not isinstance(data, dict) or not isinstance(data.get('revoked'), list):
+        raise PkiError('%s is not a fleetpki revocation record (no "revoked" list); restore it from a backup' % path)
+    data.setdefault('crl_number', 0)
+    return data
+
+
+def revoked_serials(ca_dir):
+    """The set of revoked serials of a CA directory (pki_leaf re-issues certificates whose serial is in it)."""
+    return set(entry['serial'] for entry in read_revoked(ca_dir)['revoked'])
+
+
+def _crl_time(crl, name):
+    value = getattr(crl, name + '_utc', None)
+    if value is None:  # cryptography < 42
+        value = getattr(crl, name)
+        value = value.replace(tzinfo=crypto.UTC) if value is not None else None
+    return value
+
+
+class CrlManager:
+    """Plans and applies revocations and the CRL. ``plan()`` decides everything; ``apply()`` only writes."""
+
+    def __init__(self, ca_dir, passphrase=None, revoke_serials=None, revoke_names=None, reason='unspecified',
+                 crl_days=30, force=False, now=None):
+        self.ca_dir = ca_dir
+        self.passphrase = passphrase
+        self.revoke_serials = list(revoke_serials or [])
+        self.revoke_names = list(revoke_names or [])
+        self.reason = reason
+        self.crl_days = crl_days
+        self.force = force
+        self.now = now or crypto.utcnow()
+        self.crl_path = os.path.join(ca_dir, CRL_NAME)
+        self.revoked_path = os.path.join(ca_dir, REVOKED_NAME)
+        self.ca = None
+        self.record = None
+        self.new_entries = []
+        self.current_crl = None
+        self.resign_reason = None
+        self.written_crl = None
+
+    def validate(self):
+        if self.reason not in REASONS:
+            raise PkiError('reason must be one of %s, not %r' % (', '.join(REASONS), self.reason))
+        if self.crl_days is None or self.crl_days < 2:
+            raise PkiError('crl_days must be at least 2 (the CRL is re-signed at half of it), not %r'
+                           % (self.crl_days,))
+
+    def plan(self):
+        self.validate()
+        self.ca = load_ca(self.ca_dir, self.passphrase, need_key=False, dir_option='ca_dir')
+        self.record = read_revoked(self.ca_dir)
+        known = set(entry['serial'] for entry in self.record['revoked'])
+        for serial, name in self._targets():
+            if serial not in known:
+                known.add(serial)
+                self.new_entries.append({'serial': serial, 'name': name, 'reason': self.reason,
+                                         'revoked_at': crypto.iso8601(self.now)})
+        self.resign_reason = self._resign_reason(known)
+        return self.resign_reason
+
+    def _targets(self):
+        """(serial, name) of every serial and name to revoke, each checked against metadata.json."""
+        if not (self.revoke_serials or self.revoke_names):
+            return []
+        # Imported here: leaf imports this module (a certificate whose serial is revoked is re-issued).
+        from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import Metadata
+        metadata = Metadata(self.ca_dir).load()
+        by_serial = {}
+        for name, entry in metadata.data['certs'].items():
+            for item in entry.get('history') or []:
+                by_serial[item.get('serial')] = name
+            if entry.get('serial'):
+                by_serial[entry['serial']] = name
+        targets = []
+        for name in self.revoke_names:
+            serial = metadata.current_serial(name)
+            if not serial:
+                raise PkiError('revoke_names: no certificate named %r in %s; the names there are %s'
+                               % (name, os.path.join(self.ca_dir, METADATA_NAME),
+                                  ', '.join(sorted(metadata.data['certs'])) or 'none'))
+            targets.append((serial, name))
+        for value in self.revoke_serials:
+            serial = normalise_serial(value)
+            if serial not in by_serial:
+                raise PkiError('revoke_serials: serial %s was not issued by the CA in %s (it is not in %s); check the '
+                               'serial, or the CA directory during a rollover' % (serial, self.ca_dir, METADATA_NAME))
+            targets.append((serial, by_serial[serial]))
+        return targets
+
+    def _resign_reason(self, wanted_serials):
+        if self.force:
+            return 'force'
+        if not os.path.exists(self.crl_path):
+            return 'missing'
+        try:
+            crl = crypto.x509.load_pem_x509_crl(files.read_bytes(self.crl_path))
+        except ValueError:
+            return 'unreadable'
+        self.current_crl = crl
+        if crl.issuer != self.ca.cert.subject or not crl.is_signature_valid(self.ca.cert.public_key()):
+            return 'not signed by the current CA'
+        if set('%X' % item.serial_number for item in crl) != wanted_serials:
+            return 'revocations changed'
+        this_update, next_update = _crl_time(crl, 'last_update'), _crl_time(crl, 'next_update')
+        if next_update is None or self.now >= this_update + (next_update - this_update) / 2:
+            return 'half its validity passed'
+        return None
+
+    @property
+    def changed(self):
+        return self.resign_reason is not None
+
+    def apply(self):
+        if not self.changed:
+            return self.result()
+        ca = load_ca(self.ca_dir, self.passphrase, passphrase_option='ca_passphrase', dir_option='ca_dir')
+        with files.DirectoryLock(self.ca_dir):
+            record = {'crl_number': int(self.record.get('crl_number', 0)) + 1,
+                      'revoked': self.record['revoked'] + self.new_entries}
+            crl = self._build(ca, record)
+            # The record first: a CRL is never published for revocations that are not recorded.
+            files.atomic_write(self.revoked_path, (json.dumps(record, indent=2, sort_keys=True) + '\n').encode(),
+                               FILE_MODE)
+            files.atomic_write(self.crl_path, crl.public_bytes(crypto.serialization.Encoding.PEM), FILE_MODE)
+        self.record = record
+        self.written_crl = crl
+        return self.result()
+
+    def _build(self, ca, record):
+        x509 = crypto.x509
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.cert.subject)
+            .last_update(self.now - BACKDATE)
+            .next_update(self.now + datetime.timedelta(days=self.crl_days))
+            .add_extension(x509.CRLNumber(record['crl_number']), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier(ca.key_identifier, None, None), critical=False)
+        )
+        for entry in record['revoked']:
+            revoked = (x509.RevokedCertificateBuilder()
+                       .serial_number(int(entry['serial'], 16))
+                       .revocation_date(_parse_time(entry['revoked_at'])))
+            if entry.get('reason', 'unspecified') != 'unspecified':
+                revoked = revoked.add_extension(x509.CRLReason(getattr(x509.ReasonFlags, entry['reason'])),
+                                                critical=False)
+            builder = builder.add_revoked_certificate(revoked.build())
+        return crypto.sign(builder, ca.key)
+
+    def result(self):
+        written = self.written_crl is not None  # (a CRL with no entries is falsy: it has a length)
+        crl = self.written_crl if written else self.current_crl
+        revoked = list(self.record['revoked']) + ([] if written else self.new_entries)
+        return {
+            'changed': self.changed,
+            'crl_path': self.crl_path,
+            'revoked': revoked,
+            'revoked_now': [entry['serial'] for entry in self.new_entries],
+            'resign_reason': self.resign_reason,
+            'crl_number': (self.record.get('crl_number') if written or not self.changed
+                           else int(self.record.get('crl_number', 0)) + 1),
+            'this_update': crypto.iso8601(_crl_time(crl, 'last_update')) if crl is not None else None,
+            'next_update': crypto.iso8601(_crl_time(crl, 'next_update')) if crl is not None else None,
+        }
+
+    def diff(self):
+        """Before and after, computed by plan() (call it before apply())."""
+        before = sorted(entry['serial'] for entry in self.record['revoked'])
+        after = sorted(before + [entry['serial'] for entry in self.new_entries])
+        return {'before': {'revoked': before}, 'after': {'revoked': after, 'resign_reason': self.resign_reason}}
+
+
+def _parse_time(text):
+    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=crypto.UTC)

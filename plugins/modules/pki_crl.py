@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pki_crl
+short_description: Revoke certificates and publish the CA's CRL on the control node
+version_added: 0.2.0
+description:
+  - Records revocations in C(revoked.json) in O(ca_dir) and publishes C(crl.pem), a CRL signed by the CA, with a
+    CRL number and the CA's key identifier.
+  - The CRL is re-signed only when it is missing or unreadable, not signed by this CA, out of step with
+    C(revoked.json), at half its validity or later (so a scheduled run keeps it current), or O(force=true).
+    Otherwise nothing changes.
+  - Serials and names to revoke must be known to the CA's C(metadata.json) (written by M(fleetpki.mtls.pki_leaf)),
+    so a typo fails instead of revoking nothing. M(fleetpki.mtls.pki_leaf) re-issues every certificate whose
+    serial is revoked.
+  - Every CA needs a CRL from its creation when a service checks CRLs (OpenSSL refuses a client whose CA has no
+    CRL); run this module right after M(fleetpki.mtls.pki_ca).
+author:
+  - fleetpki contributors (@fleetpki)
+requirements:
+  - cryptography >= 38.0
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and writes nothing (the CA key is not even loaded).
+  diff_mode:
+    support: full
+    description: Shows the revoked serials before and after.
+options:
+  ca_dir:
+    description: Directory of the CA (C(ca-key.pem), C(ca-cert.pem), C(metadata.json)).
+    type: path
+    required: true
+  ca_passphrase:
+    description: Passphrase of an encrypted CA key; needed only when the CRL is (re)signed. Never logged.
+    type: str
+  revoke_serials:
+    description: Serials to revoke, hex (case, colons and a 0x prefix do not matter).
+    type: list
+    elements: str
+    default: []
+  revoke_names:
+    description: Certificate names whose current serial is revoked (for example C(worker-worker2)).
+    type: list
+    elements: str
+    default: []
+  reason:
+    description: CRL reason recorded for the serials revoked in this run (C(unspecified) adds no reason code).
+    type: str
+    default: unspecified
+    choices: [unspecified, key_compromise, ca_compromise, affiliation_changed, superseded, cessation_of_operation,
+              certificate_hold, privilege_withdrawn, aa_compromise]
+  crl_days:
+    description: nextUpdate of a new CRL, in days from now; the CRL is re-signed once half of it has passed.
+    type: int
+    default: 30
+  force:
+    description: Re-sign the CRL now.
+    type: bool
+    default: false
+seealso:
+  - module: fleetpki.mtls.pki_ca
+  - module: fleetpki.mtls.pki_leaf
+'''
+
+EXAMPLES = r'''
+- name: Keep the CRL current (re-signed at half its validity)
+  fleetpki.mtls.pki_crl:
+    ca_dir: "{{ playbook_dir }}/pki/ca"
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+  delegate_to: localhost
+  run_once: true
+
+- name: Revoke a host's client certificate (pki_leaf re-issues it on its next run)
+  fleetpki.mtls.pki_crl:
+    ca_dir: "{{ playbook_dir }}/pki/ca"
+    revoke_names: [worker-worker2]
+    reason: key_compromise
+  delegate_to: localhost
+  run_once: true
+
+- name: Revoke a serial
+  fleetpki.mtls.pki_crl:
+    ca_dir: "{{ playbook_dir }}/pki/ca"
+    revoke_serials: ["4F:2A:9C:0D:11:7E"]
+  delegate_to: localhost
+  run_once: true
+'''
+
+RETURN = r'''
+crl_path:
+  description: Path of the CRL.
+  returned: always
+  type: str
+revoked:
+  description: Every revocation of this CA (after this run).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    serial:
+      description: Serial, upper-case hex.
+      type: str
+    name:
+      description: Certificate name from metadata.json.
+      type: str
+    revoked_at:
+      description: Time of revocation, ISO 8601 UTC.
+      type: str
+    reason:
+      description: CRL reason.
+      type: str
+revoked_now:
+  description: Serials revoked by this run.
+  returned: always
+  type: list
+  elements: str
+resign_reason:
+  description: Why the CRL was (or would be) re-signed, such as C(missing) or C(half its validity passed); null when not.
+  returned: always
+  type: str
+crl_number:
+  description: CRL number of the current (or, in check mode, next) CRL.
+  returned: always
+  type: int
+this_update:
+  description: thisUpdate of the current CRL, ISO 8601 UTC (null in check mode before the first CRL).
+  returned: always
+  type: str
+next_update:
+  description: nextUpdate of the current CRL, ISO 8601 UTC.
+  returned: always
+  type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.crl import REASONS, CrlManager
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            ca_dir=dict(type='path', required=True),
+            ca_passphrase=dict(type='str', no_log=True),
+            revoke_serials=dict(type='list', elements='str', default=[]),
+            revoke_names=dict(type='list', elements='str', default=[]),
+            reason=dict(type='str', default='unspecified', choices=list(REASONS)),
+            crl_days=dict(type='int', default=30),
+            force=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    if not crypto.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=crypto.CRYPTOGRAPHY_IMPORT_ERROR)
+
+    params = module.params
+    manager = CrlManager(
+        ca_dir=params['ca_dir'],
+        passphrase=params['ca_passphrase'],
+        revoke_serials=params['revoke_serials'],
+        revoke_names=params['revoke_names'],
+        reason=params['reason'],
+        crl_days=params['crl_days'],
+        force=params['force'],
+    )
+    try:
+        manager.plan()
+        diff = manager.diff() if module._diff else None
+        result = manager.result() if module.check_mode else manager.apply()
+    except PkiError as exc:
+        module.fail_json(msg=str(exc))
+    if diff is not None:
+        result['diff'] = diff
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
