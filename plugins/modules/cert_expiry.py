@@ -13,7 +13,7 @@ version_added: 0.1.0
 description:
   - Reads certificates on the control node or on a fleet host and reports, per certificate, its subject, serial,
     SANs, expiry, status, whether it chains to O(ca_path), whether its key (found beside it) matches, and whether
-    the key file mode is 0600. Never changes anything.
+    the key file mode is 0600. Changes nothing, except the Prometheus textfile of O(prometheus_path).
   - In a directory only C(*-cert.pem) files are read (bundles, keys and CRLs are skipped); files named
     explicitly in O(paths) are read whatever their name.
   - "Status is C(broken) for a file that does not parse, does not chain to any CA in O(ca_path) (a certificate
@@ -27,7 +27,7 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: The module never changes anything, so check mode runs it as usual.
+    description: Inspects as usual; the textfile of O(prometheus_path) is not written.
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to diff.
@@ -50,6 +50,18 @@ options:
     description: Fail when any certificate is not C(ok) (expiring, expired or broken).
     type: bool
     default: false
+  prometheus_path:
+    description:
+      - Also write the results as a Prometheus textfile there (for node_exporter's textfile collector), atomically,
+        mode 0644; reported as changed only when its content changes.
+      - "Metrics (gauges): C(fleetpki_cert_expiry_seconds) (notAfter, Unix time), C(fleetpki_cert_days_remaining),
+        C(fleetpki_cert_broken); labels C(host), C(service), C(serial), C(path) and O(prometheus_labels).
+        C(service) and C(host) come from the file name C(<service>-<host>-cert.pem)."
+    type: path
+  prometheus_labels:
+    description: Extra labels on every series (they override C(host) and C(service) from the file name).
+    type: dict
+    default: {}
 notes:
   - The key beside C(name-cert.pem) is C(name-key.pem); beside C(name.crt) it is C(name.key).
 seealso:
@@ -69,6 +81,14 @@ EXAMPLES = r'''
     paths: ["{{ playbook_dir }}/pki/issued"]
     ca_path: "{{ playbook_dir }}/pki/ca/ca-cert.pem"
     fail_on_warning: true
+  delegate_to: localhost
+  run_once: true
+
+- name: Expiry metrics of the whole fleet for node_exporter
+  fleetpki.mtls.cert_expiry:
+    paths: ["{{ playbook_dir }}/pki/issued"]
+    ca_path: "{{ playbook_dir }}/pki/ca-bundle.pem"
+    prometheus_path: /var/lib/prometheus/node-exporter/fleetpki.prom
   delegate_to: localhost
   run_once: true
 
@@ -151,6 +171,10 @@ total:
   description: Number of certificates inspected.
   returned: always
   type: int
+prometheus_path:
+  description: The textfile written (or that would be, in check mode).
+  returned: when O(prometheus_path) is set
+  type: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -158,6 +182,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.inspect import CertInspector
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.metrics import render, write_if_changed
 
 
 def main():
@@ -167,6 +192,8 @@ def main():
             ca_path=dict(type='path'),
             warn_days=dict(type='int', default=30),
             fail_on_warning=dict(type='bool', default=False),
+            prometheus_path=dict(type='path'),
+            prometheus_labels=dict(type='dict', default={}),
         ),
         supports_check_mode=True,
     )
@@ -179,6 +206,14 @@ def main():
     except PkiError as exc:
         module.fail_json(msg=str(exc))
     report['changed'] = False
+    if params['prometheus_path']:
+        content = render(report['certs'], params['prometheus_labels'])
+        try:
+            report['changed'] = write_if_changed(params['prometheus_path'], content, module.check_mode)
+        except (IOError, OSError, PkiError) as exc:
+            module.fail_json(msg='prometheus_path %s cannot be written: %s; choose a writable path'
+                             % (params['prometheus_path'], exc))
+        report['prometheus_path'] = params['prometheus_path']
     if params['fail_on_warning']:
         bad = ['%s (%s%s)' % (entry['path'], entry['status'],
                               ': ' + '; '.join(entry['problems']) if entry['problems'] else '')

@@ -68,3 +68,40 @@ def test_missing_path_is_broken(tmp_path, run_module):
     run = run_module(cert_expiry, {'paths': [missing]})
     assert run.rc == 0 and run.result['certs'][0]['status'] == 'broken'
     assert run.result['counts']['broken'] == 1
+
+
+# -- Prometheus textfile ----------------------------------------------------------------------------------------------
+
+def test_prometheus_textfile_check_real_idempotent(issued, tmp_path, run_module):
+    prom = str(tmp_path / 'metrics' / 'fleetpki.prom')
+    args = {'paths': [issued['dir']], 'ca_path': issued['ca_path'], 'prometheus_path': prom,
+            'prometheus_labels': {'fleet': 'lab'}}
+    check = run_module(cert_expiry, args, check_mode=True)
+    assert check.result['changed'] is True and not os.path.exists(prom)
+    real = run_module(cert_expiry, args)
+    assert real.result['changed'] is True and real.result['prometheus_path'] == prom
+    text = open(prom).read()
+    serial = real.result['certs'][0]['serial']
+    assert '# TYPE fleetpki_cert_expiry_seconds gauge' in text
+    assert ('fleetpki_cert_days_remaining{fleet="lab",host="",path="%s/web1-cert.pem",serial="%s",service="web1"}'
+            % (issued['dir'], serial)) in text
+    assert oct(os.stat(prom).st_mode & 0o777) == '0o644'
+    again = run_module(cert_expiry, args)
+    assert again.result['changed'] is False
+
+
+def test_prometheus_labels_from_fleet_names_and_escaping():
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.metrics import labels_from_name, render
+    assert labels_from_name('/x/worker-worker-7.lab-cert.pem') == {'service': 'worker', 'host': 'worker-7.lab'}
+    text = render([{'path': '/x/redis-r1-cert.pem', 'serial': 'AB', 'status': 'broken', 'not_after': None}],
+                  {'note': 'a "quoted"\nline'})
+    assert 'fleetpki_cert_broken{host="r1",note="a \\"quoted\\"\\nline",path="/x/redis-r1-cert.pem",serial="AB",' \
+           'service="redis"} 1' in text
+    assert 'fleetpki_cert_expiry_seconds{' not in text
+
+
+def test_prometheus_path_unwritable_fails_clearly(issued, tmp_path, run_module):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    run = run_module(cert_expiry, {'paths': [issued['dir']], 'prometheus_path': str(blocker / 'sub' / 'f.prom')})
+    assert run.rc == 1 and 'prometheus_path' in run.result['msg']
