@@ -1,6 +1,8 @@
 """Reference callback API: Flask over HTTPS with the certificate from its .env, client certs optional or required.
 
-.env: API_BIND, API_PORT, API_USE_TLS, API_TLS_CERT, API_TLS_KEY, API_TLS_CA, API_REQUIRE_CLIENT_CERT.
+.env: API_BIND, API_PORT, API_USE_TLS, API_TLS_CERT, API_TLS_KEY, API_TLS_CA, API_REQUIRE_CLIENT_CERT, API_TLS_CRL
+(a PEM file with one CRL per trusted CA: client certificates are then checked against it, and a revoked one is
+refused in the handshake).
   GET  /health            {"status": "ok", "client": <client cert subject or null>}
   POST /callback/report   validation reports from booted servers; answers 202
 SIGHUP is not needed: systemd restarts it (a restart costs a second; workers retry callbacks).
@@ -55,6 +57,10 @@ def tls_context(env):
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(env['API_TLS_CERT'], env['API_TLS_KEY'])
     context.load_verify_locations(env['API_TLS_CA'])
+    if env.get('API_TLS_CRL'):
+        # OpenSSL refuses every client whose CA has no CRL in the file: the pki role keeps one per trusted CA.
+        context.load_verify_locations(env['API_TLS_CRL'])
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     context.verify_mode = ssl.CERT_REQUIRED if truthy(env.get('API_REQUIRE_CLIENT_CERT')) else ssl.CERT_OPTIONAL
     return context
 

@@ -4,12 +4,14 @@ It reads everything from its .env (REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS
 REDIS_TLS_KEY, REDIS_TLS_CA, WORKER_NAME). Jobs are ids pushed to the list fleet:jobs; each is moved with BLMOVE
 into fleet:processing:<worker> while it runs, added to the set fleet:done, then removed, so a crash loses no job
 (the processing list is re-queued at start). A heartbeat (fleet:heartbeat:<worker>) carries the serial of the
-client certificate in use. SIGHUP: finish the current job, re-read .env and certificates, reconnect.
+client certificate in use. SIGHUP: finish the current job, re-read .env and certificates, reconnect. The heartbeat also carries a digest of
+the .env and TLS files it loaded, so --expect-heartbeat tells whether the worker runs on the files now on disk.
 
   python3 fleet-worker --env /opt/fleet-worker/.env           run
   python3 fleet-worker --env /opt/fleet-worker/.env --check   connect once with redis-py, PING, print the serial
 """
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -30,6 +32,18 @@ DUPLICATES = 'fleet:done:duplicates'
 def cert_serial(path):
     with open(path, 'rb') as handle:
         return '%X' % x509.load_pem_x509_certificate(handle.read()).serial_number
+
+
+def files_digest(env_path, env):
+    """sha256 over the .env and the TLS files it names: the heartbeat shows which versions the worker runs on."""
+    digest = hashlib.sha256()
+    paths = [env_path]
+    if truthy(env.get('REDIS_USE_TLS')):
+        paths += [env['REDIS_TLS_CERT'], env['REDIS_TLS_KEY'], env['REDIS_TLS_CA']]
+    for path in paths:
+        with open(path, 'rb') as handle:
+            digest.update(hashlib.sha256(handle.read()).digest())
+    return digest.hexdigest()
 
 
 def connect(env):
@@ -53,6 +67,7 @@ class Worker:
         self.client = None
         self.env = None
         self.serial = None
+        self.digest = None
         self.name = None
         self.last_heartbeat = 0.0
         self.recorded = None
@@ -64,6 +79,7 @@ class Worker:
         self.env = read_env(self.env_path)
         self.name = self.env.get('WORKER_NAME') or socket.gethostname()
         self.serial = cert_serial(self.env['REDIS_TLS_CERT']) if truthy(self.env.get('REDIS_USE_TLS')) else None
+        self.digest = files_digest(self.env_path, self.env)
 
     def reconnect(self):
         delay = 0.2
@@ -92,7 +108,8 @@ class Worker:
         now = time.time()
         if force or now - self.last_heartbeat >= 1.0:
             self.client.set('fleet:heartbeat:%s' % self.name, json.dumps({
-                'worker': self.name, 'serial': self.serial, 'pid': os.getpid(), 'ts': now}), ex=30)
+                'worker': self.name, 'serial': self.serial, 'files': self.digest, 'pid': os.getpid(),
+                'ts': now}), ex=30)
             self.last_heartbeat = now
 
     def requeue_unfinished(self):
@@ -139,9 +156,11 @@ class Worker:
         self.stopping = True
 
 
-def expect_heartbeat(env):
+def expect_heartbeat(env_path):
+    env = read_env(env_path)
     name = env.get('WORKER_NAME') or socket.gethostname()
     expected = cert_serial(env['REDIS_TLS_CERT']) if truthy(env.get('REDIS_USE_TLS')) else None
+    expected_files = files_digest(env_path, env)
     try:
         raw = connect(env).get('fleet:heartbeat:%s' % name)
     except (redis.RedisError, OSError) as exc:
@@ -151,6 +170,10 @@ def expect_heartbeat(env):
     age = time.time() - beat.get('ts', 0)
     if beat.get('serial') != expected or age > 5:
         print('worker %s: heartbeat serial %s (age %.1f s), expected %s' % (name, beat.get('serial'), age, expected))
+        return 1
+    if beat.get('files') != expected_files:
+        print('worker %s: runs on older .env, certificate, key or CA files (serial %s); it needs a SIGHUP'
+              % (name, expected))
         return 1
     print('worker %s: heartbeat on serial %s (age %.1f s)' % (name, expected, age))
     return 0
@@ -164,7 +187,7 @@ def main():
                         help='exit 0 when the running worker has a fresh heartbeat with the serial of its cert file')
     args = parser.parse_args()
     if args.expect_heartbeat:
-        return expect_heartbeat(read_env(args.env))
+        return expect_heartbeat(args.env)
     if args.check:
         env = read_env(args.env)
         try:
