@@ -1,0 +1,101 @@
+"""Expiry metrics and the unattended renewal job, on the control node only (no fleet host is contacted).
+
+playbooks/pki.yml issues a fake fleet's certificates in a temp dir; expiry_report.yml turns them into a Prometheus
+textfile that promtool must accept; the renewal_timer role renders its units into a temp dir.
+"""
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+from test_preflight import FLEET, ROOT, inventory
+
+# The issue names the metric fleetpki_cert_days_remaining; promtool's linter prefers base units (exit 3, a lint
+# finding, not a format error). This is the only finding accepted.
+ACCEPTED_LINT = re.compile(r'^fleetpki_cert_days_remaining use base unit "seconds" instead of "days"$')
+
+
+def playbook(inventory_path, name, *extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    proc = subprocess.run(['ansible-playbook', '-i', str(inventory_path), str(ROOT / 'playbooks' / name)]
+                          + list(extra), cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=300, check=False)
+    return proc.returncode, proc.stdout
+
+
+def promtool_check_metrics(text):
+    """Fails unless promtool parses the file; a missing promtool fails too (CI installs Debian's prometheus)."""
+    proc = subprocess.run(['promtool', 'check', 'metrics'], input=text, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    findings = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert proc.returncode in (0, 3), proc.stdout
+    assert all(ACCEPTED_LINT.match(line) for line in findings), findings
+
+
+@pytest.fixture(scope='module')
+def fleet_pki(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp('expiry')
+    hosts = inventory(tmp_path, FLEET)
+    rc, output = playbook(hosts, 'pki.yml')
+    assert rc == 0, output[-3000:]
+    return tmp_path, hosts
+
+
+def test_expiry_report_writes_metrics_promtool_accepts(fleet_pki):
+    tmp_path, hosts = fleet_pki
+    prom = tmp_path / 'out' / 'fleetpki.prom'
+    rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom,
+                          '-e', 'expiry_report_fail_on_warning=true')
+    assert rc == 0, output[-3000:]
+    text = prom.read_text()
+    promtool_check_metrics(text)
+    expiry = [line for line in text.splitlines() if line.startswith('fleetpki_cert_expiry_seconds{')]
+    days = [line for line in text.splitlines() if line.startswith('fleetpki_cert_days_remaining{')]
+    assert len(expiry) == len(days) == 5  # redis, api, 2 workers, pxe client
+    assert any('host="pf-worker2"' in line and 'service="worker"' in line and 'serial="' in line for line in days)
+    assert all(int(line.rsplit(' ', 1)[1]) in (364, 365) for line in days)
+    rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom)
+    assert rc == 0 and 'changed=0' in output[output.rindex('PLAY RECAP'):]
+
+
+def test_expiry_report_fails_on_warning_when_asked(fleet_pki):
+    tmp_path, hosts = fleet_pki
+    rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_warn_days=400',
+                          '-e', 'expiry_report_fail_on_warning=true', '-e', 'expiry_report_prom_path=%s/x.prom' % tmp_path)
+    assert rc != 0
+    assert '5 certificate(s) not ok' in ' '.join(output.split())
+
+
+def test_alert_rules_example_passes_promtool():
+    proc = subprocess.run(['promtool', 'check', 'rules', str(ROOT / 'docs' / 'examples' / 'prometheus-alerts.yml')],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_renewal_timer_renders_units_that_run_the_scheduled_playbook(fleet_pki):
+    tmp_path, hosts = fleet_pki
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = playbook(hosts, 'renewal_timer.yml', '-e', 'renewal_timer_unit_dir=%s' % units,
+                          '-e', 'renewal_timer_manage_service=false',
+                          '-e', 'renewal_timer_vault_password_file=/root/.fleetpki-vault-pass')
+    assert rc == 0, output[-3000:]
+    service = (units / 'fleetpki-renewal.service').read_text()
+    timer = (units / 'fleetpki-renewal.timer').read_text()
+    exec_start = re.search(r'^ExecStart=(.*)$', service, re.M).group(1)
+    assert exec_start.endswith('%s/playbooks/scheduled_renewal.yml --vault-password-file /root/.fleetpki-vault-pass'
+                               % ROOT)
+    assert ' -i %s ' % hosts in exec_start and os.path.isfile(exec_start.split()[0])
+    assert 'WorkingDirectory=%s' % ROOT in service and 'Type=oneshot' in service
+    assert 'OnCalendar=daily' in timer and 'Persistent=true' in timer
+    rc, output = playbook(hosts, 'renewal_timer.yml', '-e', 'renewal_timer_unit_dir=%s' % units,
+                          '-e', 'renewal_timer_manage_service=false',
+                          '-e', 'renewal_timer_vault_password_file=/root/.fleetpki-vault-pass')
+    assert rc == 0 and 'changed=0' in output[output.rindex('PLAY RECAP'):]
+
+
+def test_scheduled_renewal_playbook_parses():
+    rc, output = playbook(pathlib.Path(ROOT / 'inventories' / 'lab'), 'scheduled_renewal.yml', '--syntax-check')
+    assert rc == 0, output[-3000:]
