@@ -21,7 +21,7 @@ export PYTHONPATH := $(CURDIR)/collections
 export PATH := $(BIN):$(PATH)
 
 .PHONY: setup test unit unit-c38 integration crash sanity units lint build-check demo lab-down bench clean \
-	playbook-checks molecule bench-lab \
+	playbook-checks molecule bench-lab bench-rotate \
 	ansible-test-tree
 
 setup: $(VENV)/.done $(VENV38)/.done
@@ -57,13 +57,18 @@ crash: setup
 
 # Preflight errors of site.yml on fake inventories (no hosts needed: they stop before connecting).
 playbook-checks: setup
+	tests/tools/ensure-promtool.sh
 	$(BIN)/python -m pytest -q tests/playbooks
 
-# The lab fleet in containers: converge, idempotence, testinfra (needs Docker: lab/ensure-docker.sh).
+# The lab fleet in containers (needs Docker: lab/ensure-docker.sh): default = converge, idempotence, testinfra;
+# lifecycle = rotate, CA rollover, revocation under live load, then the faults; migration = a password-only
+# plaintext fleet taken to mTLS by site.yml under live load.
 molecule: setup
 	lab/ensure-docker.sh
 	lab/build-image.sh
 	tests/tools/run_molecule.sh default
+	tests/tools/run_molecule.sh lifecycle
+	tests/tools/run_molecule.sh migration
 
 lint: setup
 	$(BIN)/ansible-lint --profile production --offline
@@ -88,14 +93,14 @@ build-check: setup
 	$(BIN)/ansible-galaxy collection build --output-path .build/galaxy .
 	env -u ANSIBLE_CONFIG -u PYTHONPATH $(BIN)/ansible-galaxy collection install --force \
 		-p $(CURDIR)/.build/galaxy/installed $(CURDIR)/.build/galaxy/fleetpki-mtls-*.tar.gz
-	for module in pki_ca pki_leaf cert_expiry; do \
+	for module in pki_ca pki_leaf pki_crl cert_expiry pki_backup; do \
 		(cd /tmp && env -u ANSIBLE_CONFIG -u PYTHONPATH ANSIBLE_NOCOLOR=1 ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/galaxy/installed $(BIN)/ansible-doc fleetpki.mtls.$$module) \
 			> .build/galaxy/$$module.txt; \
 		grep -q 'galaxy/installed/ansible_collections/fleetpki/mtls/plugins/modules' .build/galaxy/$$module.txt \
 			&& grep -q '^EXAMPLES' .build/galaxy/$$module.txt \
 			|| { echo "ansible-doc fleetpki.mtls.$$module: not from the installed tarball, or no examples"; exit 1; }; \
 	done
-	@echo "build-check: tarball installs and ansible-doc shows all three modules"
+	@echo "build-check: tarball installs and ansible-doc shows every module"
 
 demo: setup
 	lab/demo.sh
@@ -111,6 +116,10 @@ bench: setup
 bench-lab: setup
 	lab/ensure-docker.sh
 	$(BIN)/python benchmarks/bench_fleet.py
+
+# rotate.yml under the load client on the demo lab (make demo first; the lab stays up).
+bench-rotate: setup
+	$(BIN)/python benchmarks/bench_rotate.py
 
 clean:
 	rm -rf .build $(ACROOT) $(VENV) $(VENV38)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REDIS_PASSWORD, run_playbook
+from fleetlab import REDIS_PASSWORD, run_playbook
 
 CA_BUNDLE = '/etc/fleetpki/ca-bundle.pem'
 WORKER_CERT = '/etc/fleetpki/worker/client-cert.pem'
@@ -226,7 +226,7 @@ def test_cert_only_change_reloads_redis_without_a_restart(fleet):
     serial_before = served_serial(redis)
     rc, output = run_playbook('site.yml', '--limit', 'redis1', '-e', 'pki_force=true')
     assert rc == 0, output[-3000:]
-    assert 'Reload the certificate and key with CONFIG SET' in output
+    assert 'Reload the certificate, key and CA with CONFIG SET' in output
     assert redis.check_output('systemctl show -p MainPID --value redis-server') == pid_before
     serial_after = served_serial(redis)
     assert serial_after != serial_before

@@ -1,0 +1,315 @@
+"""Lifecycle under live load, on the lab containers: the operator's checklist for renewal, CA rollover and
+revocation without one failed request, then the faults.
+
+The tests run in file order: a load client on pxe1 (tests/load/fleet_load.py) does SET/GET/LPUSH over mTLS, a new
+TLS connection every 20 operations, never retrying, while the workers process the jobs it pushes. Each lifecycle
+step is a real playbook run; the load's counts are checked after every step and in full at the end.
+"""
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import time
+
+import pytest
+
+from fleetlab import (CA_BUNDLE, CLIENT_PEM, REDIS_CERT, REDIS_KEY, REDIS_PASSWORD, WORKER_CERT, WORKERS,
+                      assert_no_failed_operation, cert_serial, oldest_client_age, put_file, record, redis_cli,
+                      redis_pid, run_playbook, start_load, stop_load_and_check_every_job)
+
+API_CERT = '/etc/fleetpki/api/api-cert.pem'
+CLIENT_CERT = '/etc/fleetpki/client/client-cert.pem'
+HOST_CERTS = (('redis1', REDIS_CERT), ('worker1', WORKER_CERT), ('worker2', WORKER_CERT), ('api1', API_CERT),
+              ('pxe1', CLIENT_CERT))
+STATE = {}
+
+
+def admin_redis(fleet, *args):
+    return redis_cli(fleet, 6379, *args)
+
+
+def served_serial(fleet):
+    out = fleet['redis1'].check_output(
+        'openssl s_client -connect 127.0.0.1:6379 -cert %s -key %s -CAfile %s </dev/null 2>/dev/null '
+        '| openssl x509 -noout -serial' % (REDIS_CERT, REDIS_KEY, CA_BUNDLE))
+    return int(out.split('=', 1)[1], 16)
+
+
+def heartbeat_serial(fleet, worker):
+    return int(json.loads(admin_redis(fleet, 'GET', 'fleet:heartbeat:%s' % worker))['serial'], 16)
+
+
+def timed_playbook(*args):
+    started = time.time()
+    rc, output = run_playbook(*args)
+    return rc, output, time.time() - started
+
+
+def assert_rolled(fleet, started, before_serials):
+    """After a roll: Redis kept its process, serves its new cert, workers beat on their new serials, and no
+    client connection from before the roll is left."""
+    assert redis_pid(fleet) == STATE['redis_pid'], 'redis-server was restarted'
+    assert served_serial(fleet) == cert_serial(fleet['redis1'], REDIS_CERT)
+    for name, path in HOST_CERTS:
+        assert cert_serial(fleet[name], path) != before_serials[name], '%s kept its old certificate' % name
+    for worker in WORKERS:
+        assert heartbeat_serial(fleet, worker) == cert_serial(fleet[worker], WORKER_CERT)
+    age, elapsed = oldest_client_age(fleet, 6379), time.time() - started
+    assert age < elapsed, 'a client connection %d s old survived a roll that started %.0f s ago' % (age, elapsed)
+
+
+def serials(fleet):
+    return {name: cert_serial(fleet[name], path) for name, path in HOST_CERTS}
+
+
+@pytest.fixture(scope='module')
+def load(fleet):
+    """Start the load client on pxe1 (mTLS); the last lifecycle test stops it and counts."""
+    STATE['job_prefix'] = start_load(fleet, 'REDIS_HOST=redis1\nREDIS_PORT=6379\nREDIS_PASSWORD=%s\nCLIENT_PEM=%s\n'
+                                     'CA_BUNDLE=%s\n' % (REDIS_PASSWORD, CLIENT_PEM, CA_BUNDLE))
+    STATE['redis_pid'] = redis_pid(fleet)
+    yield fleet['pxe1']
+    fleet['pxe1'].run('systemctl stop fleet-load')
+
+
+def test_load_runs_without_a_failure(fleet, load):
+    stats = assert_no_failed_operation(fleet)
+    assert stats['ops'] >= 100 and stats['jobs_pushed'] > 0
+
+
+def test_rotate_with_force_renews_everything_without_a_failed_request(fleet, load):
+    before, started = serials(fleet), time.time()
+    rc, output, seconds = timed_playbook('playbooks/rotate.yml', '-e', 'force=true')
+    assert rc == 0, output[-4000:]
+    assert 'renewed' in output
+    assert_rolled(fleet, started, before)
+    stats = assert_no_failed_operation(fleet)
+    record('lifecycle', 'rotate_force', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'], ops=stats['ops'])
+
+
+def test_rotate_with_nothing_to_renew_changes_nothing(fleet, load):
+    rc, output = run_playbook('playbooks/rotate.yml')
+    assert rc == 0, output[-4000:]
+    assert 'nothing to renew' in output
+    recap = output[output.rindex('PLAY RECAP'):]
+    assert not re.search(r'changed=[1-9]', recap), recap
+
+
+def test_rotate_in_check_mode_reports_what_it_would_renew_and_changes_nothing(fleet, load, pki_dir):
+    before_tree, before_serials, pid = tree_digest(pki_dir), serials(fleet), redis_pid(fleet)
+    rc, output = run_playbook('playbooks/rotate.yml', '--check', '--diff', '-e', 'force=true')
+    assert rc == 0, output[-4000:]
+    recap = output[output.rindex('PLAY RECAP'):]
+    assert re.search(r'localhost\s*:.*changed=[1-9]', recap) or re.search(r'redis1\s*:.*changed=[1-9]', recap), recap
+    assert tree_digest(pki_dir) == before_tree
+    assert serials(fleet) == before_serials
+    assert redis_pid(fleet) == pid
+    assert 'PRIVATE KEY' not in output and REDIS_PASSWORD not in output
+    assert_no_failed_operation(fleet)
+
+
+def test_ca_rollover_moves_every_host_to_the_new_ca_without_a_failed_request(fleet, load, pki_dir):
+    old_ca = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
+    before, started = serials(fleet), time.time()
+    # Phase 1 alone, then a run with no phase given: it resumes with phases 2 and 3 only.
+    rc, output, seconds = timed_playbook('playbooks/ca_rollover.yml', '-e', 'phase=1')
+    assert rc == 0, output[-4000:]
+    assert 'phases to run: 1 (a new rollover)' in output
+    state = json.loads((pki_dir / 'rollover.json').read_text())
+    assert (state['phase'], state['status']) == (1, 'done')
+    assert (pki_dir / 'export' / 'ca-bundle.pem').read_text().count('BEGIN CERTIFICATE') == 2
+    assert fleet['redis1'].file(CA_BUNDLE).content_string.count('BEGIN CERTIFICATE') == 2
+    rc, output, more_seconds = timed_playbook('playbooks/ca_rollover.yml')
+    seconds += more_seconds
+    assert rc == 0, output[-4000:]
+    assert 'phases to run: 2, 3 (resuming rollover' in output
+    state = json.loads((pki_dir / 'rollover.json').read_text())
+    assert (state['phase'], state['status']) == (3, 'done')
+    new_ca = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
+    assert new_ca != old_ca
+    assert (pki_dir / 'retired-ca' / state['id'] / 'ca-cert.pem').read_text() == old_ca
+    assert_rolled(fleet, started, before)
+    for name, path in HOST_CERTS:
+        host = fleet[name]
+        assert host.file(CA_BUNDLE).content_string.strip() == new_ca.strip(), '%s still trusts the old CA' % name
+        assert host.run('openssl verify -CAfile %s %s' % (CA_BUNDLE, path)).rc == 0
+    assert (pki_dir / 'export' / 'ca-bundle.pem').read_text().strip() == new_ca.strip()
+    stats = assert_no_failed_operation(fleet)
+    record('lifecycle', 'ca_rollover', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'], ops=stats['ops'])
+
+
+def test_ca_rollover_again_changes_nothing(fleet, load):
+    rc, output = run_playbook('playbooks/ca_rollover.yml')
+    assert rc == 0, output[-4000:]
+    assert 'nothing to do' in output
+    recap = output[output.rindex('PLAY RECAP'):]
+    assert not re.search(r'changed=[1-9]', recap), recap
+
+
+def api_status_with(pxe, cert, key):
+    result = pxe.run('curl -sS -o /dev/null -w "%%{http_code}" --max-time 10 --cacert %s --cert %s --key %s '
+                     'https://api1:8443/health 2>&1' % (CA_BUNDLE, cert, key))
+    return result.rc, result.stdout
+
+
+def test_revoked_client_cert_is_refused_by_the_api_and_its_replacement_accepted(fleet, load, pki_dir):
+    pxe = fleet['pxe1']
+    issued = pki_dir / 'issued'
+    old_cert, old_key = (issued / 'worker-worker1-cert.pem').read_text(), (issued / 'worker-worker1-key.pem').read_text()
+    put_file('pxe1', '/root/old-cert.pem', old_cert)
+    put_file('pxe1', '/root/old-key.pem', old_key, '0600')
+    assert api_status_with(pxe, '/root/old-cert.pem', '/root/old-key.pem') == (0, '200')
+    old_serial = cert_serial(fleet['worker1'], WORKER_CERT)
+    rc, output = run_playbook('playbooks/revoke.yml', '-e', 'revoke_host=worker1', '-e', 'revoke_service=worker')
+    assert rc == 0, output[-4000:]
+    rc_old, out_old = api_status_with(pxe, '/root/old-cert.pem', '/root/old-key.pem')
+    assert rc_old != 0 and out_old != '200', 'the API accepted a revoked certificate: %s' % out_old
+    new_serial = cert_serial(fleet['worker1'], WORKER_CERT)
+    assert new_serial != old_serial, 'worker1 still has its revoked certificate'
+    new_cert, new_key = (issued / 'worker-worker1-cert.pem').read_text(), (issued / 'worker-worker1-key.pem').read_text()
+    put_file('pxe1', '/root/new-cert.pem', new_cert)
+    put_file('pxe1', '/root/new-key.pem', new_key, '0600')
+    assert api_status_with(pxe, '/root/new-cert.pem', '/root/new-key.pem') == (0, '200')
+    assert heartbeat_serial(fleet, 'worker1') == new_serial
+    pxe.run('rm -f /root/old-*.pem /root/new-*.pem')
+    assert_no_failed_operation(fleet)
+
+
+def test_ca_renewal_with_the_same_key_keeps_every_leaf(fleet, load, pki_dir):
+    """The lighter path: a new CA certificate (same key and subject) rolled into every trust store; no leaf is
+    re-issued and every leaf validates against the new CA certificate."""
+    old_ca = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
+    before = serials(fleet)
+    rc, output = run_playbook('playbooks/ca_renew.yml', '-e', 'ca_renew_days=4000')
+    assert rc == 0, output[-4000:]
+    assert 'renewed with the same key' in output
+    new_ca = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
+    assert new_ca != old_ca
+    assert serials(fleet) == before
+    for name, path in HOST_CERTS:
+        assert fleet[name].file(CA_BUNDLE).content_string.strip() == new_ca.strip()
+        assert fleet[name].run('openssl verify -CAfile %s %s' % (CA_BUNDLE, path)).rc == 0
+    assert redis_pid(fleet) == STATE['redis_pid']
+    rc, output = run_playbook('playbooks/ca_renew.yml')
+    assert rc == 0 and 'nothing to renew' in output, output[-4000:]
+    recap = output[output.rindex('PLAY RECAP'):]
+    assert not re.search(r'changed=[1-9]', recap), recap
+    assert_no_failed_operation(fleet)
+
+
+def test_backup_then_restore_of_a_lost_pki_dir_and_a_rotate_after_it(fleet, load, pki_dir, tmp_path):
+    """The control node loses its PKI directory: the encrypted backup brings it back, and a rotate signs with the
+    restored CA key and rolls the new certificate without a failed request."""
+    archive = tmp_path / 'pki.fpkb'
+    secret = ['-e', 'pki_backup_passphrase=molecule-backup-passphrase', '-e', 'pki_backup_archive=%s' % archive]
+    rc, output = run_playbook('playbooks/pki_backup.yml', *secret)
+    assert rc == 0, output[-3000:]
+    ca_before = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
+    lost = pki_dir.with_name(pki_dir.name + '.lost')
+    pki_dir.rename(lost)
+    rc, output = run_playbook('playbooks/pki_restore.yml', *secret)
+    assert rc == 0, output[-3000:]
+    assert (pki_dir / 'ca' / 'ca-cert.pem').read_text() == ca_before
+    served_before = served_serial(fleet)
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=redis', '-e', 'force=true')
+    assert rc == 0, output[-4000:]
+    assert served_serial(fleet) != served_before
+    assert fleet['redis1'].run('openssl verify -CAfile %s %s' % (CA_BUNDLE, REDIS_CERT)).rc == 0
+    assert redis_pid(fleet) == STATE['redis_pid']
+    subprocess.run(['rm', '-rf', str(lost)], check=True)
+    assert_no_failed_operation(fleet)
+
+
+def test_renewal_timer_command_runs_against_the_lab_and_metrics_pass_promtool(fleet, load, pki_dir, tmp_path):
+    """The systemd timer's ExecStart, as rendered by roles/renewal_timer, run as the timer would run it."""
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = run_playbook('playbooks/renewal_timer.yml', '-e', 'renewal_timer_unit_dir=%s' % units,
+                              '-e', 'renewal_timer_manage_service=false')
+    assert rc == 0, output[-3000:]
+    service = (units / 'fleetpki-renewal.service').read_text()
+    command = re.search(r'^ExecStart=(.*)$', service, re.M).group(1)
+    env = dict(line.split('=', 1) for line in re.findall(r'^Environment=(.*)$', service, re.M))
+    workdir = re.search(r'^WorkingDirectory=(.*)$', service, re.M).group(1)
+    proc = subprocess.run(shlex.split(command), cwd=workdir, env=dict(os.environ, **env), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'nothing to renew' in proc.stdout
+    prom = (pki_dir / 'metrics' / 'fleetpki_certs.prom').read_text()
+    check = subprocess.run(['promtool', 'check', 'metrics'], input=prom, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    # Exit 3 is a lint finding, not a format error: only the spec-mandated "days" metric name may be flagged.
+    assert check.returncode in (0, 3) and all('fleetpki_cert_days_remaining use base unit' in line
+                                              for line in check.stdout.splitlines() if line.strip()), check.stdout
+    for name in dict(HOST_CERTS):
+        assert re.search(r'fleetpki_cert_days_remaining\{[^}]*host="%s"' % name, prom), name
+    assert_no_failed_operation(fleet)
+
+
+def test_every_job_done_exactly_once_and_no_failed_operation(fleet, load):
+    stop_load_and_check_every_job(fleet, 6379, STATE['job_prefix'], 'lifecycle')
+
+
+# ----------------------------------------------------------------------------------------------- faults
+def tree_digest(directory):
+    """Names, modes and contents of every file under the PKI directory: equal means nothing changed."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in pathlib.Path(directory).rglob('*') if p.is_file()):
+        digest.update(('%s %o\n' % (path.relative_to(directory), path.stat().st_mode)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_wrong_ca_passphrase_stops_with_a_clear_message_and_changes_nothing(fleet, pki_dir):
+    before = tree_digest(pki_dir)
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'force=true', '-e', 'pki_ca_passphrase=not-the-passphrase')
+    assert rc != 0
+    assert 'passphrase' in output.lower()
+    assert tree_digest(pki_dir) == before
+
+
+def test_rollover_phase_out_of_order_is_refused_and_changes_nothing(fleet, pki_dir):
+    before = tree_digest(pki_dir)
+    rc, output = run_playbook('playbooks/ca_rollover.yml', '-e', 'rollover_new=true', '-e', 'phase=2')
+    assert rc != 0
+    assert 'starts with phase 1' in output and 'Nothing was changed' in output
+    assert tree_digest(pki_dir) == before
+
+
+def test_redis_refusing_a_new_cert_goes_back_to_the_previous_one(fleet, pki_dir):
+    """A certificate for the wrong key: Redis refuses the CONFIG SET, the role puts the previous files back and
+    stops; after the fix a rerun completes."""
+    served_before = served_serial(fleet)
+    wrong_key = str(pki_dir / 'issued' / 'worker-worker1-key.pem')
+    rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'redis1', '-e', 'services=redis', '-e', 'force=true',
+                              '-e', 'redis_tls_key_src=%s' % wrong_key)
+    assert rc != 0
+    assert 'previous certificate and key are back in place' in output, output[-3000:]
+    assert served_serial(fleet) == served_before
+    assert served_before == cert_serial(fleet['redis1'], REDIS_CERT)
+    assert admin_redis(fleet, 'PING') == 'PONG'
+    rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'redis1', '-e', 'services=redis')
+    assert rc == 0, output[-3000:]
+    assert served_serial(fleet) != served_before
+    assert served_serial(fleet) == cert_serial(fleet['redis1'], REDIS_CERT)
+
+
+def test_unreachable_worker_stops_the_roll_and_a_rerun_completes(fleet):
+    """worker2 cannot be reached in the middle of a roll: the roll stops there; once it is back a rerun
+    finishes it."""
+    before = cert_serial(fleet['worker2'], WORKER_CERT)
+    subprocess.run(['docker', 'pause', 'worker2'], check=True, stdout=subprocess.DEVNULL)
+    try:
+        rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers', '-e', 'force=true')
+    finally:
+        subprocess.run(['docker', 'unpause', 'worker2'], check=True, stdout=subprocess.DEVNULL)
+    assert rc != 0
+    assert 'worker2' in output and 'UNREACHABLE' in output
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers')
+    assert rc == 0, output[-3000:]
+    after = cert_serial(fleet['worker2'], WORKER_CERT)
+    assert after != before
+    assert heartbeat_serial(fleet, 'worker2') == after

@@ -1,0 +1,146 @@
+"""Migration under live load, on the lab containers: a password-only plaintext fleet taken to full mTLS by
+site.yml while the workers process jobs and a client keeps doing SET/GET/LPUSH, never retrying.
+
+The staged switch, as an operator runs it: site.yml opens TLS on port 6380 beside plaintext 6379 (CONFIG SET, no
+restart), moves the workers to TLS one at a time, then closes 6379 once no client uses it. The load client
+stands for every other client: it moves to TLS once its certificate is there and Redis answers on 6380 (the test
+rewrites its .env then, as an operator would reconfigure a client); it opens a new connection every 20
+operations, so it leaves the plaintext port within a second.
+"""
+import json
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from fleetlab import (CA_BUNDLE, CLIENT_PEM, INVENTORY, LOAD_ENV, PROJECT, REDIS_PASSWORD, WORKER_CERT, WORKERS,
+                      cert_serial, load_stats, oldest_client_age, playbook_env, put_file, record, redis_cli,
+                      redis_pid, start_load, stop_load_and_check_every_job)
+
+HOST_CERTS = (('redis1', '/etc/redis/tls/redis-cert.pem'), ('worker1', WORKER_CERT), ('worker2', WORKER_CERT),
+              ('api1', '/etc/fleetpki/api/api-cert.pem'), ('pxe1', '/etc/fleetpki/client/client-cert.pem'))
+OLD_CA = PROJECT / '.build' / 'molecule-old-scripts' / 'pki' / 'ca' / 'ca-cert.pem'
+STATE = {}
+
+
+def plain_redis(fleet, *args):
+    return fleet['redis1'].run("REDISCLI_AUTH='%s' redis-cli -h 127.0.0.1 -p 6379 %s" % (REDIS_PASSWORD, ' '.join(args)))
+
+
+def tls_redis(fleet, *args):
+    return redis_cli(fleet, 6380, *args)
+
+
+def load_env(tls):
+    if tls:
+        return ('REDIS_HOST=redis1\nREDIS_PORT=6380\nREDIS_USE_TLS=true\nREDIS_PASSWORD=%s\nCLIENT_PEM=%s\n'
+                'CA_BUNDLE=%s\n' % (REDIS_PASSWORD, CLIENT_PEM, CA_BUNDLE))
+    return 'REDIS_HOST=redis1\nREDIS_PORT=6379\nREDIS_USE_TLS=false\nREDIS_PASSWORD=%s\n' % REDIS_PASSWORD
+
+
+def playbook_process(*args):
+    return subprocess.Popen(['ansible-playbook', '-i', INVENTORY] + list(args), cwd=str(PROJECT), env=playbook_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+
+
+def move_load_client_when_tls_answers(fleet, done, moved):
+    """The operator's part of the switch: once pxe1 has its certificate and Redis answers over mTLS on 6380,
+    point the load client there."""
+    pxe = fleet['pxe1']
+    while not done.is_set():
+        if pxe.file(CLIENT_PEM).exists and pxe.run(
+                "REDISCLI_AUTH='%s' redis-cli --tls --cert %s --key %s --cacert %s -h redis1 -p 6380 PING"
+                % (REDIS_PASSWORD, CLIENT_PEM, CLIENT_PEM, CA_BUNDLE)).stdout.strip() == 'PONG':
+            put_file('pxe1', LOAD_ENV, load_env(tls=True), '0600')
+            moved.append(time.time())
+            return
+        time.sleep(1)
+
+
+@pytest.fixture(scope='module')
+def load(fleet):
+    """The load client on pxe1, in plaintext with the password, as every client runs today."""
+    STATE['job_prefix'] = start_load(fleet, load_env(tls=False))
+    yield fleet['pxe1']
+    fleet['pxe1'].run('systemctl stop fleet-load')
+
+
+def test_the_fleet_starts_as_it_runs_today(fleet):
+    assert plain_redis(fleet, 'PING').stdout.strip() == 'PONG'
+    assert fleet['redis1'].run('redis-cli -h 127.0.0.1 -p 6379 PING').stdout.strip() != 'PONG', 'no password'
+    assert plain_redis(fleet, 'CONFIG', 'GET', 'tls-port').stdout.split()[-1] == '0'
+    for worker in WORKERS:
+        heartbeat = json.loads(plain_redis(fleet, 'GET', 'fleet:heartbeat:%s' % worker).stdout)
+        assert heartbeat['serial'] is None, heartbeat
+    assert not (PROJECT / '.build' / 'molecule-pki' / 'issued').exists()
+
+
+def test_load_runs_in_plaintext_without_a_failure(fleet, load):
+    stats = load_stats(fleet)
+    assert stats['failed'] == 0, stats['failures']
+    assert stats['ops'] >= 100 and stats['tls'] == 'false'
+    STATE['redis_pid'] = redis_pid(fleet)
+
+
+def test_site_yml_switches_the_fleet_to_mtls_without_a_failed_request(fleet, load, pki_dir):
+    started = time.time()
+    done, moved = threading.Event(), []
+    mover = threading.Thread(target=move_load_client_when_tls_answers, args=(fleet, done, moved))
+    mover.start()
+    proc = playbook_process('site.yml', '--diff', '-v')
+    try:
+        output = proc.communicate(timeout=1500)[0]
+    finally:
+        done.set()
+        mover.join()
+    seconds = time.time() - started
+    log = PROJECT / '.build' / 'molecule-logs' / 'migration' / 'site.log'
+    log.write_text(output)
+    assert proc.returncode == 0, output[-5000:]
+    assert moved, 'the load client never saw Redis answer over mTLS on 6380'
+    scan = subprocess.run(['python3', str(PROJECT / 'tests' / 'tools' / 'scan_log_for_secrets.py'), str(log),
+                           str(pki_dir), REDIS_PASSWORD, 'molecule-ca-passphrase-b81d4a'],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert scan.returncode == 0, scan.stdout
+    # Redis kept its process: every change went in with CONFIG SET.
+    assert redis_pid(fleet) == STATE['redis_pid'], 'redis-server was restarted'
+    assert tls_redis(fleet, 'CONFIG', 'GET', 'port').split()[-1] == '0'
+    assert plain_redis(fleet, 'PING').rc != 0, 'the plaintext port is still open'
+    conf = fleet['redis1'].file('/etc/redis/redis.conf').content_string
+    assert re.search(r'^port 0$', conf, re.M) and re.search(r'^tls-port 6380$', conf, re.M)
+    assert re.search(r'^tls-auth-clients yes$', conf, re.M)
+    # Every worker beats over TLS on its certificate; no connection from before the switch is left.
+    for worker in WORKERS:
+        heartbeat = json.loads(tls_redis(fleet, 'GET', 'fleet:heartbeat:%s' % worker))
+        assert int(heartbeat['serial'], 16) == cert_serial(fleet[worker], WORKER_CERT)
+        assert 'REDIS_USE_TLS=true' in fleet[worker].file('/opt/fleet-worker/.env').content_string
+    age, elapsed = oldest_client_age(fleet, 6380), time.time() - started
+    assert age < elapsed, 'a client connection %d s old survived the switch' % age
+    stats = load_stats(fleet)
+    assert stats['failed'] == 0, stats['failures']
+    assert stats['tls'] == 'true'
+    record('migration', 'site_migration', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'], ops=stats['ops'])
+
+
+def test_the_old_scripts_ca_was_adopted_and_signs_every_certificate(fleet, pki_dir):
+    old_ca = OLD_CA.read_text()
+    for name, path in HOST_CERTS:
+        host = fleet[name]
+        assert host.file(CA_BUNDLE).content_string.strip() == old_ca.strip(), '%s trusts another CA' % name
+        assert host.run('openssl verify -CAfile %s %s' % (CA_BUNDLE, path)).rc == 0, name
+    assert (pki_dir / 'issued' / 'redis-redis1-cert.pem').exists()
+
+
+def test_a_second_site_run_changes_nothing(fleet, load):
+    proc = playbook_process('site.yml')
+    output = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, output[-4000:]
+    recap = output[output.rindex('PLAY RECAP'):]
+    assert not re.search(r'changed=[1-9]', recap), recap
+    assert redis_pid(fleet) == STATE['redis_pid']
+
+
+def test_every_job_done_exactly_once_and_no_failed_operation(fleet, load):
+    stop_load_and_check_every_job(fleet, 6380, STATE['job_prefix'], 'migration')

@@ -1,0 +1,150 @@
+"""What the molecule scenarios' testinfra checks share: one testinfra host per lab container, paths on the
+control node, playbook runs, and the live load (tests/load/fleet_load.py on pxe1) with its final count.
+
+Each scenario's tests/conftest.py puts this directory on sys.path and re-exports the fixtures.
+"""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import time
+import uuid
+
+import pytest
+import testinfra
+
+INVENTORY = os.environ.get('MOLECULE_INVENTORY_FILE', '')
+PROJECT = pathlib.Path(os.environ.get('MOLECULE_PROJECT_DIRECTORY', pathlib.Path(__file__).parents[2]))
+REDIS_PASSWORD = 'molecule-redis-Pa55w0rd-7f3c9e'
+HOSTS = ('redis1', 'worker1', 'worker2', 'api1', 'pxe1')
+WORKERS = ('worker1', 'worker2')
+CA_BUNDLE = '/etc/fleetpki/ca-bundle.pem'
+REDIS_CERT = '/etc/redis/tls/redis-cert.pem'
+REDIS_KEY = '/etc/redis/tls/redis-key.pem'
+WORKER_CERT = '/etc/fleetpki/worker/client-cert.pem'
+CLIENT_PEM = '/etc/fleetpki/client/client.pem'
+LOAD_ENV = '/etc/fleetpki/load.env'
+LOAD_STATS = '/var/tmp/fleet-load.json'
+
+
+@pytest.fixture(scope='session')
+def fleet():
+    assert INVENTORY, 'run through molecule (MOLECULE_INVENTORY_FILE is not set)'
+    return {name: testinfra.get_host('ansible://%s?ansible_inventory=%s' % (name, INVENTORY)) for name in HOSTS}
+
+
+@pytest.fixture(scope='session')
+def pki_dir():
+    return PROJECT / '.build' / 'molecule-pki'
+
+
+@pytest.fixture()
+def unique():
+    return uuid.uuid4().hex[:12]
+
+
+def playbook_env():
+    return dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
+                ANSIBLE_COLLECTIONS_PATH=str(PROJECT / 'collections'))
+
+
+def run_playbook(*args):
+    """ansible-playbook from the project against molecule's inventory; returns (rc, output)."""
+    proc = subprocess.run(['ansible-playbook', '-i', INVENTORY] + list(args), cwd=str(PROJECT), env=playbook_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900,
+                          check=False)
+    return proc.returncode, proc.stdout
+
+
+def redis_cli(fleet, port, *args):
+    """redis-cli over mTLS on redis1 itself, with the server's own (server + client) certificate."""
+    return fleet['redis1'].check_output(
+        "REDISCLI_AUTH='%s' redis-cli --tls --cert %s --key %s --cacert %s -h 127.0.0.1 -p %d %s"
+        % (REDIS_PASSWORD, REDIS_CERT, REDIS_KEY, CA_BUNDLE, port, ' '.join(args)))
+
+
+def redis_pid(fleet):
+    return fleet['redis1'].check_output('systemctl show -p MainPID --value redis-server')
+
+
+def cert_serial(host, path):
+    return int(host.check_output('openssl x509 -noout -serial -in %s' % path).split('=', 1)[1], 16)
+
+
+def oldest_client_age(fleet, port):
+    """Age in seconds of the oldest client connection other than this CLIENT LIST's own."""
+    ages = [int(m.group(1)) for line in redis_cli(fleet, port, 'CLIENT', 'LIST').splitlines()
+            if 'cmd=client' not in line for m in [re.search(r'\bage=(\d+)', line)] if m]
+    return max(ages or [0])
+
+
+def put_file(container, path, content, mode='0644'):
+    """Write a file into a lab container atomically (temp file + rename): readers never see half of it."""
+    subprocess.run(['docker', 'exec', '-i', container, 'sh', '-c', 'cat > "$1.tmp" && chmod %s "$1.tmp" && '
+                    'mv "$1.tmp" "$1"' % mode, 'put_file', path], input=content, universal_newlines=True, check=True)
+
+
+def record(scenario, name, **values):
+    """Figures for run_molecule.sh to print: .build/molecule-logs/<scenario>/figures.json."""
+    figures_file = PROJECT / '.build' / 'molecule-logs' / scenario / 'figures.json'
+    figures = json.loads(figures_file.read_text()) if figures_file.exists() else {}
+    figures[name] = values
+    figures_file.parent.mkdir(parents=True, exist_ok=True)
+    figures_file.write_text(json.dumps(figures, indent=2, sort_keys=True) + '\n')
+
+
+def load_stats(fleet):
+    return json.loads(fleet['pxe1'].check_output('cat %s' % LOAD_STATS))
+
+
+def start_load(fleet, env_text):
+    """Start the load client on pxe1 with this .env; returns the prefix of the job ids it pushes."""
+    pxe, prefix = fleet['pxe1'], 'load-%s' % uuid.uuid4().hex[:12]
+    put_file('pxe1', '/opt/fleet-load.py', (PROJECT / 'tests' / 'load' / 'fleet_load.py').read_text(), '0755')
+    pxe.run('mkdir -p %s; systemctl stop fleet-load; rm -f %s' % (os.path.dirname(LOAD_ENV), LOAD_STATS))
+    put_file('pxe1', LOAD_ENV, env_text, '0600')
+    pxe.check_output('systemd-run --unit fleet-load --collect /usr/bin/python3 /opt/fleet-load.py --env %s '
+                     '--stats %s --job-prefix %s' % (LOAD_ENV, LOAD_STATS, prefix))
+    for dummy in range(60):
+        if pxe.file(LOAD_STATS).exists and load_stats(fleet)['ops'] >= 100:
+            break
+        time.sleep(0.5)
+    return prefix
+
+
+def assert_no_failed_operation(fleet):
+    stats = load_stats(fleet)
+    assert stats['failed'] == 0, stats['failures']
+    return stats
+
+
+def stop_load_and_check_every_job(fleet, port, job_prefix, scenario):
+    """Stop the load, let the workers drain the queue, then: every job id done exactly once, no failed
+    operation. Prints and records the counts."""
+    fleet['pxe1'].check_output('systemctl stop fleet-load')
+    for dummy in range(60):
+        stats = load_stats(fleet)
+        if stats['stopped']:
+            break
+        time.sleep(0.5)
+    for dummy in range(120):
+        pending = int(redis_cli(fleet, port, 'LLEN', 'fleet:jobs')) + sum(
+            int(redis_cli(fleet, port, 'LLEN', 'fleet:processing:%s' % worker)) for worker in WORKERS)
+        if pending == 0:
+            break
+        time.sleep(0.5)
+    assert pending == 0, '%d jobs still queued or in progress' % pending
+    done = int(fleet['redis1'].check_output(
+        "REDISCLI_AUTH='%s' redis-cli --tls --cert %s --key %s --cacert %s -h 127.0.0.1 -p %d SMEMBERS fleet:done"
+        " | grep -c '^%s-' || true" % (REDIS_PASSWORD, REDIS_CERT, REDIS_KEY, CA_BUNDLE, port, job_prefix)))
+    duplicates = int(redis_cli(fleet, port, 'GET', 'fleet:done:duplicates') or '0')
+    record(scenario, 'load', ops=stats['ops'], failed=stats['failed'], jobs_pushed=stats['jobs_pushed'],
+           jobs_done=done, duplicates=duplicates, connections=stats['connections'],
+           longest_pause_s=stats['longest_pause_s'])
+    print('load: %d operations, %d failed, %d jobs pushed, %d done, %d duplicates, %d connections, longest pause '
+          '%.3f s' % (stats['ops'], stats['failed'], stats['jobs_pushed'], done, duplicates, stats['connections'],
+                      stats['longest_pause_s']))
+    assert stats['failed'] == 0, stats['failures']
+    assert done == stats['jobs_pushed']
+    assert duplicates == 0
