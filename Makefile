@@ -11,8 +11,9 @@ VENV := .venv
 VENV38 := .venv-c38
 BIN := $(CURDIR)/$(VENV)/bin
 # ansible-test needs the tree at a path ending in ansible_collections/fleetpki/mtls (a copy: a symlink fails,
-# and a path with a hidden directory in it makes ansible-test skip every target).
-ACROOT ?= /tmp/fleetpki-ansible-test
+# and a path with a hidden directory in it makes ansible-test skip every target). One copy per checkout, so two
+# checkouts never rebuild each other's copy mid-run.
+ACROOT ?= /tmp/fleetpki-ansible-test$(subst /,-,$(CURDIR))
 # ansible-test bootstraps pip with a get-pip.py it downloads from a host this network cannot reach.
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 ACDIR := $(ACROOT)/ansible_collections/fleetpki/mtls

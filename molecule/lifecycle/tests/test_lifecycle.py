@@ -178,6 +178,24 @@ def test_revoked_client_cert_is_refused_by_the_api_and_its_replacement_accepted(
     assert_no_failed_operation(fleet)
 
 
+def test_revoke_by_serial_refuses_it_at_the_api_and_replaces_it(fleet, load):
+    """revoke.yml -e revoke_serial=<hex>: the serial of pxe1's client certificate, as an operator reads it off
+    the certificate (openssl x509 -serial)."""
+    pxe = fleet['pxe1']
+    old_serial = cert_serial(pxe, CLIENT_CERT)
+    pxe.check_output('cp %s /root/old-client.pem' % CLIENT_PEM)
+    assert api_status_with(pxe, '/root/old-client.pem', '/root/old-client.pem') == (0, '200')
+    rc, output = run_playbook('playbooks/revoke.yml', '-e', 'revoke_serial=%X' % old_serial)
+    assert rc == 0, output[-4000:]
+    assert '%X' % old_serial in output
+    rc_old, out_old = api_status_with(pxe, '/root/old-client.pem', '/root/old-client.pem')
+    assert rc_old != 0 and out_old != '200', 'the API accepted a revoked certificate: %s' % out_old
+    assert cert_serial(pxe, CLIENT_CERT) != old_serial, 'pxe1 still has its revoked certificate'
+    assert api_status_with(pxe, CLIENT_PEM, CLIENT_PEM) == (0, '200')
+    pxe.run('rm -f /root/old-client.pem')
+    assert_no_failed_operation(fleet)
+
+
 def test_ca_renewal_with_the_same_key_keeps_every_leaf(fleet, load, pki_dir):
     """The lighter path: a new CA certificate (same key and subject) rolled into every trust store; no leaf is
     re-issued and every leaf validates against the new CA certificate."""
