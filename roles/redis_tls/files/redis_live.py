@@ -4,10 +4,11 @@ Runs on the Redis host as root, before the role writes redis.conf: it reads the 
 running Redis was started with, or what the role applied last) to know how to reach Redis and with which
 password, so no secret travels on a command line or comes back in the output.
 
-  redis_live.py apply CONF --set NAME VALUE ... [--set-password] [--check]
-      Compares the live values (CONFIG GET) with the wanted ones and sets those that differ in one CONFIG SET
-      (applied atomically by Redis; on failure it keeps the old state). The wanted password comes from the
-      environment (FLEETPKI_REDIS_PASSWORD). A plaintext port that is open stays open (its clients move first;
+  redis_live.py apply CONF --desired-b64 B64 [--set-password] [--check]
+      B64 is the new redis.conf (base64, without its requirepass line). Compares every directive in it with the
+      live value (CONFIG GET) and sets those that differ in one CONFIG SET (applied atomically by Redis; on
+      failure, for example an immutable setting, it keeps the old state and only a restart can apply the file).
+      The wanted password comes from the environment (FLEETPKI_REDIS_PASSWORD). A plaintext port that is open stays open (its clients move first;
       see close-plain). Prints JSON: reachable, runtime (false: only a restart can apply the change), reason,
       changed (names), plain_port_kept, plain_clients (addresses of clients on the plaintext port).
   redis_live.py close-plain CONF [--timeout SECONDS] [--check]
@@ -17,17 +18,22 @@ password, so no secret travels on a command line or comes back in the output.
 Exit status 0 whenever the JSON says what happened; 2 on a usage error.
 """
 import argparse
+import base64
 import json
 import os
+import re
 import shlex
 import socket
 import ssl
 import sys
 import time
 
-# Order matters inside one CONFIG SET: the TLS context before the TLS listener that needs it.
+# Order matters inside one CONFIG SET: the TLS context before the TLS listener that needs it; other directives
+# follow in file order.
 ORDER = ('tls-cert-file', 'tls-key-file', 'tls-ca-cert-file', 'tls-auth-clients', 'tls-protocols', 'tls-port',
          'port', 'bind', 'requirepass')
+# Redis memory units: 1k = 1000 bytes, 1kb = 1024 bytes (as in redis.conf).
+UNITS = {'k': 1000, 'kb': 1024, 'm': 1000 ** 2, 'mb': 1024 ** 2, 'g': 1000 ** 3, 'gb': 1024 ** 3}
 
 
 class RedisError(Exception):
@@ -80,19 +86,23 @@ class Connection:
 
 
 def read_conf(path):
+    with open(path) as handle:
+        return parse_conf(handle.read())
+
+
+def parse_conf(text):
     """The directives of redis.conf, last one wins (as in Redis). Includes are not followed."""
     conf = {}
-    with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if not line or line.startswith('#'):
-                continue
-            try:
-                words = shlex.split(line)
-            except ValueError:
-                continue
-            if words:
-                conf[words[0].lower()] = ' '.join(words[1:])
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith('#'):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        if words:
+            conf[words[0].lower()] = ' '.join(words[1:])
     return conf
 
 
@@ -128,13 +138,25 @@ def clients_on(conn, port):
 
 
 def live_value(conn, name):
+    """The live value, or None when Redis has no such parameter to read (rename-command, include, ...)."""
     reply = conn.call('CONFIG', 'GET', name)
-    return reply[1] if reply and len(reply) > 1 else ''
+    return reply[1] if reply and len(reply) > 1 else None
+
+
+def normalized(value):
+    """A redis.conf value the way CONFIG GET shows it (memory units in bytes, yes/no in lower case)."""
+    value = (value or '').strip()
+    match = re.match(r'^(\d+)(k|kb|m|mb|g|gb)$', value.lower())
+    if match:
+        return str(int(match.group(1)) * UNITS[match.group(2)])
+    return value.lower() if value.lower() in ('yes', 'no') else value
 
 
 def apply(args):
     conf = read_conf(args.conf)
-    wanted = dict(args.set or [])
+    wanted = parse_conf(base64.b64decode(args.desired_b64).decode()) if args.desired_b64 else {}
+    wanted.pop('requirepass', None)  # only ever from the environment
+    wanted.update(dict(args.set or []))
     if args.set_password:
         wanted['requirepass'] = os.environ.get('FLEETPKI_REDIS_PASSWORD', '')
     result = {'reachable': False, 'runtime': True, 'reason': '', 'changed': [], 'plain_port_kept': 0,
@@ -163,7 +185,14 @@ def apply(args):
                                               'TLS' if live_port else 'plaintext'))
         conn.close()
         return result
-    differing = [name for name in ORDER if name in wanted and wanted[name] != live[name]]
+    names = [name for name in ORDER if name in wanted] + [name for name in wanted if name not in ORDER]
+    unreadable = [name for name in names if live[name] is None]
+    if unreadable:
+        result['runtime'] = False
+        result['reason'] = 'Redis cannot report %s at runtime' % ', '.join(unreadable)
+        conn.close()
+        return result
+    differing = [name for name in names if normalized(wanted[name]) != normalized(live[name])]
     result['changed'] = differing
     if differing and not args.check:
         pairs = []
@@ -178,7 +207,7 @@ def apply(args):
         else:
             if wanted.get('requirepass') and 'requirepass' in differing:
                 conn.call('AUTH', wanted['requirepass'])
-            still = [name for name in differing if live_value(conn, name) != wanted[name]]
+            still = [name for name in differing if normalized(live_value(conn, name)) != normalized(wanted[name])]
             if still:
                 result['runtime'] = False
                 result['reason'] = 'after CONFIG SET, Redis still differs in %s' % ', '.join(still)
@@ -213,6 +242,7 @@ def main():
     sub = parser.add_subparsers(dest='command', required=True)
     apply_parser = sub.add_parser('apply')
     apply_parser.add_argument('conf')
+    apply_parser.add_argument('--desired-b64')
     apply_parser.add_argument('--set', nargs=2, action='append', metavar=('NAME', 'VALUE'))
     apply_parser.add_argument('--set-password', action='store_true')
     apply_parser.add_argument('--check', action='store_true')
@@ -221,9 +251,6 @@ def main():
     close_parser.add_argument('--timeout', type=float, default=120)
     close_parser.add_argument('--check', action='store_true')
     args = parser.parse_args()
-    unknown = [pair[0] for pair in (getattr(args, 'set', None) or []) if pair[0] not in ORDER]
-    if unknown:
-        parser.error('cannot set %s at runtime (only %s)' % (', '.join(unknown), ', '.join(ORDER)))
     result = apply(args) if args.command == 'apply' else close_plain(args)
     json.dump(result, sys.stdout, sort_keys=True)
     sys.stdout.write('\n')
