@@ -44,8 +44,13 @@ def unique():
     return uuid.uuid4().hex[:12]
 
 
+ANSI_ESCAPE = re.compile(r'\x1b\[[0-9;]*m')
+
+
 def playbook_env():
-    return dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
+    # molecule exports ANSIBLE_FORCE_COLOR, which beats ANSIBLE_NOCOLOR: drop it so the recap is plain text.
+    env = {key: value for key, value in os.environ.items() if key != 'ANSIBLE_FORCE_COLOR'}
+    return dict(env, ANSIBLE_CONFIG=str(PROJECT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
                 ANSIBLE_COLLECTIONS_PATH=str(PROJECT / 'collections'))
 
 
@@ -54,7 +59,7 @@ def run_playbook(*args):
     proc = subprocess.run(['ansible-playbook', '-i', INVENTORY] + list(args), cwd=str(PROJECT), env=playbook_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900,
                           check=False)
-    return proc.returncode, proc.stdout
+    return proc.returncode, ANSI_ESCAPE.sub('', proc.stdout)
 
 
 def redis_cli(fleet, port, *args):
