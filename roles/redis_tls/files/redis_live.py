@@ -156,7 +156,6 @@ def apply(args):
     conf = read_conf(args.conf)
     wanted = parse_conf(base64.b64decode(args.desired_b64).decode()) if args.desired_b64 else {}
     wanted.pop('requirepass', None)  # only ever from the environment
-    wanted.update(dict(args.set or []))
     if args.set_password:
         wanted['requirepass'] = os.environ.get('FLEETPKI_REDIS_PASSWORD', '')
     result = {'reachable': False, 'runtime': True, 'reason': '', 'changed': [], 'plain_port_kept': 0,
@@ -243,7 +242,6 @@ def main():
     apply_parser = sub.add_parser('apply')
     apply_parser.add_argument('conf')
     apply_parser.add_argument('--desired-b64')
-    apply_parser.add_argument('--set', nargs=2, action='append', metavar=('NAME', 'VALUE'))
     apply_parser.add_argument('--set-password', action='store_true')
     apply_parser.add_argument('--check', action='store_true')
     close_parser = sub.add_parser('close-plain')
