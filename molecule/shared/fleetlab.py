@@ -62,6 +62,19 @@ def run_playbook(*args):
     return proc.returncode, ANSI_ESCAPE.sub('', proc.stdout)
 
 
+def changed_counts(output):
+    """{host: changed} from the PLAY RECAP of a playbook's output."""
+    recap = output[output.rindex('PLAY RECAP'):]
+    return {host: int(count) for host, count in re.findall(r'^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)', recap, re.M)}
+
+
+def assert_nothing_changed(rc, output):
+    """The run passed and no host of its recap reports a change."""
+    assert rc == 0, output[-4000:]
+    counts = changed_counts(output)
+    assert counts and not any(counts.values()), 'expected no change: %s\n%s' % (counts, output[-3000:])
+
+
 def redis_cli(fleet, port, *args):
     """redis-cli over mTLS on redis1 itself, with the server's own (server + client) certificate."""
     return fleet['redis1'].check_output(
@@ -140,9 +153,8 @@ def stop_load_and_check_every_job(fleet, port, job_prefix, scenario):
             break
         time.sleep(0.5)
     assert pending == 0, '%d jobs still queued or in progress' % pending
-    done = int(fleet['redis1'].check_output(
-        "REDISCLI_AUTH='%s' redis-cli --tls --cert %s --key %s --cacert %s -h 127.0.0.1 -p %d SMEMBERS fleet:done"
-        " | grep -c '^%s-' || true" % (REDIS_PASSWORD, REDIS_CERT, REDIS_KEY, CA_BUNDLE, port, job_prefix)))
+    done = sum(1 for member in redis_cli(fleet, port, 'SMEMBERS', 'fleet:done').splitlines()
+               if member.startswith(job_prefix + '-'))
     duplicates = int(redis_cli(fleet, port, 'GET', 'fleet:done:duplicates') or '0')
     record(scenario, 'load', ops=stats['ops'], failed=stats['failed'], jobs_pushed=stats['jobs_pushed'],
            jobs_done=done, duplicates=duplicates, connections=stats['connections'],

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from fleetlab import (CA_BUNDLE, CLIENT_PEM, INVENTORY, LOAD_ENV, PROJECT, REDIS_PASSWORD, WORKER_CERT, WORKERS,
-                      cert_serial, load_stats, oldest_client_age, playbook_env, put_file, record, redis_cli,
+                      assert_nothing_changed, cert_serial, load_stats, oldest_client_age, playbook_env, put_file, record, redis_cli,
                       redis_pid, start_load, stop_load_and_check_every_job)
 
 HOST_CERTS = (('redis1', '/etc/redis/tls/redis-cert.pem'), ('worker1', WORKER_CERT), ('worker2', WORKER_CERT),
@@ -136,9 +136,7 @@ def test_the_old_scripts_ca_was_adopted_and_signs_every_certificate(fleet, pki_d
 def test_a_second_site_run_changes_nothing(fleet, load):
     proc = playbook_process('site.yml')
     output = proc.communicate(timeout=900)[0]
-    assert proc.returncode == 0, output[-4000:]
-    recap = output[output.rindex('PLAY RECAP'):]
-    assert not re.search(r'changed=[1-9]', recap), recap
+    assert_nothing_changed(proc.returncode, output)
     assert redis_pid(fleet) == STATE['redis_pid']
 
 
