@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import backup, crypto
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import CaManager
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import LeafIssuer
@@ -200,6 +200,12 @@ class Pki:
 @pytest.fixture
 def pki():
     return Pki()
+
+
+@pytest.fixture
+def fast_scrypt(monkeypatch):
+    """A cheaper scrypt for the backup tests; the archive header records the cost, so reading is the same path."""
+    monkeypatch.setattr(backup, 'SCRYPT_N_LOG2', 12)
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ import os
 
 import pytest
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import backup
 from ansible_collections.fleetpki.mtls.plugins.modules import pki_backup
 
 
-@pytest.fixture(autouse=True)
-def fast_scrypt(monkeypatch):
-    monkeypatch.setattr(backup, 'SCRYPT_N_LOG2', 12)
+pytestmark = pytest.mark.usefixtures('fast_scrypt')
 
 
 @pytest.fixture

@@ -24,10 +24,7 @@ WRONG_PASSPHRASE = 'Wr0ng-unit-passphrase-7TTb'
 FILES = 12
 
 
-@pytest.fixture(autouse=True)
-def fast_scrypt(monkeypatch):
-    """A cheaper scrypt for speed; the archive header records it, so reading is the same code path."""
-    monkeypatch.setattr(backup, 'SCRYPT_N_LOG2', 12)
+pytestmark = pytest.mark.usefixtures('fast_scrypt')
 
 
 @pytest.fixture
