@@ -10,19 +10,11 @@ import subprocess
 
 import pytest
 
-from test_preflight import FLEET, ROOT, inventory
+from test_preflight import FLEET, ROOT, inventory, playbook
 
 # The issue names the metric fleetpki_cert_days_remaining; promtool's linter prefers base units (exit 3, a lint
 # finding, not a format error). This is the only finding accepted.
 ACCEPTED_LINT = re.compile(r'^fleetpki_cert_days_remaining use base unit "seconds" instead of "days"$')
-
-
-def playbook(inventory_path, name, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    proc = subprocess.run(['ansible-playbook', '-i', str(inventory_path), str(ROOT / 'playbooks' / name)]
-                          + list(extra), cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=300, check=False)
-    return proc.returncode, proc.stdout
 
 
 def promtool_check_metrics(text):

@@ -23,12 +23,22 @@ def inventory(tmp_path, groups, all_vars=None):
     return path
 
 
-def site(inventory_path, *extra):
+def run_playbook(inventory_path, path, *extra):
+    """ansible-playbook PATH against the inventory, from the project root; returns (rc, output)."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    proc = subprocess.run(['ansible-playbook', '-i', str(inventory_path), str(ROOT / 'site.yml')] + list(extra),
+    proc = subprocess.run(['ansible-playbook', '-i', str(inventory_path), str(path)] + list(extra),
                           cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=300, check=False)
     return proc.returncode, proc.stdout
+
+
+def site(inventory_path, *extra):
+    return run_playbook(inventory_path, ROOT / 'site.yml', *extra)
+
+
+def playbook(inventory_path, name, *extra):
+    """One of playbooks/."""
+    return run_playbook(inventory_path, ROOT / 'playbooks' / name, *extra)
 
 
 # Names no lab or molecule container has: a run that got past the preflight must not reach a real host.
