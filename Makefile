@@ -21,7 +21,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONPATH := $(CURDIR)/collections
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup test unit unit-c38 integration crash sanity units lint build-check demo lab-down bench clean \
+.PHONY: setup test unit unit-c38 redis integration crash sanity units lint build-check demo lab-down bench clean \
 	playbook-checks molecule bench-lab bench-rotate \
 	ansible-test-tree
 
@@ -41,7 +41,7 @@ $(VENV38)/.done: requirements-c38.txt
 	touch $@
 
 # Static checks first (fast to fail), then tests from the engine outwards to the lab fleet.
-test: setup lint sanity unit unit-c38 units integration crash build-check playbook-checks molecule
+test: setup lint sanity unit unit-c38 units redis integration crash build-check playbook-checks molecule
 	@echo "make test: all checks passed"
 
 unit: setup
@@ -49,6 +49,10 @@ unit: setup
 
 unit-c38: setup
 	$(VENV38)/bin/python -m pytest -q tests/unit
+
+# redis_admin against a real redis-server with TLS (started by the tests on loopback) and redis-py.
+redis: setup
+	$(BIN)/python -m pytest -q tests/redis
 
 integration: setup
 	$(BIN)/ansible-playbook tests/integration/pki_engine.yml
@@ -94,7 +98,7 @@ build-check: setup
 	$(BIN)/ansible-galaxy collection build --output-path .build/galaxy .
 	env -u ANSIBLE_CONFIG -u PYTHONPATH $(BIN)/ansible-galaxy collection install --force \
 		-p $(CURDIR)/.build/galaxy/installed $(CURDIR)/.build/galaxy/fleetpki-mtls-*.tar.gz
-	for module in pki_ca pki_leaf pki_crl cert_expiry pki_backup; do \
+	for module in pki_ca pki_leaf pki_crl cert_expiry pki_backup redis_admin; do \
 		(cd /tmp && env -u ANSIBLE_CONFIG -u PYTHONPATH ANSIBLE_NOCOLOR=1 ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/galaxy/installed $(BIN)/ansible-doc fleetpki.mtls.$$module) \
 			> .build/galaxy/$$module.txt; \
 		grep -q 'galaxy/installed/ansible_collections/fleetpki/mtls/plugins/modules' .build/galaxy/$$module.txt \
