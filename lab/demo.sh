@@ -22,7 +22,7 @@ fleetpki demo: what was deployed and verified (site.yml took ${rollout} s)
   worker2  workers                   /etc/fleetpki/worker/client-*.pem       fleet-worker
   api1     api_servers               /etc/fleetpki/api/api-*.pem             fleet-api: HTTPS :8443, client certs required
   pxe1     pki_clients               /etc/fleetpki/client/client-*.pem       trusts the CA (system store + /etc/fleetpki/ca-bundle.pem)
-  control  CA (never leaves it)      inventories/lab/pki/ca/ca-{key,cert}.pem
+  control  CA (never leaves it)      pki/lab/ca/ca-{key,cert}.pem        
 
 Verified (playbooks/verify.yml):
 EOT

@@ -43,7 +43,8 @@ up() {
 down() {
   for host in "${hosts[@]}"; do docker rm -f "$host" >/dev/null 2>&1 || true; done
   docker network rm "$network" >/dev/null 2>&1 || true
-  rm -rf "$here/../inventories/lab/pki"
+  # The lab's PKI (pki/lab beside ansible.cfg), and one an earlier version made inside the inventory.
+  rm -rf "$here/../pki/lab" "$here/../inventories/lab/pki"
   echo "lab down"
 }
 

@@ -50,7 +50,8 @@ options:
     default: backup
   pki_dir:
     description:
-      - The PKI directory on the control node (C(fleetpki_pki_dir), by default C(<inventory dir>/pki)).
+      - The PKI directory on the control node (C(fleetpki_pki_dir), by default C(<project dir>/pki/<inventory dir name>),
+        from P(fleetpki.mtls.pki_dir#lookup)).
       - Backed up with O(state=backup), restored into with O(state=restore), unused with O(state=verify).
     type: path
     required: true
@@ -85,15 +86,15 @@ EXAMPLES = r'''
 - name: Back up the PKI directory into an encrypted archive
   fleetpki.mtls.pki_backup:
     state: backup
-    pki_dir: "{{ inventory_dir }}/pki"
-    archive: "{{ inventory_dir }}/backups/pki-{{ now(utc=true, fmt='%Y-%m-%d') }}.fpkb"
+    pki_dir: "{{ lookup('fleetpki.mtls.pki_dir') }}"
+    archive: "{{ lookup('fleetpki.mtls.pki_dir', kind='backups') }}/pki-{{ now(utc=true, fmt='%Y-%m-%d') }}.fpkb"
     passphrase: "{{ vault_pki_backup_passphrase }}"
   register: backup
 
 - name: Check that an archive decrypts, and which CA it holds
   fleetpki.mtls.pki_backup:
     state: verify
-    pki_dir: "{{ inventory_dir }}/pki"
+    pki_dir: "{{ lookup('fleetpki.mtls.pki_dir') }}"
     archive: /mnt/offsite/pki-2025-01-31.fpkb
     passphrase: "{{ vault_pki_backup_passphrase }}"
   register: archive_info
@@ -101,7 +102,7 @@ EXAMPLES = r'''
 - name: Restore, moving a PKI directory with another CA aside
   fleetpki.mtls.pki_backup:
     state: restore
-    pki_dir: "{{ inventory_dir }}/pki"
+    pki_dir: "{{ lookup('fleetpki.mtls.pki_dir') }}"
     archive: /mnt/offsite/pki-2025-01-31.fpkb
     passphrase: "{{ vault_pki_backup_passphrase }}"
     force: true
@@ -112,7 +113,7 @@ archive:
   description: Absolute path of the archive.
   returned: always
   type: str
-  sample: /srv/fleet/inventories/prod/backups/pki-2025-01-31.fpkb
+  sample: /srv/fleet/backups/prod/pki-2025-01-31.fpkb
 pki_dir:
   description: Absolute path of the PKI directory.
   returned: always

@@ -28,18 +28,23 @@ def tool(name):
     return str(path) if path.exists() else name
 
 
-def environment():
-    return dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-                PYTHONPATH=str(ROOT / 'collections'))
+def environment(config=ROOT / 'ansible.cfg'):
+    return dict(os.environ, ANSIBLE_CONFIG=str(config), ANSIBLE_NOCOLOR='1', PYTHONPATH=str(ROOT / 'collections'))
 
 
 def make_inventory(tmp_path):
-    """hosts.yml, plus group_vars/all/{main,vault}.yml with the backup passphrase in an encrypted vault file."""
+    """A project of its own in tmp_path (ansible.cfg, so the default PKI and backup dirs are tmp_path/pki/inv and
+    tmp_path/backups/inv, never this checkout's), with inv/hosts.yml, plus inv/group_vars/all/{main,vault}.yml with
+    the backup passphrase in an encrypted vault file."""
+    (tmp_path / 'ansible.cfg').write_text('[defaults]\ncollections_path = %s\nroles_path = %s\n'
+                                          % (ROOT / 'collections', ROOT / 'roles'))
+    inventory_dir = tmp_path / 'inv'
+    inventory_dir.mkdir()
     fleet = {'vars': {'ansible_connection': 'community.docker.docker',
                       'fleetpki_redis_password': 'backup-test-password'},
              'children': {group: {'hosts': {host: None for host in hosts}} for group, hosts in FLEET.items()}}
-    (tmp_path / 'hosts.yml').write_text(yaml.safe_dump({'fleet': fleet}))
-    group_vars = tmp_path / 'group_vars' / 'all'
+    (inventory_dir / 'hosts.yml').write_text(yaml.safe_dump({'fleet': fleet}))
+    group_vars = inventory_dir / 'group_vars' / 'all'
     group_vars.mkdir(parents=True)
     (group_vars / 'main.yml').write_text('---\npki_backup_passphrase: "{{ vault_pki_backup_passphrase }}"\n')
     vault = group_vars / 'vault.yml'
@@ -49,13 +54,13 @@ def make_inventory(tmp_path):
     subprocess.run([tool('ansible-vault'), 'encrypt', '--vault-password-file', str(password_file), str(vault)],
                    cwd=str(ROOT), env=environment(), check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert PASSPHRASE not in vault.read_text()
-    return tmp_path / 'hosts.yml', password_file
+    return inventory_dir / 'hosts.yml', password_file
 
 
 def playbook(inventory, password_file, name, *extra):
     argv = [tool('ansible-playbook'), '-i', str(inventory), '--vault-password-file', str(password_file),
             str(ROOT / 'playbooks' / name)] + list(extra)
-    proc = subprocess.run(argv, cwd=str(ROOT), env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.run(argv, cwd=str(ROOT), env=environment(inventory.parent.parent / 'ansible.cfg'), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=300, check=False)
     assert PASSPHRASE not in proc.stdout, 'the backup passphrase was printed'
     return proc.returncode, proc.stdout
@@ -94,7 +99,7 @@ def ca_fingerprint(pki_dir):
 
 def test_backup_delete_restore_and_the_pki_play_changes_nothing(tmp_path):
     inventory, password_file = make_inventory(tmp_path)
-    pki_dir = tmp_path / 'pki'
+    pki_dir = tmp_path / 'pki' / 'inv'
 
     rc, output = playbook(inventory, password_file, 'pki.yml')
     assert rc == 0, output[-3000:]
@@ -104,10 +109,11 @@ def test_backup_delete_restore_and_the_pki_play_changes_nothing(tmp_path):
     certs = sorted(name for name in before if name.endswith('-cert.pem') and name.startswith('issued/'))
     assert len(certs) == 5, certs
 
-    # Backup with the dated default archive under <inventory dir>/backups/, then a rerun changes nothing.
+    # Backup with the dated default archive under <project dir>/backups/<inventory dir name>/, then a rerun changes
+    # nothing.
     rc, output = playbook(inventory, password_file, 'pki_backup.yml')
     assert rc == 0, output[-3000:]
-    archives = list((tmp_path / 'backups').glob('pki-*.fpkb'))
+    archives = list((tmp_path / 'backups' / 'inv').glob('pki-*.fpkb'))
     assert len(archives) == 1 and re.match(r'^pki-\d{4}-\d{2}-\d{2}\.fpkb$', archives[0].name), archives
     archive = archives[0]
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
@@ -137,7 +143,7 @@ def test_backup_delete_restore_and_the_pki_play_changes_nothing(tmp_path):
 
 def test_restore_refuses_another_ca_unless_forced(tmp_path):
     inventory, password_file = make_inventory(tmp_path)
-    pki_dir = tmp_path / 'pki'
+    pki_dir = tmp_path / 'pki' / 'inv'
     assert playbook(inventory, password_file, 'pki.yml')[0] == 0
     archive = tmp_path / 'offsite' / 'named.fpkb'
     rc, output = playbook(inventory, password_file, 'pki_backup.yml', '-e', 'pki_backup_archive=%s' % archive)
@@ -159,7 +165,7 @@ def test_restore_refuses_another_ca_unless_forced(tmp_path):
                           '-e', 'pki_restore_force=true')
     assert rc == 0, output[-3000:]
     assert tree(pki_dir) == backed_up
-    aside = list(tmp_path.glob('pki.pre-restore-*'))
+    aside = list((tmp_path / 'pki').glob('inv.pre-restore-*'))
     assert len(aside) == 1 and tree(aside[0]) == other
     assert 'moved to %s' % aside[0] in ' '.join(output.split())
 
