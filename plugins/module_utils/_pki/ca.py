@@ -152,8 +152,13 @@ class CaManager:
         crypto.build_name(self.common_name, self.subject_fields)  # raises on a bad country code
 
     def plan(self):
-        """Decide the action: create, replace, fix_mode, or None (nothing to do)."""
+        """Decide the action: create, replace, fix_mode, or None (nothing to do).
+
+        apply() calls it again under the directory's lock, so it starts from scratch each time.
+        """
         self.validate()
+        self.existing = self.replaced = self.action = None
+        self.warnings = []
         key_exists = os.path.lexists(self.key_path)
         cert_exists = os.path.lexists(self.cert_path)
         if key_exists or cert_exists:
@@ -207,44 +212,49 @@ class CaManager:
         return self.action is not None
 
     def apply(self):
-        if self.action == 'fix_mode':
-            os.chmod(self.key_path, KEY_MODE)
-        elif self.action == 'renew':
-            self._renew()
-        elif self.action in ('create', 'replace'):
-            self._create()
+        """Re-plan under the directory's lock, then write: of two runs at once, only the first creates (or
+        renews) the CA; the second finds it made and reports no change."""
+        if self.action is None:
+            return self.result()
+        if self.action == 'create':
+            files.ensure_dir(self.directory, DIR_MODE)
+        with files.DirectoryLock(self.directory):
+            self.plan()
+            if self.action == 'fix_mode':
+                os.chmod(self.key_path, KEY_MODE)
+            elif self.action == 'renew':
+                self._renew()
+            elif self.action in ('create', 'replace'):
+                self._create()
         return self.result()
 
     def _create(self):
-        files.ensure_dir(self.directory, DIR_MODE)
-        with files.DirectoryLock(self.directory):
-            files.remove_stale_temps(self.directory)
-            key = crypto.generate_key(self.key_type)
-            subject = crypto.build_name(self.common_name, self.subject_fields)
-            cert = build_ca_cert(key, subject, self.valid_days, self.path_length, self.now)
-            key_tmp = files.write_temp(self.directory, CA_KEY_NAME, crypto.private_key_pem(key, self.passphrase),
-                                       KEY_MODE)
-            cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
-            if self.action == 'replace':
-                self._retire_current()
-            os.rename(key_tmp, self.key_path)
-            os.rename(cert_tmp, self.cert_path)
-            files.fsync_dir(self.directory)
+        files.remove_stale_temps(self.directory)
+        key = crypto.generate_key(self.key_type)
+        subject = crypto.build_name(self.common_name, self.subject_fields)
+        cert = build_ca_cert(key, subject, self.valid_days, self.path_length, self.now)
+        key_tmp = files.write_temp(self.directory, CA_KEY_NAME, crypto.private_key_pem(key, self.passphrase),
+                                   KEY_MODE)
+        cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
+        if self.action == 'replace':
+            self._retire_current()
+        os.rename(key_tmp, self.key_path)
+        os.rename(cert_tmp, self.cert_path)
+        files.fsync_dir(self.directory)
         self.existing = LoadedCa(self.directory, cert, key, bool(self.passphrase))
 
     def _renew(self):
         """Same key, same subject, same extensions; a new serial and validity. Leaves keep validating: their AKI
         names the key. The previous certificate is kept under retired/."""
         old = self.existing
-        with files.DirectoryLock(self.directory):
-            files.remove_stale_temps(self.directory)
-            constraints = crypto.extension_value(old.cert, crypto.x509.BasicConstraints)
-            path_length = constraints.path_length if constraints is not None else self.path_length
-            cert = build_ca_cert(old.key, old.cert.subject, self.valid_days, path_length, self.now)
-            cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
-            self.previous_cert_path = self._retire_current(paths=(self.cert_path,))
-            os.rename(cert_tmp, self.cert_path)
-            files.fsync_dir(self.directory)
+        files.remove_stale_temps(self.directory)
+        constraints = crypto.extension_value(old.cert, crypto.x509.BasicConstraints)
+        path_length = constraints.path_length if constraints is not None else self.path_length
+        cert = build_ca_cert(old.key, old.cert.subject, self.valid_days, path_length, self.now)
+        cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
+        self.previous_cert_path = self._retire_current(paths=(self.cert_path,))
+        os.rename(cert_tmp, self.cert_path)
+        files.fsync_dir(self.directory)
         self.existing = LoadedCa(self.directory, cert, old.key, old.encrypted)
 
     def _retire_current(self, paths=None):

@@ -100,7 +100,13 @@ class CrlManager:
                            % (self.crl_days,))
 
     def plan(self):
+        """Decide what to revoke and whether to re-sign, from the files as they are now.
+
+        apply() calls it again under the CA directory's lock, so it starts from scratch each time.
+        """
         self.validate()
+        self.new_entries = []
+        self.current_crl = None
         self.ca = load_ca(self.ca_dir, self.passphrase, need_key=False, dir_option='ca_dir')
         self.record = read_revoked(self.ca_dir)
         known = set(entry['serial'] for entry in self.record['revoked'])
@@ -165,10 +171,15 @@ class CrlManager:
         return self.resign_reason is not None
 
     def apply(self):
+        """Re-plan under the CA directory's lock, then write: a run that waited for the lock adds its revocations
+        to those another run recorded meanwhile, never over them."""
         if not self.changed:
             return self.result()
-        ca = load_ca(self.ca_dir, self.passphrase, passphrase_option='ca_passphrase', dir_option='ca_dir')
         with files.DirectoryLock(self.ca_dir):
+            self.plan()
+            if not self.changed:
+                return self.result()
+            ca = load_ca(self.ca_dir, self.passphrase, passphrase_option='ca_passphrase', dir_option='ca_dir')
             record = {'crl_number': int(self.record.get('crl_number', 0)) + 1,
                       'revoked': self.record['revoked'] + self.new_entries}
             crl = self._build(ca, record)

@@ -479,10 +479,11 @@ class LeafIssuer:
         if check_mode:
             self.plan()
             return self.results(details)
-        self.load()
+        self.load()  # outside the lock only to fail fast (no CA, wrong passphrase) without waiting for it
         with files.DirectoryLock(self.ca_dir):
-            # Re-read under the lock: another run may have issued in the meantime.
-            self.metadata = Metadata(self.ca_dir).load()
+            # Plan on what is there once the lock is ours: another run may have issued, revoked or renewed the CA
+            # while this one waited.
+            self.load()
             self.plan()
             self.apply()
         return self.results(details)
