@@ -16,7 +16,11 @@ import testinfra
 
 INVENTORY = os.environ.get('MOLECULE_INVENTORY_FILE', '')
 PROJECT = pathlib.Path(os.environ.get('MOLECULE_PROJECT_DIRECTORY', pathlib.Path(__file__).parents[2]))
+# The shared requirepass of the migration scenario's fleet before its switch (and of no other scenario).
 REDIS_PASSWORD = 'molecule-redis-Pa55w0rd-7f3c9e'
+CA_PASSPHRASE = 'molecule-ca-passphrase-b81d4a'
+PKI_DIR = PROJECT / '.build' / 'molecule-pki'
+ADMIN_USER = 'fleetpki-admin'
 HOSTS = ('redis1', 'worker1', 'worker2', 'api1', 'pxe1')
 WORKERS = ('worker1', 'worker2')
 CA_BUNDLE = '/etc/fleetpki/ca-bundle.pem'
@@ -36,7 +40,75 @@ def fleet():
 
 @pytest.fixture(scope='session')
 def pki_dir():
-    return PROJECT / '.build' / 'molecule-pki'
+    return PKI_DIR
+
+
+def acl_password(user):
+    """The Redis ACL password the roles made for a user on the control node (<PKI dir>/redis-acl/<user>)."""
+    return (PKI_DIR / 'redis-acl' / user).read_text().strip()
+
+
+def every_secret():
+    """Every secret of the lab: the admin's and each host's Redis password, the shared password, the CA
+    passphrase. What a log or a process list must never show."""
+    acl_dir = PKI_DIR / 'redis-acl'
+    found = [path.read_text().strip() for path in acl_dir.iterdir()] if acl_dir.is_dir() else []
+    return found + [REDIS_PASSWORD, CA_PASSPHRASE]
+
+
+PUT_PASSWORDS = {}
+
+
+def password_file(container, user, password=None):
+    """A 0600 file in the container holding a user's Redis password, for redis-cli --askpass < file: test
+    commands keep secrets off their command lines too (the process sampler would find them)."""
+    path = '/root/.fleetpki-test-redis-%s' % user
+    password = password if password is not None else acl_password(user)
+    if PUT_PASSWORDS.get((container, path)) != password:
+        put_file(container, path, password, '0600')
+        PUT_PASSWORDS[(container, path)] = password
+    return path
+
+
+def load_env(port, tls=True, user='pxe1'):
+    """The load client's .env: its own ACL user (pxe1 is in the redis_clients group) over mTLS, or the shared
+    password in plaintext (user=None, tls=False: a fleet before its switch)."""
+    if not tls:
+        return 'REDIS_HOST=redis1\nREDIS_PORT=%d\nREDIS_USE_TLS=false\nREDIS_PASSWORD=%s\n' % (port, REDIS_PASSWORD)
+    return ('REDIS_HOST=redis1\nREDIS_PORT=%d\nREDIS_USE_TLS=true\nREDIS_USERNAME=%s\nREDIS_PASSWORD=%s\n'
+            'CLIENT_PEM=%s\nCA_BUNDLE=%s\n' % (port, user, acl_password(user), CLIENT_PEM, CA_BUNDLE))
+
+
+SAMPLER = '/var/tmp/fleetpki-proc-sampler.py'
+SAMPLES = '/var/tmp/fleetpki-proc-samples.txt'
+
+
+def start_process_sampler(fleet, hosts=('redis1', 'worker1', 'worker2')):
+    """tests/tools/proc_sampler.py on each host: every process's argv and environment, every 20 ms, until
+    stop_process_sampler."""
+    for name in hosts:
+        put_file(name, SAMPLER, (PROJECT / 'tests' / 'tools' / 'proc_sampler.py').read_text(), '0755')
+        fleet[name].run('systemctl stop fleet-proc-sampler; rm -f %s' % SAMPLES)
+        fleet[name].check_output('systemd-run --unit fleet-proc-sampler --collect /usr/bin/python3 %s %s'
+                                 % (SAMPLER, SAMPLES))
+
+
+def stop_process_sampler(fleet, hosts=('redis1', 'worker1', 'worker2')):
+    """{host: what the sampler saw (one line per distinct argv or environment)}."""
+    seen = {}
+    for name in hosts:
+        fleet[name].run('systemctl stop fleet-proc-sampler')
+        seen[name] = fleet[name].check_output('cat %s' % SAMPLES)
+    return seen
+
+
+def assert_no_secret_in(texts, what):
+    """No secret of the lab in any of these texts ({name: text}); names the place, never the secret."""
+    secrets = [secret for secret in every_secret() if secret]
+    assert secrets, 'no secret to look for: is the PKI dir there?'
+    for name, text in texts.items():
+        hits = [index for index, secret in enumerate(secrets) if secret in text]
+        assert not hits, '%s: %d secret(s) of the lab found in %s' % (name, len(hits), what)
 
 
 @pytest.fixture()
@@ -76,10 +148,11 @@ def assert_nothing_changed(rc, output):
 
 
 def redis_cli(fleet, port, *args):
-    """redis-cli over mTLS on redis1 itself, with the server's own (server + client) certificate."""
+    """redis-cli over mTLS on redis1 itself as the admin user, with the server's own (server + client)
+    certificate; the password comes from a 0600 file on its standard input."""
     return fleet['redis1'].check_output(
-        "REDISCLI_AUTH='%s' redis-cli --tls --cert %s --key %s --cacert %s -h 127.0.0.1 -p %d %s"
-        % (REDIS_PASSWORD, REDIS_CERT, REDIS_KEY, CA_BUNDLE, port, ' '.join(args)))
+        "redis-cli --tls --cert %s --key %s --cacert %s -h 127.0.0.1 -p %d --user %s --askpass %s < %s"
+        % (REDIS_CERT, REDIS_KEY, CA_BUNDLE, port, ADMIN_USER, ' '.join(args), password_file('redis1', ADMIN_USER)))
 
 
 def redis_pid(fleet):

@@ -9,7 +9,8 @@ failed. On SIGTERM (or --seconds) the counts are written to --stats as JSON:
   successful operations), started, stopped.
 
   python3 fleet_load.py --env /etc/fleetpki/load.env --stats /var/tmp/fleet-load.json
-.env: REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_USE_TLS (default true), CLIENT_PEM, CA_BUNDLE.
+.env: REDIS_HOST, REDIS_PORT, REDIS_USERNAME (its own ACL user; optional), REDIS_PASSWORD, REDIS_USE_TLS (default
+true), CLIENT_PEM, CA_BUNDLE.
 """
 import argparse
 import json
@@ -36,10 +37,12 @@ def read_env(path):
 def new_client(env):
     if env.get('REDIS_USE_TLS', 'true').lower() in ('false', 'no', '0'):
         return redis.Redis(host=env['REDIS_HOST'], port=int(env.get('REDIS_PORT', '6379')),
-                           password=env['REDIS_PASSWORD'], socket_timeout=5, socket_connect_timeout=5,
+                           username=env.get('REDIS_USERNAME') or None, password=env['REDIS_PASSWORD'],
+                           socket_timeout=5, socket_connect_timeout=5,
                            retry_on_timeout=False, single_connection_client=True)
     return redis.Redis(host=env['REDIS_HOST'], port=int(env.get('REDIS_PORT', '6379')),
-                       password=env['REDIS_PASSWORD'], ssl=True, ssl_certfile=env['CLIENT_PEM'],
+                       username=env.get('REDIS_USERNAME') or None, password=env['REDIS_PASSWORD'], ssl=True,
+                       ssl_certfile=env['CLIENT_PEM'],
                        ssl_keyfile=env['CLIENT_PEM'], ssl_ca_certs=env['CA_BUNDLE'], ssl_cert_reqs='required',
                        ssl_check_hostname=True, socket_timeout=5, socket_connect_timeout=5,
                        retry_on_timeout=False, single_connection_client=True)
@@ -88,9 +91,9 @@ class Load:
                     client.lpush(JOBS, '%s-%d' % (self.args.job_prefix, number))
                     self.stats['jobs_pushed'] += 1
                 elif kind == 1:
-                    client.set('load:%d' % (number % 100), number)
+                    client.set('fleet:load:%d' % (number % 100), number)
                 else:
-                    value = client.get('load:%d' % ((number - 1) % 100))
+                    value = client.get('fleet:load:%d' % ((number - 1) % 100))
                     if value is None or int(value) != number - 1:
                         raise ValueError('GET returned %r, expected %d' % (value, number - 1))
                 self.stats['ops'] += 1

@@ -59,9 +59,17 @@ def test_empty_worker_group(tmp_path):
     assert_stopped_before_any_change(tmp_path, rc, output, 'needs at least one host in redis_servers and one in workers')
 
 
-def test_missing_redis_password(tmp_path):
-    rc, output = site(inventory(tmp_path, FLEET, {'fleetpki_redis_password': ''}))
-    assert_stopped_before_any_change(tmp_path, rc, output, 'redis_tls_requirepass is empty')
+@pytest.mark.parametrize('password', ['\\x41\\x41\\x41-long-enough-pw', 'has-a-"quote"-long-enough',
+                                      'has-a-$dollar-long-enough', 'has-a-`backtick`-long-enough',
+                                      'has-a-\\backslash-long-enough', "has a space long enough", 'short'])
+def test_a_redis_password_that_would_not_survive_every_client_is_refused(tmp_path, password):
+    """Passwords reach module arguments and .env lines: a charset that survives both unchanged, else a refusal
+    before any change (today's \\x41 was decoded by redis.conf at the next restart)."""
+    rc, output = site(inventory(tmp_path, FLEET, {'fleetpki_redis_acl_passwords': {'worker1': password},
+                                                  'fleetpki_redis_admin_password': password}))
+    assert_stopped_before_any_change(tmp_path, rc, output, 'fleetpki_redis_acl_passwords[worker1] must be 16 to 128')
+    assert 'fleetpki_redis_admin_password must be 16 to 128' in output
+    assert len(password) < 8 or password not in output
 
 
 def test_redis_host_not_in_the_redis_certificate(tmp_path):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a molecule scenario the way CI does: converge with --diff -v and scan that log for secrets, check
+# Run a molecule scenario the way CI does: converge with --diff -vvv and scan that log for secrets, check
 # idempotence, verify with testinfra (failing when no test ran), destroy at the end whatever happened.
 #   tests/tools/run_molecule.sh [scenario]
 set -euo pipefail
@@ -20,10 +20,10 @@ step destroy
 molecule destroy -s "$scenario" >"$logs/destroy.log" 2>&1
 step create
 molecule create -s "$scenario" >"$logs/create.log" 2>&1 || { tail -50 "$logs/create.log"; exit 1; }
-step "converge (--diff -v)"
-molecule converge -s "$scenario" -- --diff -v >"$logs/converge.log" 2>&1 || { tail -80 "$logs/converge.log"; exit 1; }
-# The secrets below are the scenario's test-only values (molecule.yml); the keys are the ones it issued (the
-# migration scenario's converge only builds the old fleet: its key is the old scripts' CA key).
+step "converge (--diff -vvv)"
+molecule converge -s "$scenario" -- --diff -vvv >"$logs/converge.log" 2>&1 || { tail -80 "$logs/converge.log"; exit 1; }
+# The secrets below are the scenario's test-only values (molecule.yml); the keys and Redis ACL passwords are the
+# ones it made (the migration scenario's converge only builds the old fleet: its key is the old scripts' CA key).
 scan_dir=.build/molecule-pki
 if [ "$scenario" = migration ]; then scan_dir=.build/molecule-old-scripts; fi
 python3 tests/tools/scan_log_for_secrets.py "$logs/converge.log" "$scan_dir" \

@@ -1,6 +1,7 @@
-"""Fail when a log shows a secret: a PEM private key, a line of any key under a PKI dir, or a given string.
+"""Fail when a log shows a secret: a PEM private key, a line of any key under a PKI dir, a Redis ACL password the
+roles made (PKI_DIR/redis-acl/*), or a given string.
 
-Usage: scan_log_for_secrets.py LOG PKI_DIR SECRET [SECRET ...]
+Usage: scan_log_for_secrets.py LOG PKI_DIR [SECRET ...]
 """
 import pathlib
 import sys
@@ -24,6 +25,10 @@ def main(argv):
     for secret in argv[3:]:
         if secret and secret in log:
             findings.append('the secret string #%d' % (argv[3:].index(secret) + 1))
+    acl_dir = pathlib.Path(argv[2]) / 'redis-acl'
+    for path in sorted(acl_dir.iterdir()) if acl_dir.is_dir() else []:
+        if path.read_text().strip() and path.read_text().strip() in log:
+            findings.append('the Redis password of %s' % path.name)
     keys = list(key_lines(argv[2]))
     if not keys:
         findings.append('no key files under %s to compare with (wrong PKI dir?)' % argv[2])

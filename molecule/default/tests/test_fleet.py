@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from fleetlab import REDIS_PASSWORD, run_playbook
+from fleetlab import (ADMIN_USER, acl_password, assert_no_secret_in, password_file, put_file, run_playbook,
+                      stop_process_sampler)
 
 CA_BUNDLE = '/etc/fleetpki/ca-bundle.pem'
 WORKER_CERT = '/etc/fleetpki/worker/client-cert.pem'
@@ -22,19 +23,23 @@ TIMED_OUT = 124  # timeout(1)'s exit code
 TLS_REFUSAL_WORDS = ('ssl', 'tls', 'reset', 'closed', 'certificate', 'handshake', 'i/o error', 'alert')
 
 
-def redis_cli(host, *args, cert=WORKER_CERT, key=WORKER_KEY, cacert=CA_BUNDLE, password=REDIS_PASSWORD,
-              server='redis1', tls=True):
-    parts = []
-    if password:
-        parts.append("REDISCLI_AUTH='%s'" % password)
-    parts += ['timeout', '10', 'redis-cli']
+def redis_cli(fleet, name, *args, cert=WORKER_CERT, key=WORKER_KEY, cacert=CA_BUNDLE, user='own', server='redis1',
+              tls=True):
+    """redis-cli on a lab host, logged in as `user` (default the host's own ACL user; None: no login) with the
+    password from a 0600 file on its standard input: no secret on a command line, even in the tests."""
+    user = name if user == 'own' else user
+    parts = ['timeout', '10', 'redis-cli']
     if tls:
         parts.append('--tls')
         if cert:
             parts += ['--cert', cert, '--key', key]
         parts += ['--cacert', cacert]
-    parts += ['-h', server, '-p', '6379'] + list(args)
-    return host.run(' '.join(parts) + ' 2>&1')
+    parts += ['-h', server, '-p', '6379']
+    stdin = ''
+    if user:
+        parts += ['--user', user, '--askpass']
+        stdin = ' < %s' % password_file(name, user)
+    return fleet[name].run(' '.join(parts + list(args)) + stdin + ' 2>&1')
 
 
 def assert_refused_by_tls(result):
@@ -47,6 +52,15 @@ def assert_refused_by_tls(result):
 def cert_serial(host, path):
     """The serial as an int (openssl pads the hex to whole bytes, the heartbeat does not)."""
     return int(host.check_output('openssl x509 -noout -serial -in %s' % path).split('=', 1)[1].strip(), 16)
+
+
+def test_no_secret_in_any_process_during_the_rollout(fleet):
+    """From prepare on (site.yml, its idempotent rerun) every process's argv and environment on the Redis host
+    and the workers was sampled: the canary with a fake secret in its environment was seen, no real secret was."""
+    seen = stop_process_sampler(fleet)
+    for name, text in seen.items():
+        assert 'FLEETPKI_SAMPLER_CANARY=sampler-canary-3e9b1f' in text, '%s: the sampler missed the canary' % name
+    assert_no_secret_in(seen, 'the argv or environment of a process during site.yml')
 
 
 @pytest.mark.parametrize('name, path, owner', [
@@ -95,8 +109,9 @@ def test_redis_listens_on_the_tls_port_only(fleet):
 
 
 def on_redis(fleet, *args, **kwargs):
-    """redis-cli on the Redis host itself, with its own (usage both) certificate."""
-    return redis_cli(fleet['redis1'], *args, server='127.0.0.1', cert=REDIS_CERT, key=REDIS_KEY, **kwargs)
+    """redis-cli on the Redis host itself as the admin user, with its own (usage both) certificate."""
+    kwargs.setdefault('user', ADMIN_USER)
+    return redis_cli(fleet, 'redis1', *args, server='127.0.0.1', cert=REDIS_CERT, key=REDIS_KEY, **kwargs)
 
 
 def test_plaintext_ping_fails(fleet):
@@ -106,12 +121,12 @@ def test_plaintext_ping_fails(fleet):
 
 
 def test_worker_cert_gets_pong(fleet):
-    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+    assert redis_cli(fleet, 'worker1', 'PING').stdout.strip() == 'PONG'
 
 
 def test_no_client_cert_is_refused(fleet):
-    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
-    assert_refused_by_tls(redis_cli(fleet['worker1'], 'PING', cert=None))
+    assert redis_cli(fleet, 'worker1', 'PING').stdout.strip() == 'PONG'
+    assert_refused_by_tls(redis_cli(fleet, 'worker1', 'PING', cert=None))
 
 
 def test_cert_from_another_ca_is_refused(fleet):
@@ -119,13 +134,13 @@ def test_cert_from_another_ca_is_refused(fleet):
     worker.check_output('openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 '
                         '-subj /CN=worker1 -addext subjectAltName=DNS:worker1 '
                         '-keyout /tmp/rogue-key.pem -out /tmp/rogue-cert.pem 2>/dev/null')
-    assert redis_cli(worker, 'PING').stdout.strip() == 'PONG'
-    assert_refused_by_tls(redis_cli(worker, 'PING', cert='/tmp/rogue-cert.pem', key='/tmp/rogue-key.pem'))
+    assert redis_cli(fleet, 'worker1', 'PING').stdout.strip() == 'PONG'
+    assert_refused_by_tls(redis_cli(fleet, 'worker1', 'PING', cert='/tmp/rogue-cert.pem', key='/tmp/rogue-key.pem'))
 
 
 def test_missing_password_gets_noauth(fleet):
-    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
-    result = redis_cli(fleet['worker1'], 'PING', password=None)
+    assert redis_cli(fleet, 'worker1', 'PING').stdout.strip() == 'PONG'
+    result = redis_cli(fleet, 'worker1', 'PING', user=None)
     assert result.rc != TIMED_OUT
     assert 'NOAUTH' in result.stdout
 
@@ -208,7 +223,7 @@ def test_site_under_limit_renews_only_the_limited_host(fleet):
     assert cert_serial(fleet['worker1'], WORKER_CERT) != before['worker1']
     assert cert_serial(fleet['worker2'], WORKER_CERT) == before['worker2']
     assert cert_serial(fleet['redis1'], REDIS_CERT) == redis_before
-    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+    assert redis_cli(fleet, 'worker1', 'PING').stdout.strip() == 'PONG'
 
 
 def served_serial(host, port=6379):
@@ -231,7 +246,7 @@ def test_cert_only_change_reloads_redis_without_a_restart(fleet):
     serial_after = served_serial(redis)
     assert serial_after != serial_before
     assert serial_after == cert_serial(redis, REDIS_CERT)
-    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+    assert redis_cli(fleet, 'worker1', 'PING').stdout.strip() == 'PONG'
 
 
 def test_failed_redis_health_check_stops_the_rollout_before_the_workers(fleet):
@@ -245,4 +260,64 @@ def test_failed_redis_health_check_stops_the_rollout_before_the_workers(fleet):
     finally:
         rc, output = run_playbook('site.yml')
     assert rc == 0, output[-3000:]
-    assert redis_cli(fleet['worker1'], 'PING').stdout.strip() == 'PONG'
+    assert redis_cli(fleet, 'worker1', 'PING').stdout.strip() == 'PONG'
+
+
+def test_a_worker_identity_gets_only_the_queue(fleet, unique):
+    """The worker's own ACL user: the queue's keys, nothing that administers Redis or reads other keys."""
+    assert redis_cli(fleet, 'worker1', 'SET', 'fleet:test:%s' % unique, '1').stdout.strip() == 'OK'
+    for command in ('CONFIG SET tls-auth-clients optional', 'FLUSHALL', 'ACL LIST', 'ACL SETUSER worker1 +@all',
+                    "KEYS '*'", 'SCAN 0', 'GET other:key', 'CLIENT KILL USER fleetpki-admin', 'SHUTDOWN'):
+        result = redis_cli(fleet, 'worker1', *command.split())
+        assert 'NOPERM' in result.stdout, '%s: %s' % (command, result.stdout)
+    assert on_redis(fleet, 'CONFIG', 'GET', 'tls-auth-clients').stdout.split()[-1] == 'yes'
+
+
+def test_a_worker_cannot_log_in_as_another_or_with_the_old_shared_user(fleet):
+    worker = fleet['worker1']
+    path = password_file('worker1', 'worker1')
+    for user in ('worker2', 'default', ADMIN_USER):
+        result = worker.run('timeout 10 redis-cli --tls --cert %s --key %s --cacert %s -h redis1 -p 6379 --user %s '
+                            '--askpass PING < %s 2>&1' % (WORKER_CERT, WORKER_KEY, CA_BUNDLE, user, path))
+        assert 'PONG' not in result.stdout and 'WRONGPASS' in result.stdout, (user, result.stdout)
+
+
+def test_redis_has_one_user_per_client_host_and_no_password_in_its_config(fleet):
+    users = sorted(on_redis(fleet, 'ACL', 'USERS').stdout.split())
+    assert users == sorted(['default', ADMIN_USER, 'pxe1', 'worker1', 'worker2']), users
+    default = on_redis(fleet, 'ACL', 'GETUSER', 'default').stdout.split()
+    assert 'off' in default and 'on' not in default, default
+    conf = fleet['redis1'].file('/etc/redis/redis.conf')
+    assert (conf.user, conf.group, conf.mode) == ('redis', 'redis', 0o640)
+    assert 'requirepass' not in conf.content_string
+    assert_no_secret_in({'/etc/redis/redis.conf': conf.content_string}, 'redis.conf (only hashes belong there)')
+
+
+def test_the_env_is_root_owned_data_that_verify_never_executes(fleet):
+    """A worker's .env is the worker's business: root:fleet 0640 (it reads, cannot rewrite), and verify.yml
+    parses it as data, so shell in it runs nowhere."""
+    worker = fleet['worker1']
+    env = worker.file('/opt/fleet-worker/.env')
+    assert (env.user, env.group, env.mode) == ('root', 'fleet', 0o640)
+    assert 'REDIS_USERNAME=worker1' in env.content_string
+    assert acl_password('worker1') in env.content_string
+    original = env.content_string
+    put_file('worker1', '/opt/fleet-worker/.env', original + 'X=$(id > /tmp/pwned-dollar)\nY=`id > /tmp/pwned-tick`\n',
+             '0640')
+    worker.check_output('chown root:fleet /opt/fleet-worker/.env')
+    try:
+        rc, output = run_playbook('playbooks/verify.yml')
+    finally:
+        put_file('worker1', '/opt/fleet-worker/.env', original, '0640')
+        worker.check_output('chown root:fleet /opt/fleet-worker/.env')
+    assert not worker.file('/tmp/pwned-dollar').exists and not worker.file('/tmp/pwned-tick').exists
+    assert rc == 0, output[-3000:]
+    assert 'redis-cli mTLS PING as worker1' in output
+
+
+def test_no_old_private_key_is_left_on_any_host(fleet):
+    """copy's backup: true keeps the previous key for a rollback; once the new one is live it is removed
+    (the site --limit and cert-only tests above renewed keys)."""
+    for name in ('redis1', 'worker1', 'worker2', 'api1'):
+        left = fleet[name].check_output("find /etc/redis /etc/fleetpki -name '*~' 2>/dev/null || true")
+        assert not left.strip(), '%s keeps old key or certificate files: %s' % (name, left)

@@ -16,10 +16,11 @@ import time
 
 import pytest
 
-from fleetlab import (CA_BUNDLE, CLIENT_PEM, REDIS_CERT, REDIS_KEY, REDIS_PASSWORD, WORKER_CERT, WORKERS,
-                      assert_no_failed_operation, assert_nothing_changed, cert_serial, changed_counts,
-                      oldest_client_age, put_file, record, redis_cli, redis_pid, run_playbook, start_load,
-                      stop_load_and_check_every_job)
+from fleetlab import (CA_BUNDLE, CLIENT_PEM, REDIS_CERT, REDIS_KEY, WORKER_CERT, WORKERS, acl_password,
+                      assert_no_failed_operation, assert_no_secret_in, assert_nothing_changed, cert_serial,
+                      changed_counts, load_env, oldest_client_age, password_file, put_file, record, redis_cli,
+                      redis_pid, run_playbook, start_load, start_process_sampler, stop_load_and_check_every_job,
+                      stop_process_sampler)
 
 API_CERT = '/etc/fleetpki/api/api-cert.pem'
 CLIENT_CERT = '/etc/fleetpki/client/client-cert.pem'
@@ -69,8 +70,7 @@ def serials(fleet):
 @pytest.fixture(scope='module')
 def load(fleet):
     """Start the load client on pxe1 (mTLS); the last lifecycle test stops it and counts."""
-    STATE['job_prefix'] = start_load(fleet, 'REDIS_HOST=redis1\nREDIS_PORT=6379\nREDIS_PASSWORD=%s\nCLIENT_PEM=%s\n'
-                                     'CA_BUNDLE=%s\n' % (REDIS_PASSWORD, CLIENT_PEM, CA_BUNDLE))
+    STATE['job_prefix'] = start_load(fleet, load_env(6379))
     STATE['redis_pid'] = redis_pid(fleet)
     yield fleet['pxe1']
     fleet['pxe1'].run('systemctl stop fleet-load')
@@ -79,13 +79,16 @@ def load(fleet):
 def test_load_runs_without_a_failure(fleet, load):
     stats = assert_no_failed_operation(fleet)
     assert stats['ops'] >= 100 and stats['jobs_pushed'] > 0
+    # From here to the secret test below, every process on the Redis host and the workers is sampled.
+    start_process_sampler(fleet)
 
 
 def test_rotate_with_force_renews_everything_without_a_failed_request(fleet, load):
     before, started = serials(fleet), time.time()
-    rc, output, seconds = timed_playbook('playbooks/rotate.yml', '-e', 'force=true')
+    rc, output, seconds = timed_playbook('playbooks/rotate.yml', '-e', 'force=true', '-vvv')
     assert rc == 0, output[-4000:]
     assert 'renewed' in output
+    assert_no_secret_in({'rotate.yml -vvv': output}, 'the log')
     assert_rolled(fleet, started, before)
     stats = assert_no_failed_operation(fleet)
     record('lifecycle', 'rotate_force', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'], ops=stats['ops'])
@@ -106,7 +109,8 @@ def test_rotate_in_check_mode_reports_what_it_would_renew_and_changes_nothing(fl
     assert tree_digest(pki_dir) == before_tree
     assert serials(fleet) == before_serials
     assert redis_pid(fleet) == pid
-    assert 'PRIVATE KEY' not in output and REDIS_PASSWORD not in output
+    assert 'PRIVATE KEY' not in output
+    assert_no_secret_in({'rotate.yml --check --diff': output}, 'the log')
     assert_no_failed_operation(fleet)
 
 
@@ -160,8 +164,18 @@ def test_revoked_client_cert_is_refused_by_the_api_and_its_replacement_accepted(
     put_file('pxe1', '/root/old-key.pem', old_key, '0600')
     assert api_status_with(pxe, '/root/old-cert.pem', '/root/old-key.pem') == (0, '200')
     old_serial = cert_serial(fleet['worker1'], WORKER_CERT)
-    rc, output = run_playbook('playbooks/revoke.yml', '-e', 'revoke_host=worker1', '-e', 'revoke_service=worker')
+    old_password = acl_password('worker1')
+    rc, output = run_playbook('playbooks/revoke.yml', '-e', 'revoke_host=worker1', '-e', 'revoke_service=worker',
+                              '-vvv')
     assert rc == 0, output[-4000:]
+    assert_no_secret_in({'revoke.yml -vvv': output}, 'the log')
+    assert "Turn its Redis user off and close its connections" in output
+    # Redis has no CRL: the host's old identity is refused there (its user got a new password), its new one works.
+    assert acl_password('worker1') != old_password
+    old_login = fleet['redis1'].run(
+        'redis-cli --tls --cert %s --key %s --cacert %s -h 127.0.0.1 -p 6379 --user worker1 --askpass PING < %s 2>&1'
+        % (REDIS_CERT, REDIS_KEY, CA_BUNDLE, password_file('redis1', 'worker1', old_password)))
+    assert 'WRONGPASS' in old_login.stdout, old_login.stdout
     rc_old, out_old = api_status_with(pxe, '/root/old-cert.pem', '/root/old-key.pem')
     assert rc_old != 0 and out_old != '200', 'the API accepted a revoked certificate: %s' % out_old
     new_serial = cert_serial(fleet['worker1'], WORKER_CERT)
@@ -261,6 +275,12 @@ def test_renewal_timer_command_runs_against_the_lab_and_metrics_pass_promtool(fl
     for name in dict(HOST_CERTS):
         assert re.search(r'fleetpki_cert_days_remaining\{[^}]*host="%s"' % name, prom), name
     assert_no_failed_operation(fleet)
+
+
+def test_no_secret_in_any_process_during_rotation_rollover_and_revocation(fleet):
+    seen = stop_process_sampler(fleet)
+    assert all(text.count('\n') > 10 for text in seen.values()), 'the sampler saw (almost) nothing'
+    assert_no_secret_in(seen, 'the argv or environment of a process during rotate, rollover, revoke, renew')
 
 
 def test_every_job_done_exactly_once_and_no_failed_operation(fleet, load):

@@ -22,7 +22,7 @@ import time
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.resp import RedisError
 
-USER_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$')
+USER_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$')
 # Rules may not carry these: a second password, a password removal or on/off slipped into the rules of a client
 # would defeat the point of its own identity (fleetpki sets them).
 FORBIDDEN_WORDS = ('nopass', 'resetpass', 'reset', 'on', 'off')

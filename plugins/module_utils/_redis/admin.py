@@ -13,11 +13,16 @@ __metaclass__ = type
 
 import ssl
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.resp import Connection, RedisError, read_conf
+from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.resp import (
+    Connection, HandshakeError, RedisError, read_conf)
 
 
 class AdminError(Exception):
     """An error an operator can act on; never carries a password."""
+
+
+class Unreachable(AdminError):
+    """Nothing answers where redis.conf says Redis listens (not running, or still starting)."""
 
 
 def endpoint(conf, tls_override=None, tls=False):
@@ -54,10 +59,17 @@ def connect(conf_path, login_user=None, login_password=None, legacy_password=Non
     except (IOError, OSError) as exc:
         raise AdminError('cannot read %s: %s' % (conf_path, exc))
     conf_port, tls_files = endpoint(conf, tls_override, tls)
+    port = port or conf_port
     try:
-        conn = Connection('127.0.0.1', port or conf_port, tls_files, verify=verify)
-    except (OSError, ssl.SSLError) as exc:
-        raise AdminError('cannot reach Redis on 127.0.0.1:%s as %s says: %s' % (port or conf_port, conf_path, exc))
+        conn = Connection('127.0.0.1', port, tls_files, verify=verify)
+    except HandshakeError as exc:
+        raise AdminError('the TLS handshake with Redis on 127.0.0.1:%s failed: %s (client certificate %s, CA %s)'
+                         % (port, exc, tls_files['cert'], tls_files['ca']))
+    except ssl.SSLError as exc:
+        raise AdminError('cannot use the client certificate %s and key %s with CA %s: %s'
+                         % (tls_files['cert'], tls_files['key'], tls_files['ca'], exc))
+    except (OSError, ValueError) as exc:
+        raise Unreachable('cannot reach Redis on 127.0.0.1:%s as %s says: %s' % (port, conf_path, exc))
     tried = []
     for user, password in credentials(conf, login_user, login_password, legacy_password):
         try:

@@ -10,7 +10,7 @@ __metaclass__ = type
 import ssl
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._redis import acl, live
-from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.admin import AdminError, connect
+from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.admin import AdminError, Unreachable, connect
 from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.resp import RedisError, read_conf
 
 
@@ -35,11 +35,12 @@ def _connect(params, tls_only=False, own_files=True):
 
 
 def config(params, check):
-    """A new redis.conf (desired_conf) into the running Redis with one CONFIG SET; reachable=false when Redis
-    cannot be reached (the caller then restarts it)."""
+    """A new redis.conf (desired_conf) into the running Redis with one CONFIG SET; reachable=false when nothing
+    answers (the caller then restarts it). A Redis that answers but refuses the login is an error, never a
+    reason to restart."""
     try:
         conn, user = _connect(params)
-    except AdminError as exc:
+    except Unreachable as exc:
         return {'changed': False, 'reachable': False, 'runtime': False, 'reason': str(exc), 'changed_settings': [],
                 'plain_port_kept': 0, 'plain_clients': []}
     try:

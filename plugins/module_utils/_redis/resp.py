@@ -15,13 +15,16 @@ class RedisError(Exception):
     """An error reply of Redis (-ERR, -NOPERM, -WRONGPASS ...), or a reply this client cannot read."""
 
 
+class HandshakeError(Exception):
+    """Redis answered, but the TLS handshake failed (a certificate it or we refuse)."""
+
+
 class Connection:
     """One connection to Redis. TLS when tls_files (cert, key, ca) are given: the chain to the CA is verified,
     the host name is not (the admin connects to 127.0.0.1, which the certificate need not carry)."""
 
     def __init__(self, host, port, tls_files=None, timeout=5.0, verify=True):
-        sock = socket.create_connection((host, int(port)), timeout)
-        self.peer_cert = None
+        context = None
         if tls_files:
             context = ssl.create_default_context(cafile=tls_files['ca'])
             context.check_hostname = False
@@ -30,11 +33,14 @@ class Connection:
                 # is to this host's loopback, and the admin still authenticates with its password.
                 context.verify_mode = ssl.CERT_NONE
             context.load_cert_chain(tls_files['cert'], tls_files['key'])
+        sock = socket.create_connection((host, int(port)), timeout)
+        self.peer_cert = None
+        if context is not None:
             try:
                 sock = context.wrap_socket(sock)
-            except (OSError, ssl.SSLError):
+            except (OSError, ssl.SSLError) as exc:
                 sock.close()
-                raise
+                raise HandshakeError(str(exc))
             self.peer_cert = sock.getpeercert(binary_form=True)
         self.sock = sock
         self.reader = sock.makefile('rb')

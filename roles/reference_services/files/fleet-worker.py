@@ -1,6 +1,7 @@
 """Reference fleet worker: takes jobs from Redis over mTLS, reliably, and reloads its TLS files on SIGHUP.
 
-It reads everything from its .env (REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_USE_TLS, REDIS_TLS_CERT,
+It reads everything from its .env (REDIS_HOST, REDIS_PORT, REDIS_USERNAME (its own ACL user), REDIS_PASSWORD,
+REDIS_USE_TLS, REDIS_TLS_CERT,
 REDIS_TLS_KEY, REDIS_TLS_CA, WORKER_NAME). Jobs are ids pushed to the list fleet:jobs; each is moved with BLMOVE
 into fleet:processing:<worker> while it runs, added to the set fleet:done, then removed, so a crash loses no job
 (the processing list is re-queued at start). A heartbeat (fleet:heartbeat:<worker>) carries the serial of the
@@ -48,7 +49,8 @@ def files_digest(env_path, env):
 
 def connect(env):
     options = dict(host=env['REDIS_HOST'], port=int(env.get('REDIS_PORT', '6379')),
-                   password=env.get('REDIS_PASSWORD') or None, socket_timeout=10, socket_connect_timeout=5,
+                   username=env.get('REDIS_USERNAME') or None, password=env.get('REDIS_PASSWORD') or None,
+                   socket_timeout=10, socket_connect_timeout=5,
                    decode_responses=True)
     if truthy(env.get('REDIS_USE_TLS', 'false')):
         # Debian's redis-py 4.3.4 does not check the host name unless asked.
