@@ -46,7 +46,10 @@ options:
     elements: str
     default: []
   revoke_names:
-    description: Certificate names whose current serial is revoked (for example C(worker-worker2)).
+    description:
+      - Certificate names to revoke (for example C(worker-worker2)), as in C(metadata.json).
+      - Revokes the name's current serial and every serial in its history that has not expired, so a cert it had
+        before its last re-issue is refused too.
     type: list
     elements: str
     default: []

@@ -133,12 +133,12 @@ class CrlManager:
                 by_serial[entry['serial']] = name
         targets = []
         for name in self.revoke_names:
-            serial = metadata.current_serial(name)
-            if not serial:
+            serials = self._unexpired_serials(metadata.data['certs'].get(name) or {})
+            if not serials:
                 raise PkiError('revoke_names: no certificate named %r in %s; the names there are %s'
                                % (name, os.path.join(self.ca_dir, METADATA_NAME),
                                   ', '.join(sorted(metadata.data['certs'])) or 'none'))
-            targets.append((serial, name))
+            targets.extend((serial, name) for serial in serials)
         for value in self.revoke_serials:
             serial = normalise_serial(value)
             if serial not in by_serial:
@@ -146,6 +146,24 @@ class CrlManager:
                                'serial, or the CA directory during a rollover' % (serial, self.ca_dir, METADATA_NAME))
             targets.append((serial, by_serial[serial]))
         return targets
+
+    def _unexpired_serials(self, entry):
+        """Every serial of a name that a client could still accept: its current one and each one in its history
+        that has not expired (an earlier cert of the name may still sit on a host)."""
+        serials = []
+        for item in entry.get('history') or []:
+            serial = item.get('serial')
+            if serial and serial not in serials and not self._expired(item.get('not_after')):
+                serials.append(serial)
+        if entry.get('serial') and entry['serial'] not in serials:
+            serials.append(entry['serial'])
+        return serials
+
+    def _expired(self, not_after):
+        try:
+            return _parse_time(not_after) <= self.now
+        except (TypeError, ValueError):
+            return False  # an unreadable date: revoke rather than miss it
 
     def _resign_reason(self, wanted_serials):
         if self.force:

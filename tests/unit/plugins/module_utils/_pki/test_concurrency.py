@@ -121,8 +121,7 @@ def test_concurrent_ca_renewals_renew_once(pki, ca_dir):
     assert len(os.listdir(os.path.join(ca_dir, 'retired'))) == 1
 
 
-def test_pki_leaf_plans_with_the_revocations_recorded_while_it_waited_for_the_lock(pki, ca_dir, out_dir,
-                                                                                    monkeypatch):
+def test_pki_leaf_sees_a_revocation_made_while_it_waited_for_the_lock(pki, ca_dir, out_dir, monkeypatch):
     """A revocation that lands between pki_leaf's first read and its lock is seen: the cert is re-issued."""
     dummy, first = pki.issue(ca_dir, [{'name': 'web1', 'dns': ['web1']}], default_dir=out_dir)
     real_enter = files.DirectoryLock.__enter__

@@ -135,3 +135,29 @@ def test_encrypted_ca_needs_its_passphrase_only_to_sign(pki, tmp_path):
 def test_normalise_serial():
     assert normalise_serial('0x00ab:cd') == 'ABCD'
     assert normalise_serial(' 4f2A ') == '4F2A'
+
+
+def test_revoking_a_name_revokes_every_unexpired_serial_of_its_history(pki, ca_dir, out_dir, tmp_path):
+    """The cert a name had before its last re-issue may still be on a host: it is revoked too."""
+    dummy, first = pki.issue(ca_dir, [{'name': 'web1', 'dns': ['web1']}], default_dir=out_dir)
+    previous = str(tmp_path / 'previous-web1-cert.pem')
+    pki.write(previous, pki.read(os.path.join(out_dir, 'web1-cert.pem')))
+    dummy, second = pki.issue(ca_dir, [{'name': 'web1', 'dns': ['web1']}], default_dir=out_dir, force=True)
+    assert first['web1']['serial'] != second['web1']['serial']
+    # An expired serial in the history is left out of the CRL: no client accepts it anyway.
+    metadata_path = os.path.join(ca_dir, 'metadata.json')
+    data = json.load(open(metadata_path))
+    data['certs']['web1']['history'].insert(0, {'serial': 'ABC123', 'not_after': '2001-01-01T00:00:00Z'})
+    pki.write(metadata_path, json.dumps(data).encode())
+    crl_run(ca_dir)
+
+    result = crl_run(ca_dir, revoke_names=['web1'])
+    assert sorted(result['revoked_now']) == sorted([first['web1']['serial'], second['web1']['serial']])
+    assert set(entry['name'] for entry in result['revoked']) == set(['web1'])
+    assert 'certificate revoked' in openssl_verify(ca_dir, previous).stdout
+    assert 'certificate revoked' in openssl_verify(ca_dir, os.path.join(out_dir, 'web1-cert.pem')).stdout
+    crl = x509.load_pem_x509_crl(pki.read(os.path.join(ca_dir, 'crl.pem')))
+    assert crl.get_revoked_certificate_by_serial_number(int(first['web1']['serial'], 16)) is not None
+    assert crl.get_revoked_certificate_by_serial_number(0xABC123) is None
+    again = crl_run(ca_dir, revoke_names=['web1'])
+    assert again['changed'] is False and again['revoked_now'] == []
