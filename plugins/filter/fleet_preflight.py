@@ -18,6 +18,12 @@ description:
     is a SAN of a Redis certificate, and its callback API host (C(worker_tls_callback_api_url)) a SAN of an API
     certificate."
   - Uses the same defaults as the roles C(redis_tls) and C(worker_tls).
+  - "Also checks that every certificate name a role variable sets (C(redis_tls_cert_name), C(worker_tls_cert_name),
+    C(api_tls_cert_name), C(client_tls_cert_name)) is a plain file name (C(^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$), no
+    C(..)), so that its key and certificate resolve inside the issued dir, and that it names the host's own
+    certificate: a host never gets another host's key or the CA key."
+  - P(fleetpki.mtls.fleet_preflight_warnings#filter) returns (and shows as warnings) what works but weakens the
+    fleet, such as the CA going into hosts' system trust stores without nameConstraints.
 author:
   - fleetpki contributors (@fleetpki)
 positional: hostvars, groups
@@ -53,12 +59,17 @@ _value:
   elements: str
 '''
 
+import posixpath
 import re
 
 try:
     from urllib.parse import urlsplit
 except ImportError:  # pragma: no cover (Python 2)
     from urlparse import urlsplit
+
+from ansible.utils.display import Display
+
+_display = Display()
 
 _BAD_PASSWORD = re.compile(r'["\s]')
 _TRUE = ('1', 'true', 'yes', 'on')
@@ -118,6 +129,84 @@ def fleet_preflight(requests, hostvars, groups):
     return problems
 
 
+# Role variables that name a certificate in the control node's issued dir (<name>-key.pem, <name>-cert.pem): the
+# role copies that key to the host, so a name with "/" or ".." (today "../ca/ca" shipped the CA key) or another
+# host's name would hand out a key that is not the host's own.
+_CERT_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+_CERT_NAME_RULE = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+_CERT_NAME_VARS = (
+    ('redis_servers', 'redis', 'redis_tls_cert_name'),
+    ('api_servers', 'api', 'api_tls_cert_name'),
+    ('workers', 'worker', 'worker_tls_cert_name'),
+    ('pki_clients', 'client', 'client_tls_cert_name'),
+)
+
+
+def _inside_issued_dir(name):
+    for suffix in ('-key.pem', '-cert.pem'):
+        path = posixpath.normpath(posixpath.join('issued', name + suffix))
+        if posixpath.dirname(path) != 'issued':
+            return False
+    return True
+
+
+def cert_name_problems(requests, hostvars, groups):
+    """Every *_cert_name set in the inventory or with -e is a safe file name and the host's own certificate."""
+    own = {}
+    for request in requests:
+        own.setdefault((request['host'], request['role']), set()).add(request['name'])
+    shared = set(request['name'] for request in requests if request['name'] == 'worker-shared')
+    problems = []
+    for group, role, variable in _CERT_NAME_VARS:
+        for host in groups.get(group) or []:
+            name = hostvars[host].get(variable)
+            if name is None:
+                continue  # the role's default: the host's own certificate
+            name = str(name)
+            names = sorted(own.get((host, role), set()) | (shared if role == 'worker' else set()))
+            if not _CERT_NAME.match(name) or '..' in name or not _inside_issued_dir(name):
+                problems.append('%s: %s %r must match %s without "..", so that its key and certificate stay '
+                                'inside the issued dir; remove %s (the default is the host\'s own certificate, %s)'
+                                % (host, variable, name, _CERT_NAME_RULE, variable, ', '.join(names) or 'none'))
+            elif name not in names:
+                problems.append('%s: %s %r is not this host\'s certificate (%s), and a host gets only its own key; '
+                                'remove %s' % (host, variable, name, ', '.join(names) or 'none', variable, ))
+    return problems
+
+
+_TRUST_GROUPS = ('redis_servers', 'workers', 'api_servers', 'pki_clients')
+_CONSTRAINTS = ('pki_ca_name_constraints_permitted_dns', 'pki_ca_name_constraints_permitted_ip')
+
+
+def fleet_preflight_warnings(requests, hostvars, groups):
+    """What works but weakens the fleet: one message each, also shown as an Ansible warning."""
+    warnings = []
+    in_store = []
+    for host in sorted(set(host for group in _TRUST_GROUPS for host in (groups.get(group) or []))):
+        host_vars = hostvars[host]
+        if str(host_vars.get('ca_trust_system_store', True)).lower() not in _TRUE:
+            continue
+        if not any(host_vars.get(variable) for variable in _CONSTRAINTS):
+            in_store.append(host)
+    if in_store:
+        shown = ', '.join(in_store[:5]) + (' and %d more' % (len(in_store) - 5) if len(in_store) > 5 else '')
+        warnings.append(
+            'the fleet CA goes into the system trust store of %s (ca_trust_system_store) without nameConstraints: '
+            'there it is trusted for every name, so whoever holds the CA key can impersonate any site to those '
+            'hosts. Set pki_ca_name_constraints_permitted_dns (e.g. [".prov.example.com"]) and/or '
+            'pki_ca_name_constraints_permitted_ip (e.g. ["10.20.0.0/16"]) before the CA is made (an existing CA '
+            'gets them with playbooks/ca_rollover.yml), or ca_trust_system_store: false when only '
+            '/etc/fleetpki/ca-bundle.pem is needed' % shown)
+    for warning in warnings:
+        _display.warning('fleetpki preflight: %s' % warning)
+    return warnings
+
+
+def _all_problems(requests, hostvars, groups):
+    """fleet_preflight as the playbooks call it: every check, so the fleet's problems are listed at once."""
+    return fleet_preflight(requests, hostvars, groups) + cert_name_problems(requests, hostvars, groups)
+
+
 class FilterModule:
     def filters(self):
-        return {'fleet_preflight': fleet_preflight}
+        return {'fleet_preflight': _all_problems, 'fleet_preflight_warnings': fleet_preflight_warnings}
