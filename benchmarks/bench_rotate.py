@@ -28,13 +28,14 @@ def docker(*args, **kwargs):
 
 
 def lab_password():
-    return (INVENTORY / 'pki' / 'redis-password').read_text().strip()
+    """pxe1's own Redis ACL password (pxe1 is in the lab's redis_clients group), in the lab's PKI dir."""
+    return (ROOT / 'pki' / 'lab' / 'redis-acl' / 'pxe1').read_text().strip()
 
 
 def start_load():
     docker('cp', str(ROOT / 'tests' / 'load' / 'fleet_load.py'), 'pxe1:/opt/fleet-load.py')
-    env = ('REDIS_HOST=redis1\nREDIS_PORT=6379\nREDIS_PASSWORD=%s\nCLIENT_PEM=/etc/fleetpki/client/client.pem\n'
-           'CA_BUNDLE=/etc/fleetpki/ca-bundle.pem\n' % lab_password())
+    env = ('REDIS_HOST=redis1\nREDIS_PORT=6379\nREDIS_USERNAME=pxe1\nREDIS_PASSWORD=%s\n'
+           'CLIENT_PEM=/etc/fleetpki/client/client.pem\nCA_BUNDLE=/etc/fleetpki/ca-bundle.pem\n' % lab_password())
     docker('exec', '-i', 'pxe1', 'sh', '-c', 'umask 077 && cat > %s' % LOAD_ENV, input=env)
     docker('exec', 'pxe1', 'sh', '-c', 'systemctl stop fleet-load-bench 2>/dev/null; rm -f %s' % STATS)
     docker('exec', 'pxe1', 'systemd-run', '--unit', 'fleet-load-bench', '--collect', '/usr/bin/python3',

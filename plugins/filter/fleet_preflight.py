@@ -12,9 +12,12 @@ version_added: 0.1.0
 description:
   - Checks the whole fleet in one pass (so it costs the same under C(--limit) and stays linear in the number of
     hosts) and returns a list of messages, empty when all is well.
-  - "Checks: a Redis server and a worker exist; every Redis host has a password (C(redis_tls_requirepass) or
-    C(fleetpki_redis_password)) without quotes or white space, and distinct TLS and plaintext ports; every worker
-    has a Redis password; each worker's C(REDIS_HOST) (C(worker_tls_redis_host), default the first Redis server)
+  - "Checks: a Redis server and a worker exist; every Redis host has distinct TLS and plaintext ports; every Redis
+    password an operator sets (C(fleetpki_redis_admin_password), the values of C(fleetpki_redis_acl_passwords), a
+    worker's C(worker_tls_redis_password)) is 16 to 128 of letters, digits and C(. _ ~ + / = @ % : , -), so that
+    it survives module arguments and C(.env) lines unchanged; every Redis client host (workers, redis_clients) has
+    a name Redis accepts as an ACL user; each worker's C(REDIS_HOST) (C(worker_tls_redis_host), default the first
+    Redis server)
     is a SAN of a Redis certificate, and its callback API host (C(worker_tls_callback_api_url)) a SAN of an API
     certificate."
   - Uses the same defaults as the roles C(redis_tls) and C(worker_tls).
@@ -71,7 +74,12 @@ from ansible.utils.display import Display
 
 _display = Display()
 
-_BAD_PASSWORD = re.compile(r'["\s]')
+# Passwords reach module arguments and .env lines (KEY=value): this charset survives both unchanged, so nothing
+# needs escaping (quotes, white space, $, backticks, backslashes and # are refused instead).
+_GOOD_PASSWORD = re.compile(r'^[A-Za-z0-9._~+/=@%:,-]{16,128}$')
+_USER_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$')
+_PASSWORD_RULE = ('16 to 128 of letters, digits and . _ ~ + / = @ % : , - (no quote, white space, $, backtick, '
+                  'backslash or #)')
 _TRUE = ('1', 'true', 'yes', 'on')
 
 
@@ -99,10 +107,14 @@ def fleet_preflight(requests, hostvars, groups):
 
     for host in redis_hosts:
         host_vars = hostvars[host]
-        password = host_vars.get('redis_tls_requirepass', host_vars.get('fleetpki_redis_password', '')) or ''
-        if not password or _BAD_PASSWORD.search(password):
-            problems.append('%s: redis_tls_requirepass is empty or holds a quote or white space; set '
-                            'fleetpki_redis_password (from ansible-vault) in group_vars' % host)
+        admin_password = host_vars.get('fleetpki_redis_admin_password')
+        if admin_password and not _GOOD_PASSWORD.match(admin_password):
+            problems.append('%s: fleetpki_redis_admin_password must be %s; change it in the vault'
+                            % (host, _PASSWORD_RULE))
+        for client, password in sorted((host_vars.get('fleetpki_redis_acl_passwords') or {}).items()):
+            if not _GOOD_PASSWORD.match(password or ''):
+                problems.append('%s: fleetpki_redis_acl_passwords[%s] must be %s; change it in the vault'
+                                % (host, client, _PASSWORD_RULE))
         tls_port = int(host_vars.get('redis_tls_port', 6379))
         plain_port = int(host_vars.get('redis_tls_plain_port', 0))
         if tls_port <= 0 or tls_port == plain_port:
@@ -111,10 +123,9 @@ def fleet_preflight(requests, hostvars, groups):
 
     for host in workers:
         host_vars = hostvars[host]
-        password = host_vars.get('worker_tls_redis_password', host_vars.get('fleetpki_redis_password', '')) or ''
-        if not password:
-            problems.append('%s: worker_tls_redis_password is empty; set fleetpki_redis_password (from '
-                            'ansible-vault) in group_vars' % host)
+        password = host_vars.get('worker_tls_redis_password')
+        if password is not None and not _GOOD_PASSWORD.match(password):
+            problems.append('%s: worker_tls_redis_password must be %s' % (host, _PASSWORD_RULE))
         redis_host = host_vars.get('worker_tls_redis_host', redis_hosts[0])
         if redis_host not in redis_names:
             problems.append('%s: REDIS_HOST %s must be one of the Redis certificate SANs %s; fix '
@@ -126,6 +137,10 @@ def fleet_preflight(requests, hostvars, groups):
             problems.append('%s: the callback API host %s must be one of the API certificate SANs %s; fix '
                             'worker_tls_callback_api_url or add the name to pki_extra_sans of the API server'
                             % (host, api_host, sorted(api_names)))
+    for host in sorted(set(workers) | set(groups.get('redis_clients') or [])):
+        if not _USER_NAME.match(host):
+            problems.append('%s: a Redis client host gets an ACL user named after it, and Redis user names are '
+                            'letters, digits, ., _, : and - (at most 128): rename the inventory host' % host)
     return problems
 
 

@@ -31,6 +31,7 @@ attributes:
       no password) to compare rules the way Redis normalizes them.
   diff_mode:
     support: none
+    description: Nothing to show as a diff (and redis.conf values may be secrets).
 options:
   command:
     description:
@@ -96,7 +97,6 @@ options:
       password:
         description: Its password (at least 16 characters); only its SHA-256 reaches Redis. Never logged.
         type: str
-        no_log: true
       rules:
         description: ACL rules other than passwords and on/off, for example C(~fleet:* -@all +@read).
         type: str

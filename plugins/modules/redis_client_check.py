@@ -25,6 +25,7 @@ attributes:
     description: Runs the same read-only check.
   diff_mode:
     support: none
+    description: It changes nothing.
 options:
   env_file:
     description: The client's C(.env).

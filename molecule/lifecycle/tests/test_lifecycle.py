@@ -5,6 +5,7 @@ The tests run in file order: a load client on pxe1 (tests/load/fleet_load.py) do
 TLS connection every 20 operations, never retrying, while the workers process the jobs it pushes. Each lifecycle
 step is a real playbook run; the load's counts are checked after every step and in full at the end.
 """
+import datetime
 import hashlib
 import json
 import os
@@ -15,8 +16,10 @@ import subprocess
 import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
-from fleetlab import (CA_BUNDLE, CLIENT_PEM, REDIS_CERT, REDIS_KEY, WORKER_CERT, WORKERS, acl_password,
+from fleetlab import (CA_BUNDLE, CA_PASSPHRASE, CLIENT_PEM, REDIS_CERT, REDIS_KEY, WORKER_CERT, WORKERS, acl_password,
                       assert_no_failed_operation, assert_no_secret_in, assert_nothing_changed, cert_serial,
                       changed_counts, load_env, oldest_client_age, password_file, put_file, record, redis_cli,
                       redis_pid, run_playbook, start_load, start_process_sampler, stop_load_and_check_every_job,
@@ -347,3 +350,52 @@ def test_unreachable_worker_stops_the_roll_and_a_rerun_completes(fleet):
     after = cert_serial(fleet['worker2'], WORKER_CERT)
     assert after != before
     assert heartbeat_serial(fleet, 'worker2') == after
+
+
+def expired_copy(cert_pem, ca_dir):
+    """The same certificate (subject, key, extensions), signed again by the CA with a validity that ended
+    yesterday: a fleet back from a long shutdown."""
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    ca_cert = x509.load_pem_x509_certificate((ca_dir / 'ca-cert.pem').read_bytes())
+    ca_key = serialization.load_pem_private_key((ca_dir / 'ca-key.pem').read_bytes(), CA_PASSPHRASE.encode())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(ca_cert.subject)
+               .public_key(cert.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=40)).not_valid_after(now - datetime.timedelta(days=1)))
+    for extension in cert.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+EXPIRED = (('redis1', 'redis-redis1', REDIS_CERT), ('worker1', 'worker-worker1', WORKER_CERT),
+           ('worker2', 'worker-worker2', WORKER_CERT), ('api1', 'api-api1', API_CERT))
+
+
+def test_a_fleet_whose_certificates_expired_comes_back_with_one_rotate(fleet, pki_dir):
+    """Every service runs on an expired certificate (Redis serves one, workers and the API hold one): one
+    rotate.yml re-issues and reloads them all, Redis without a restart, and verify.yml is green again."""
+    redis = fleet['redis1']
+    # A valid client identity for the test's own CONFIG SET: Redis refuses an expired client certificate.
+    put_file('redis1', '/root/harness-client.pem', fleet['pxe1'].file(CLIENT_PEM).content_string, '0600')
+    for name, cert_name, path in EXPIRED:
+        issued = pki_dir / 'issued' / ('%s-cert.pem' % cert_name)
+        expired = expired_copy(issued.read_text(), pki_dir / 'ca')
+        issued.write_text(expired)
+        put_file(name, path, expired)
+    redis.check_output(
+        'redis-cli --tls --cert /root/harness-client.pem --key /root/harness-client.pem --cacert %s -h 127.0.0.1 '
+        '-p 6379 --user fleetpki-admin --askpass CONFIG SET tls-cert-file %s tls-key-file %s < %s'
+        % (CA_BUNDLE, REDIS_CERT, REDIS_KEY, password_file('redis1', 'fleetpki-admin')))
+    for worker in WORKERS:
+        fleet[worker].check_output('systemctl reload fleet-worker')
+    fleet['api1'].check_output('systemctl restart fleet-api')
+    pid = redis_pid(fleet)
+    rc, output = run_playbook('playbooks/verify.yml')
+    assert rc != 0 and 'expired' in output, 'the fleet did not look expired: %s' % output[-2000:]
+    rc, output = run_playbook('playbooks/rotate.yml')
+    assert rc == 0, output[-4000:]
+    assert redis_pid(fleet) == pid, 'Redis was restarted: its expired certificate should be swapped at runtime'
+    assert served_serial(fleet) == cert_serial(redis, REDIS_CERT)
+    rc, output = run_playbook('playbooks/verify.yml')
+    assert rc == 0, output[-4000:]
+    redis.run('rm -f /root/harness-client.pem')

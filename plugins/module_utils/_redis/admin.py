@@ -14,7 +14,7 @@ __metaclass__ = type
 import ssl
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.resp import (
-    Connection, HandshakeError, RedisError, read_conf)
+    Connection, HandshakeError, RedisError, ServerCertExpired, read_conf)
 
 
 class AdminError(Exception):
@@ -23,6 +23,11 @@ class AdminError(Exception):
 
 class Unreachable(AdminError):
     """Nothing answers where redis.conf says Redis listens (not running, or still starting)."""
+
+
+class TlsRefused(AdminError):
+    """Redis answers but no TLS session can be made (for example it refuses our certificate because the CA it
+    loaded has expired): only a restart loads the files on disk."""
 
 
 def endpoint(conf, tls_override=None, tls=False):
@@ -61,9 +66,15 @@ def connect(conf_path, login_user=None, login_password=None, legacy_password=Non
     conf_port, tls_files = endpoint(conf, tls_override, tls)
     port = port or conf_port
     try:
-        conn = Connection('127.0.0.1', port, tls_files, verify=verify)
+        try:
+            conn = Connection('127.0.0.1', port, tls_files, verify=verify)
+        except ServerCertExpired:
+            # A fleet back from a long shutdown: Redis still serves its expired certificate. The admin connection
+            # is to this host's loopback and logs in with its password, so it goes on without checking the
+            # certificate, to load the new one; the check after the reload verifies the new one as usual.
+            conn = Connection('127.0.0.1', port, tls_files, verify=False)
     except HandshakeError as exc:
-        raise AdminError('the TLS handshake with Redis on 127.0.0.1:%s failed: %s (client certificate %s, CA %s)'
+        raise TlsRefused('the TLS handshake with Redis on 127.0.0.1:%s failed: %s (client certificate %s, CA %s)'
                          % (port, exc, tls_files['cert'], tls_files['ca']))
     except ssl.SSLError as exc:
         raise AdminError('cannot use the client certificate %s and key %s with CA %s: %s'

@@ -10,7 +10,7 @@ __metaclass__ = type
 import ssl
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._redis import acl, live
-from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.admin import AdminError, Unreachable, connect
+from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.admin import AdminError, TlsRefused, Unreachable, connect
 from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.resp import RedisError, read_conf
 
 
@@ -40,9 +40,11 @@ def config(params, check):
     reason to restart."""
     try:
         conn, user = _connect(params)
-    except Unreachable as exc:
+    except (Unreachable, TlsRefused) as exc:
+        # tls_refused: Redis runs but takes no TLS session (an expired CA in its context): a restart loads the
+        # files on disk, so the caller restarts it even when redis.conf did not change.
         return {'changed': False, 'reachable': False, 'runtime': False, 'reason': str(exc), 'changed_settings': [],
-                'plain_port_kept': 0, 'plain_clients': []}
+                'plain_port_kept': 0, 'plain_clients': [], 'tls_refused': isinstance(exc, TlsRefused)}
     try:
         result = live.apply_config(conn, params['desired_conf'] or '', check)
     finally:

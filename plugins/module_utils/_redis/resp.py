@@ -19,6 +19,13 @@ class HandshakeError(Exception):
     """Redis answered, but the TLS handshake failed (a certificate it or we refuse)."""
 
 
+class ServerCertExpired(HandshakeError):
+    """The certificate Redis serves has expired (OpenSSL's X509_V_ERR_CERT_HAS_EXPIRED)."""
+
+
+X509_V_ERR_CERT_HAS_EXPIRED = 10
+
+
 class Connection:
     """One connection to Redis. TLS when tls_files (cert, key, ca) are given: the chain to the CA is verified,
     the host name is not (the admin connects to 127.0.0.1, which the certificate need not carry)."""
@@ -38,6 +45,11 @@ class Connection:
         if context is not None:
             try:
                 sock = context.wrap_socket(sock)
+            except ssl.SSLCertVerificationError as exc:
+                sock.close()
+                if exc.verify_code == X509_V_ERR_CERT_HAS_EXPIRED:
+                    raise ServerCertExpired(str(exc))
+                raise HandshakeError(str(exc))
             except (OSError, ssl.SSLError) as exc:
                 sock.close()
                 raise HandshakeError(str(exc))

@@ -65,18 +65,18 @@ def test_preflight_is_clean_for_a_good_fleet_and_names_each_problem():
     from ansible_collections.fleetpki.mtls.plugins.filter.fleet_preflight import fleet_preflight
 
     hosts = ['redis1', 'worker1', 'worker2', 'api1', 'pxe1']
-    good = dict((host, dict(HOSTVARS[host], fleetpki_redis_password='s3cret')) for host in hosts)
+    good = dict((host, dict(HOSTVARS[host])) for host in hosts)
     requests = fleet_cert_requests(hosts, good, GROUPS)
     assert fleet_preflight(requests, good, GROUPS) == []
 
     bad = dict(good)
-    bad['redis1'] = dict(good['redis1'], fleetpki_redis_password='has space')
-    bad['worker1'] = dict(good['worker1'], worker_tls_redis_host='elsewhere', fleetpki_redis_password='')
+    bad['redis1'] = dict(good['redis1'], fleetpki_redis_admin_password='has space but long enough')
+    bad['worker1'] = dict(good['worker1'], worker_tls_redis_host='elsewhere', worker_tls_redis_password='$hort')
     bad['worker2'] = dict(good['worker2'], worker_tls_callback_api_url='https://other:8443/x')
     problems = fleet_preflight(requests, bad, GROUPS)
-    assert len(problems) == 4
-    assert problems[0].startswith('redis1: redis_tls_requirepass is empty or holds a quote or white space')
-    assert problems[1].startswith('worker1: worker_tls_redis_password is empty')
+    assert len(problems) == 4, problems
+    assert problems[0].startswith('redis1: fleetpki_redis_admin_password must be 16 to 128')
+    assert problems[1].startswith('worker1: worker_tls_redis_password must be 16 to 128')
     assert problems[2].startswith('worker1: REDIS_HOST elsewhere must be one of')
     assert problems[3].startswith('worker2: the callback API host other must be one of')
     assert fleet_preflight(requests, good, dict(GROUPS, workers=[]))[0].startswith('the inventory needs')
