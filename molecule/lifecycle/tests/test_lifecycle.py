@@ -210,6 +210,19 @@ def test_revoke_by_serial_refuses_it_at_the_api_and_replaces_it(fleet, load):
     assert_no_failed_operation(fleet)
 
 
+def test_rotate_for_other_services_still_ships_a_re_signed_crl_to_the_api(fleet, load, pki_dir):
+    """A CRL re-signed in a rotate for redis only (here: the CA's crl.pem was lost, as at half its validity) reaches
+    the API hosts in the same run: an expired CRL would lock every client out of the API."""
+    (pki_dir / 'ca' / 'crl.pem').unlink()
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=redis')
+    assert rc == 0, output[-4000:]
+    assert (pki_dir / 'ca' / 'crl.pem').exists()
+    served = fleet['api1'].file('/etc/fleetpki/api/crl.pem').content_string
+    assert served == (pki_dir / 'crl-bundle.pem').read_text()
+    assert api_status_with(fleet['pxe1'], CLIENT_PEM, CLIENT_PEM) == (0, '200')
+    assert_no_failed_operation(fleet)
+
+
 def test_ca_renewal_with_the_same_key_keeps_every_leaf(fleet, load, pki_dir):
     """The lighter path: a new CA certificate (same key and subject) rolled into every trust store; no leaf is
     re-issued and every leaf validates against the new CA certificate."""
