@@ -37,23 +37,23 @@ options:
     type: path
     required: true
   common_name:
-    description: Common name of a new CA.
+    description: Common name of a new CA. At most 64 characters, no control characters, no surrounding spaces.
     type: str
     default: Internal Root CA
   organization:
-    description: Organization (O) of a new CA's subject.
+    description: Organization (O) of a new CA's subject. At most 64 characters, no control characters.
     type: str
   organizational_unit:
-    description: Organizational unit (OU) of a new CA's subject.
+    description: Organizational unit (OU) of a new CA's subject. At most 64 characters, no control characters.
     type: str
   country:
     description: Two-letter country code (C) of a new CA's subject.
     type: str
   state_or_province:
-    description: State or province (ST) of a new CA's subject.
+    description: State or province (ST) of a new CA's subject. At most 128 characters, no control characters.
     type: str
   locality:
-    description: Locality (L) of a new CA's subject.
+    description: Locality (L) of a new CA's subject. At most 128 characters, no control characters.
     type: str
   key_type:
     description: Key algorithm of a new CA.
@@ -61,7 +61,7 @@ options:
     default: ec-p256
     choices: [ec-p256, ec-p384, rsa2048, rsa3072, rsa4096, ed25519]
   valid_days:
-    description: Validity of a new CA certificate, in days.
+    description: Validity of a new CA certificate, in days, from 1 to 10950 (30 years).
     type: int
     default: 3650
   path_length:

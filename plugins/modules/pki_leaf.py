@@ -81,10 +81,17 @@ options:
         description: Directory for this certificate's files. Defaults to the module option O(dir).
         type: path
       common_name:
-        description: Subject common name. Defaults to the first DNS name (or the first IP). Always among the SANs.
+        description:
+          - Subject common name. Defaults to the first DNS name (or the first IP). Always among the SANs.
+          - At most 64 characters; a longer first DNS name needs a shorter O(certs[].common_name).
         type: str
       dns:
-        description: DNS names for the SubjectAltName.
+        description:
+          - DNS names for the SubjectAltName. The task fails, naming the entry and the name, on a trailing dot, an empty
+            label, a label over 63 characters or with characters other than letters, digits and C(-), a name over
+            253 characters, an all-numeric last label (C(12345), C(host.123)), non-ASCII (use the C(xn--) form),
+            and a wildcard that is not the whole leftmost label above at least two labels (C(*.com) is refused,
+            C(*.fleet.example.com) is fine). Single-label names such as C(localhost) or C(redis1) are accepted.
         type: list
         elements: str
         default: []
@@ -99,7 +106,7 @@ options:
         default: server
         choices: [server, client, both]
       valid_days:
-        description: Validity in days; must be greater than O(renew_days).
+        description: Validity in days, from 1 to 3650; must be greater than O(renew_days).
         type: int
         default: 365
       key_type:

@@ -9,7 +9,7 @@ __metaclass__ = type
 import datetime
 import os
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files, validate
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
 CA_KEY_NAME = 'ca-key.pem'
@@ -141,10 +141,13 @@ class CaManager:
 
     def validate(self):
         crypto.check_key_type(self.key_type, 'key_type')
-        if self.valid_days is None or self.valid_days <= 0:
-            raise PkiError('valid_days must be a positive number of days, not %r' % (self.valid_days,))
+        validate.check_valid_days('CA %s' % self.directory, self.valid_days, validate.CA_VALID_DAYS)
         if not self.common_name:
             raise PkiError('common_name must not be empty; name the CA, for example "Acme Internal Root CA"')
+        validate.check_subject_value('CA %s' % self.directory, 'common_name', self.common_name)
+        for field in SUBJECT_FIELDS:
+            if self.subject_fields.get(field):
+                validate.check_subject_value('CA %s' % self.directory, field, self.subject_fields[field])
         if self.renew_days < 0:
             raise PkiError('renew_days must be 0 (never) or more, not %r' % (self.renew_days,))
         if self.path_length is not None and self.path_length < 0:

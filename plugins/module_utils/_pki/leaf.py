@@ -18,7 +18,7 @@ import json
 import os
 import re
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crl, crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crl, crypto, files, validate
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import BACKDATE, check_ca_usable, load_ca
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
@@ -90,21 +90,19 @@ def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
         valid_days = entry.get('valid_days')
         if valid_days is None:
             valid_days = defaults.get('valid_days', 365)
-        if valid_days <= 0:
-            raise PkiError('%s: valid_days must be a positive number of days, not %r' % (where, valid_days))
+        validate.check_valid_days(where, valid_days, validate.LEAF_VALID_DAYS)
         if valid_days <= renew_days:
             raise PkiError('%s: valid_days (%d) must be greater than renew_days (%d), or the certificate would '
                            'be re-issued on every run' % (where, valid_days, renew_days))
 
         dns = []
         for value in entry.get('dns') or []:
-            if crypto.is_hostname(value):
-                dns.append(value.lower())
-            elif crypto.is_ip(value):
+            if crypto.is_ip(value):
                 raise PkiError('%s: dns entry %r is an IP address; list it under ip' % (where, value))
-            else:
-                raise PkiError('%s: dns entry %r is neither a hostname nor an IP address; fix the name (letters, '
-                               'digits and "-" in dot-separated labels)' % (where, value))
+            problem = validate.dns_name_problem(value)
+            if problem:
+                raise PkiError('%s: dns entry %r is neither a hostname nor an IP address: %s' % (where, value, problem))
+            dns.append(value.lower())
         ips = []
         for value in entry.get('ip') or []:
             if not crypto.is_ip(value):
@@ -114,14 +112,20 @@ def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
         common_name = entry.get('common_name') or (dns[0] if dns else (ips[0] if ips else None))
         if not common_name:
             raise PkiError('%s has no name to certify: give dns, ip or common_name' % where)
+        if not entry.get('common_name') and len(common_name) > validate.SUBJECT_MAX_LENGTH['common_name']:
+            raise PkiError('%s: common_name (the first dns entry, %r) is %d characters long; X.509 allows at most '
+                           '%d: set common_name to a shorter name of the entry (the long one stays a DNS SAN)'
+                           % (where, common_name, len(common_name), validate.SUBJECT_MAX_LENGTH['common_name']))
+        validate.check_subject_value(where, 'common_name', common_name)
         # Modern clients ignore the CN: it must also be a SAN.
         if crypto.is_ip(common_name):
             ips.append(crypto.normalise_ip(common_name))
-        elif crypto.is_hostname(common_name):
-            dns.append(common_name.lower())
         else:
-            raise PkiError('%s: common_name %r is neither a hostname nor an IP address, so it cannot be among '
-                           'the SANs; use a host name' % (where, common_name))
+            problem = validate.dns_name_problem(common_name)
+            if problem:
+                raise PkiError('%s: common_name %r is neither a hostname nor an IP address, so it cannot be among '
+                               'the SANs (%s); use a host name' % (where, common_name, problem))
+            dns.append(common_name.lower())
 
         requests.append(LeafRequest(name, directory, common_name, sorted(set(dns)), sorted(set(ips)), usage,
                                     valid_days, key_type))

@@ -83,7 +83,7 @@ def test_failures(tmp_path, pki, run_module):
     assert "country must be a two-letter ISO 3166 code" in country.result['msg'] and 'Germany' in country.result['msg']
 
     days = run_module(pki_ca, {'dir': str(tmp_path / 'ca'), 'valid_days': 0})
-    assert days.rc == 1 and 'valid_days must be a positive number' in days.result['msg']
+    assert days.rc == 1 and 'valid_days must be a whole number of days from 1 to 10950, not 0' in days.result['msg']
 
     key_type = run_module(pki_ca, {'dir': str(tmp_path / 'ca'), 'key_type': 'dsa'})
     assert key_type.rc == 1 and 'key_type' in key_type.result['msg']
