@@ -86,6 +86,14 @@ def _names_of(host, host_vars):
     return sorted(set(dns)), sorted(set(ips))
 
 
+def fleet_cert_name(host, role, shared_worker_cert=False):
+    """The name of a host's certificate for a role (<name>-key.pem, <name>-cert.pem in the issued dir): the one
+    rule, used for the requests here and by every role's default *_cert_name."""
+    if role == 'worker' and shared_worker_cert:
+        return 'worker-shared'
+    return '%s-%s' % (role, host.lower())
+
+
 def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False):
     requests, seen, done = [], {}, set()
     for host in hosts:
@@ -97,9 +105,9 @@ def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False):
             if host not in (groups.get(group) or []):
                 continue
             dns, ips = _names_of(host, host_vars)
-            name = '%s-%s' % (role, host.lower())
-            if role == 'worker' and shared_worker_cert:
-                name, dns, ips = 'worker-shared', ['worker-shared'], []
+            name = fleet_cert_name(host, role, shared_worker_cert)
+            if name == 'worker-shared':
+                dns, ips = ['worker-shared'], []
             if name in seen:
                 if name == 'worker-shared':
                     continue
@@ -126,4 +134,5 @@ def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256'):
 
 class FilterModule:
     def filters(self):
-        return {'fleet_cert_requests': fleet_cert_requests, 'fleet_leaf_certs': fleet_leaf_certs}
+        return {'fleet_cert_requests': fleet_cert_requests, 'fleet_leaf_certs': fleet_leaf_certs,
+                'fleet_cert_name': fleet_cert_name}

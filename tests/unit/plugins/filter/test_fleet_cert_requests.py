@@ -80,3 +80,15 @@ def test_preflight_is_clean_for_a_good_fleet_and_names_each_problem():
     assert problems[2].startswith('worker1: REDIS_HOST elsewhere must be one of')
     assert problems[3].startswith('worker2: the callback API host other must be one of')
     assert fleet_preflight(requests, good, dict(GROUPS, workers=[]))[0].startswith('the inventory needs')
+
+
+def test_roles_name_a_certificate_by_the_rule_the_requests_use():
+    """A mixed-case inventory name: the role's default *_cert_name is the name that was issued."""
+    from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_cert_name
+
+    hosts = {'Worker7': {}, 'redis1': {}}
+    requests = fleet_cert_requests(list(hosts), hosts, {'workers': ['Worker7'], 'redis_servers': ['redis1']})
+    assert sorted(r['name'] for r in requests) == ['redis-redis1', 'worker-worker7']
+    assert fleet_cert_name('Worker7', 'worker') == 'worker-worker7'
+    assert fleet_cert_name('Worker7', 'worker', True) == 'worker-shared'
+    assert fleet_cert_name('redis1', 'redis') == 'redis-redis1'
