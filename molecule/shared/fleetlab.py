@@ -19,6 +19,8 @@ PROJECT = pathlib.Path(os.environ.get('MOLECULE_PROJECT_DIRECTORY', pathlib.Path
 # The shared requirepass of the migration scenario's fleet before its switch (and of no other scenario).
 REDIS_PASSWORD = 'molecule-redis-Pa55w0rd-7f3c9e'
 CA_PASSPHRASE = 'molecule-ca-passphrase-b81d4a'
+# A secret of the operator's own in the workers' .env (worker_tls_extra_env): never in a log either.
+EXTRA_ENV_SECRET = 'molecule-extra-env-secret-5d2a'
 PKI_DIR = PROJECT / '.build' / 'molecule-pki'
 ADMIN_USER = 'fleetpki-admin'
 HOSTS = ('redis1', 'worker1', 'worker2', 'api1', 'pxe1')
@@ -53,7 +55,7 @@ def every_secret():
     passphrase. What a log or a process list must never show."""
     acl_dir = PKI_DIR / 'redis-acl'
     found = [path.read_text().strip() for path in acl_dir.iterdir()] if acl_dir.is_dir() else []
-    return found + [REDIS_PASSWORD, CA_PASSPHRASE]
+    return found + [REDIS_PASSWORD, CA_PASSPHRASE, EXTRA_ENV_SECRET]
 
 
 PUT_PASSWORDS = {}

@@ -300,6 +300,7 @@ def test_the_env_is_root_owned_data_that_verify_never_executes(fleet):
     env = worker.file('/opt/fleet-worker/.env')
     assert (env.user, env.group, env.mode) == ('root', 'fleet', 0o640)
     assert 'REDIS_USERNAME=worker1' in env.content_string
+    assert 'PROV_API_TOKEN=molecule-extra-env-secret-5d2a' in env.content_string
     assert acl_password('worker1') in env.content_string
     original = env.content_string
     put_file('worker1', '/opt/fleet-worker/.env', original + 'X=$(id > /tmp/pwned-dollar)\nY=`id > /tmp/pwned-tick`\n',

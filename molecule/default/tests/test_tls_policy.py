@@ -1,0 +1,58 @@
+"""The lab's TLS listeners as an auditor's scanner sees them: sslyze from the control node against redis1:6379 and
+api1:8443, presenting the lab's client certificate (both listeners require one), judged against Mozilla's
+"intermediate" profile (the lab's fleetpki_tls_profile). The scan code is tests/tls/tls_scan.py, shared with the
+loopback test of make tls.
+"""
+import subprocess
+import sys
+
+import pytest
+
+from fleetlab import PKI_DIR, PROJECT
+
+sys.path.insert(0, str(PROJECT / 'tests' / 'tls'))
+from tls_scan import scan, summary  # noqa: E402  pylint: disable=wrong-import-position
+
+PROFILE = 'intermediate'
+CLIENT_CERT = PKI_DIR / 'issued' / 'client-pxe1-cert.pem'
+CLIENT_KEY = PKI_DIR / 'issued' / 'client-pxe1-key.pem'
+GROUPS = ['X25519', 'secp256r1', 'secp384r1']
+
+
+def container_ip(name):
+    """The lab's container names resolve only inside its docker network: scan the container's address, with
+    the name as SNI."""
+    out = subprocess.run(['docker', 'inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', name],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out, 'container %s has no IP address' % name
+    return out[0]
+
+
+@pytest.mark.parametrize('host,port', [('redis1', 6379), ('api1', 8443)])
+def test_listener_complies_with_mozilla_intermediate(host, port):
+    assert CLIENT_CERT.is_file(), 'no client certificate %s (converge first)' % CLIENT_CERT
+    found = scan(host, port, client_cert=str(CLIENT_CERT), client_key=str(CLIENT_KEY), ip_address=container_ip(host),
+                 profile=PROFILE)
+    text = summary(found)
+    print('%s:%d\n%s' % (host, port, text))
+    assert found['policy_issues'] == {}, '%s:%d is not compliant with Mozilla %s:\n%s' % (host, port, PROFILE, text)
+    assert found['versions'] == ['TLSv1.2', 'TLSv1.3'], text
+    assert found['groups'] == GROUPS, text
+    assert not [suite for suite in found['suites']['TLSv1.2'] if 'CBC' in suite or '_ECDHE_' not in suite], text
+
+
+def test_redis_runs_with_the_openssl_config(fleet):
+    """The drop-in was in place before Redis's first start in the rollout: the running Redis has OPENSSL_CONF."""
+    redis = fleet['redis1']
+    conf = '/etc/redis/openssl-tls-policy.cnf'
+    assert redis.file(conf).contains('^Groups = X25519:P-256:P-384$')
+    pid = redis.check_output('systemctl show -p MainPID --value redis-server')
+    assert redis.run("tr '\\0' '\\n' < /proc/%s/environ | grep -qxF OPENSSL_CONF=%s" % (pid, conf)).rc == 0
+
+
+def test_api_runs_with_the_openssl_config(fleet):
+    api = fleet['api1']
+    conf = '/etc/fleetpki/api/openssl-tls-policy.cnf'
+    assert api.file(conf).contains('^Groups = X25519:P-256:P-384$')
+    pid = api.check_output('systemctl show -p MainPID --value fleet-api')
+    assert api.run("tr '\\0' '\\n' < /proc/%s/environ | grep -qxF OPENSSL_CONF=%s" % (pid, conf)).rc == 0
