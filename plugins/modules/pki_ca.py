@@ -72,6 +72,9 @@ options:
     description:
       - Encrypts a new CA key with this passphrase (PKCS#8, best available encryption).
       - Required to load an encrypted CA key. Never logged.
+      - A new CA key (created, or replaced with O(force)) needs at least 16 characters, since the PKCS#8 wrapping
+        derives its key with PBKDF2 at 2048 rounds. An existing key encrypted with a shorter one still loads, with a
+        warning.
     type: str
   renew_days:
     description:

@@ -184,6 +184,14 @@ class CaManager:
                     self.action = 'renew'
         else:
             self.action = 'create'
+        if self.action in ('create', 'replace'):
+            validate.check_new_key_passphrase('passphrase', self.passphrase)
+        elif self.existing is not None and self.existing.encrypted and validate.passphrase_too_short(self.passphrase):
+            self.warnings.append('the CA key %s is encrypted with a passphrase shorter than %d characters; its PBKDF2 '
+                                 'wrapping (2048 rounds) is cheap to guess: re-encrypt the key with a passphrase of at least 16 '
+                                 'characters (openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 600000), or roll over to a new '
+                                 'CA with one (playbooks/ca_rollover.yml)'
+                                 % (self.key_path, validate.MIN_PASSPHRASE_LENGTH))
         if self.action in ('create', 'replace', 'renew'):
             reason = files.unwritable_reason(self.directory)
             if reason:

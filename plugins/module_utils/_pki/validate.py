@@ -28,6 +28,10 @@ SUBJECT_MAX_LENGTH = {
 LEAF_VALID_DAYS = (1, 3650)
 CA_VALID_DAYS = (1, 10950)
 
+# The PKCS#8 wrapping of a CA key (cryptography's BestAvailableEncryption) derives its key with PBKDF2, 2048 rounds:
+# cheap to guess at, so only a long passphrase keeps a stolen ca-key.pem safe.
+MIN_PASSPHRASE_LENGTH = 16
+
 _LABEL_RE = re.compile(r'^[A-Za-z0-9-]+$')
 _CONTROL_RE = re.compile(u'[\u0000-\u001f\u007f-\u009f]')
 
@@ -100,3 +104,16 @@ def check_valid_days(where, value, bounds):
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise PkiError('%s: valid_days must be a whole number of days from %d to %d, not %r'
                        % (where, low, high, value))
+
+
+def passphrase_too_short(passphrase):
+    return bool(passphrase) and len(passphrase) < MIN_PASSPHRASE_LENGTH
+
+
+def check_new_key_passphrase(option, passphrase):
+    """A key about to be encrypted: refuse a passphrase shorter than MIN_PASSPHRASE_LENGTH (never echoing it)."""
+    if passphrase_too_short(passphrase):
+        raise PkiError('%s is %d characters long; a new CA key needs a passphrase of at least %d characters (its '
+                       'PKCS#8 encryption derives the key with PBKDF2 at 2048 rounds, cheap to guess): generate a '
+                       'longer one, for example with "openssl rand -base64 24", and keep it in ansible-vault'
+                       % (option, len(passphrase), MIN_PASSPHRASE_LENGTH))

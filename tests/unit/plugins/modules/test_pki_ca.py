@@ -6,6 +6,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import datetime
 import os
 
 from ansible_collections.fleetpki.mtls.plugins.modules import pki_ca
@@ -107,3 +108,18 @@ def test_force_replaces_with_diff(tmp_path, run_module):
     assert replaced.result['serial'] != first.result['serial']
     assert replaced.result['diff']['after']['serial'] == replaced.result['serial']
     assert len(os.listdir(os.path.join(directory, 'retired'))) == 2
+
+
+def test_short_passphrase_refused_on_create_and_a_warning_on_load(tmp_path, pki, run_module):
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+    directory = str(tmp_path / 'ca')
+    refused = run_module(pki_ca, {'dir': directory, 'passphrase': 'short-pass'})
+    assert refused.rc == 1 and 'at least 16 characters' in refused.result['msg']
+    assert 'short-pass' not in refused.stdout
+    assert not os.path.exists(directory)
+
+    key, dummy = pki.hand_ca(directory, pki.now() - datetime.timedelta(days=1), pki.now() + datetime.timedelta(days=900))
+    pki.write(os.path.join(directory, 'ca-key.pem'), crypto.private_key_pem(key, 'short-pass'), 0o600)
+    loaded = run_module(pki_ca, {'dir': directory, 'passphrase': 'short-pass', 'common_name': 'Hand Made CA'})
+    assert loaded.rc == 0 and loaded.result['changed'] is False
+    assert any('shorter than 16 characters' in warning for warning in loaded.warnings), loaded.warnings

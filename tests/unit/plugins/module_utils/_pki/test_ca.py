@@ -477,3 +477,34 @@ def test_renew_with_a_wrong_passphrase_changes_nothing(tmp_path, pki):
         CaManager(directory, passphrase=pki.WRONG_PASSPHRASE, renew_days=365).plan()
     assert 'passphrase' in str(caught.value)
     assert pki.snapshot(directory) == before
+
+
+# -- passphrase strength -------------------------------------------------------------------------------------------
+# The PKCS#8 wrapping of the CA key is PBKDF2 with 2048 rounds: only a long passphrase makes a stolen key file safe.
+
+SHORT_PASSPHRASE = 'Sh0rt-pass-15ch'  # 15 characters
+
+
+@pytest.mark.parametrize('force', [False, True])
+def test_a_new_ca_needs_a_passphrase_of_16_characters(tmp_path, pki, force):
+    directory = tmp_path / 'ca'
+    if force:
+        pki.make_ca(directory)
+    message = pki.expect_error(lambda: plan_and_apply(directory, passphrase=SHORT_PASSPHRASE, force=force), tmp_path,
+                               'passphrase', '15 characters', 'at least 16')
+    assert SHORT_PASSPHRASE not in message
+
+
+def test_a_passphrase_of_16_characters_makes_a_ca(tmp_path, pki):
+    action, result, dummy = plan_and_apply(tmp_path / 'ca', passphrase='Sixteen-chars-16')
+    assert action == 'create' and result['encrypted'] is True
+
+
+def test_an_existing_ca_with_a_short_passphrase_loads_with_a_warning(tmp_path, pki):
+    directory = tmp_path / 'ca'
+    key, dummy = pki.hand_ca(directory, crypto.utcnow() - DAY, crypto.utcnow() + 3650 * DAY)
+    pki.write(ca_files(directory)[0], crypto.private_key_pem(key, SHORT_PASSPHRASE), 0o600)
+    action, result, manager = plan_and_apply(directory, passphrase=SHORT_PASSPHRASE, common_name='Hand Made CA')
+    assert action is None and result['changed'] is False and result['encrypted'] is True
+    assert len(manager.warnings) == 1
+    assert 'shorter than 16 characters' in manager.warnings[0] and SHORT_PASSPHRASE not in manager.warnings[0]
