@@ -2,12 +2,15 @@
 
 .env: API_BIND, API_PORT, API_USE_TLS, API_TLS_CERT, API_TLS_KEY, API_TLS_CA, API_REQUIRE_CLIENT_CERT, API_TLS_CRL
 (a PEM file with one CRL per trusted CA: client certificates are then checked against it, and a revoked one is
-refused in the handshake).
+refused in the handshake), and the TLS policy: API_TLS_MIN_VERSION (TLSv1.2 or TLSv1.3), API_TLS_CIPHERS (TLS 1.2
+suites, OpenSSL names) and API_TLS_OPENSSL_CONF (the OpenSSL config with the key-exchange groups, which Python's
+ssl before 3.13 cannot set: it must be in OPENSSL_CONF when the process starts; the unit sets it).
   GET  /health            {"status": "ok", "client": <client cert subject or null>}
   POST /callback/report   validation reports from booted servers; answers 202
 SIGHUP is not needed: systemd restarts it (a restart costs a second; workers retry callbacks).
 """
 import argparse
+import os
 import ssl
 import sys
 
@@ -52,9 +55,41 @@ class PeerCertMiddleware:
         return self.wsgi_app(environ, start_response)
 
 
+# Mozilla's "intermediate" TLS 1.2 suites without DHE: ECDHE with AES-GCM or CHACHA20-POLY1305 only. Python's own
+# default list adds CBC suites; used when the .env names none.
+INTERMEDIATE_CIPHERS = ('ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:'
+                        'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305')
+TLS_VERSIONS = {'TLSv1.2': ssl.TLSVersion.TLSv1_2, 'TLSv1.3': ssl.TLSVersion.TLSv1_3}
+
+
+def check_openssl_conf(env):
+    """The key-exchange groups come from the OpenSSL config that OpenSSL read when this process started: say so
+    loudly when the process was started without the one the .env names (it then offers OpenSSL's default groups,
+    X448 and P-521 included)."""
+    wanted = env.get('API_TLS_OPENSSL_CONF')
+    if not wanted:
+        return
+    if os.environ.get('OPENSSL_CONF') != wanted:
+        sys.stderr.write('fleet-api: WARNING: OPENSSL_CONF is %r, not %s (API_TLS_OPENSSL_CONF): the key-exchange '
+                         'groups are not restricted. Set Environment=OPENSSL_CONF=%s in the unit and restart.\n'
+                         % (os.environ.get('OPENSSL_CONF'), wanted, wanted))
+    elif not os.path.isfile(wanted):
+        sys.stderr.write('fleet-api: WARNING: %s (OPENSSL_CONF) does not exist: OpenSSL ignored it, the '
+                         'key-exchange groups are not restricted.\n' % wanted)
+
+
 def tls_context(env):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    version = env.get('API_TLS_MIN_VERSION') or 'TLSv1.2'
+    if version not in TLS_VERSIONS:
+        raise SystemExit('fleet-api: API_TLS_MIN_VERSION is %r; it must be one of %s'
+                         % (version, ', '.join(sorted(TLS_VERSIONS))))
+    context.minimum_version = TLS_VERSIONS[version]
+    try:
+        context.set_ciphers(env.get('API_TLS_CIPHERS') or INTERMEDIATE_CIPHERS)
+    except ssl.SSLError:
+        raise SystemExit('fleet-api: API_TLS_CIPHERS names no cipher suite OpenSSL knows: %r'
+                         % env.get('API_TLS_CIPHERS'))
     context.load_cert_chain(env['API_TLS_CERT'], env['API_TLS_KEY'])
     context.load_verify_locations(env['API_TLS_CA'])
     if env.get('API_TLS_CRL'):
@@ -71,7 +106,10 @@ def main():
     args = parser.parse_args()
     env = read_env(args.env)
     app.wsgi_app = PeerCertMiddleware(app.wsgi_app)
-    context = tls_context(env) if truthy(env.get('API_USE_TLS', 'true')) else None
+    context = None
+    if truthy(env.get('API_USE_TLS', 'true')):
+        check_openssl_conf(env)
+        context = tls_context(env)
     app.run(host=env.get('API_BIND', '0.0.0.0'), port=int(env.get('API_PORT', '8443')), ssl_context=context,
             threaded=True, use_reloader=False)
     return 0
