@@ -21,7 +21,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONPATH := $(CURDIR)/collections
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup test unit unit-c38 redis integration crash sanity units lint build-check demo lab-down bench clean \
+.PHONY: setup test unit unit-c38 redis tls integration crash sanity units lint build-check demo lab-down bench clean \
 	playbook-checks molecule bench-lab bench-rotate \
 	ansible-test-tree
 
@@ -41,7 +41,7 @@ $(VENV38)/.done: requirements-c38.txt
 	touch $@
 
 # Static checks first (fast to fail), then tests from the engine outwards to the lab fleet.
-test: setup lint sanity unit unit-c38 units redis integration crash build-check playbook-checks molecule
+test: setup lint sanity unit unit-c38 units redis tls integration crash build-check playbook-checks molecule
 	@echo "make test: all checks passed"
 
 unit: setup
@@ -53,6 +53,11 @@ unit-c38: setup
 # redis_admin against a real redis-server with TLS (started by the tests on loopback) and redis-py.
 redis: setup
 	$(BIN)/python -m pytest -q tests/redis
+
+# The TLS policy (Mozilla intermediate and modern) as sslyze sees it: the roles' rendered settings on a real
+# redis-server and the reference API on loopback.
+tls: setup
+	$(BIN)/python -m pytest -q tests/tls
 
 integration: setup
 	$(BIN)/ansible-playbook tests/integration/pki_engine.yml
