@@ -84,6 +84,24 @@ options:
         the trust stores (C(playbooks/ca_renew.yml)). C(0) never renews.
     type: int
     default: 0
+  name_constraints_permitted_dns:
+    description:
+      - DNS suffixes a new CA may certify (nameConstraints, critical); each permits itself and every name under it
+        (C(fleet.example.com) permits C(redis1.fleet.example.com)); no C(*), no leading dot.
+      - Limits what a CA in hosts' system trust stores can vouch for. Add C(localhost) when a cert carries it (the
+        Redis cert does). Empty with O(name_constraints_permitted_ip) set leaves DNS names unconstrained.
+      - Only for a new CA; an existing CA whose constraints differ is kept, with a warning. A renewal keeps them.
+      - M(fleetpki.mtls.pki_leaf) refuses a certificate with a name outside them.
+    type: list
+    elements: str
+    default: []
+  name_constraints_permitted_ip:
+    description:
+      - IP ranges (CIDR, such as C(10.20.0.0/16) or C(127.0.0.1/32)) a new CA may certify, in its nameConstraints.
+      - Empty with O(name_constraints_permitted_dns) set leaves IP addresses unconstrained.
+    type: list
+    elements: str
+    default: []
   force:
     description:
       - Replace the CA in O(dir) with a new one even when it is valid. The old files are moved to C(retired/).
@@ -105,6 +123,13 @@ EXAMPLES = r'''
     common_name: Acme Fleet Root CA
     organization: Acme
   register: ca
+
+- name: A CA that may certify only the fleet's names and network (for hosts' system trust stores)
+  fleetpki.mtls.pki_ca:
+    dir: "{{ playbook_dir }}/pki/ca"
+    common_name: Acme Fleet Root CA
+    name_constraints_permitted_dns: [fleet.example.com, localhost]
+    name_constraints_permitted_ip: [10.20.0.0/16, 127.0.0.1/32]
 
 - name: Adopt the CA made by the old openssl scripts, encrypted key
   fleetpki.mtls.pki_ca:
@@ -180,6 +205,27 @@ path_length:
   description: BasicConstraints pathLenConstraint, null for none.
   returned: when the CA exists
   type: int
+name_constraints:
+  description: The CA's nameConstraints, or null when it has none.
+  returned: when the CA exists
+  type: dict
+  contains:
+    permitted_dns:
+      description: Permitted DNS suffixes.
+      type: list
+      elements: str
+    permitted_ip:
+      description: Permitted IP ranges (CIDR).
+      type: list
+      elements: str
+    excluded_dns:
+      description: Excluded DNS suffixes (an adopted CA may have some).
+      type: list
+      elements: str
+    excluded_ip:
+      description: Excluded IP ranges.
+      type: list
+      elements: str
 previous_cert_path:
   description: Where the previous CA certificate was kept (under C(retired/)) when O(renew_days) renewed it.
   returned: when the CA certificate was renewed
@@ -209,6 +255,8 @@ def main():
             passphrase=dict(type='str', no_log=True),
             force=dict(type='bool', default=False),
             renew_days=dict(type='int', default=0),
+            name_constraints_permitted_dns=dict(type='list', elements='str', default=[]),
+            name_constraints_permitted_ip=dict(type='list', elements='str', default=[]),
         ),
         supports_check_mode=True,
     )
@@ -226,6 +274,8 @@ def main():
         force=params['force'],
         path_length=params['path_length'],
         renew_days=params['renew_days'],
+        name_constraints_permitted_dns=params['name_constraints_permitted_dns'],
+        name_constraints_permitted_ip=params['name_constraints_permitted_ip'],
     )
     try:
         manager.plan()

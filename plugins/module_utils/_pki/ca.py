@@ -9,7 +9,7 @@ __metaclass__ = type
 import datetime
 import os
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files, validate
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, files, validate
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
 CA_KEY_NAME = 'ca-key.pem'
@@ -41,7 +41,7 @@ class LoadedCa:
         self.key_identifier = crypto.subject_key_identifier(cert)
 
     def info(self, now=None):
-        constraints = crypto.extension_value(self.cert, crypto.x509.BasicConstraints)
+        basic = crypto.extension_value(self.cert, crypto.x509.BasicConstraints)
         return {
             'dir': self.directory,
             'key_path': self.key_path,
@@ -55,7 +55,8 @@ class LoadedCa:
             'days_remaining': crypto.days_remaining(self.cert, now),
             'key_type': crypto.key_type_of(self.cert.public_key()),
             'encrypted': self.encrypted,
-            'path_length': constraints.path_length if constraints is not None else None,
+            'path_length': basic.path_length if basic is not None else None,
+            'name_constraints': constraints.summary(self.cert),
         }
 
     def is_expired(self, now=None):
@@ -96,7 +97,7 @@ def check_ca_usable(ca, now=None):
                        'one) before issuing certificates' % (ca.cert_path, crypto.iso8601(ca.not_after)))
 
 
-def build_ca_cert(key, subject, valid_days, path_length, now):
+def build_ca_cert(key, subject, valid_days, path_length, now, name_constraints=None):
     ski = crypto.x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     builder = (
         crypto.x509.CertificateBuilder()
@@ -114,6 +115,9 @@ def build_ca_cert(key, subject, valid_days, path_length, now):
         .add_extension(ski, critical=False)
         .add_extension(crypto.x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False)
     )
+    if name_constraints is not None:
+        # Critical, as RFC 5280 requires: a client that does not understand it must not trust the CA unbounded.
+        builder = builder.add_extension(name_constraints, critical=True)
     return crypto.sign(builder, key)
 
 
@@ -121,7 +125,8 @@ class CaManager:
     """Plans and applies the pki_ca state. ``plan()`` decides everything; ``apply()`` only writes."""
 
     def __init__(self, directory, common_name='Internal Root CA', subject_fields=None, key_type='ec-p256',
-                 valid_days=3650, passphrase=None, force=False, path_length=None, now=None, renew_days=0):
+                 valid_days=3650, passphrase=None, force=False, path_length=None, now=None, renew_days=0,
+                 name_constraints_permitted_dns=None, name_constraints_permitted_ip=None):
         self.directory = directory
         self.common_name = common_name
         self.subject_fields = dict((k, v) for k, v in (subject_fields or {}).items() if v)
@@ -131,6 +136,9 @@ class CaManager:
         self.force = force
         self.path_length = path_length
         self.renew_days = renew_days or 0
+        self.name_constraints_permitted_dns = list(name_constraints_permitted_dns or [])
+        self.name_constraints_permitted_ip = list(name_constraints_permitted_ip or [])
+        self.permitted_dns, self.permitted_ip = [], []
         self.now = now or crypto.utcnow()
         self.previous_cert_path = None
         self.key_path, self.cert_path = ca_paths(directory)
@@ -153,6 +161,8 @@ class CaManager:
         if self.path_length is not None and self.path_length < 0:
             raise PkiError('path_length must be 0 or more (or omitted for no limit), not %r' % (self.path_length,))
         crypto.build_name(self.common_name, self.subject_fields)  # raises on a bad country code
+        self.permitted_dns, self.permitted_ip = constraints.parse_permitted(
+            'CA %s' % self.directory, self.name_constraints_permitted_dns, self.name_constraints_permitted_ip)
 
     def plan(self):
         """Decide the action: create, replace, fix_mode, or None (nothing to do).
@@ -214,6 +224,13 @@ class CaManager:
         existing_type = crypto.key_type_of(cert.public_key())
         if existing_type != self.key_type:
             differences.append('key_type %s' % existing_type)
+        if self.permitted_dns or self.permitted_ip:
+            current = constraints.summary(cert) or {}
+            wanted = (self.permitted_dns, self.permitted_ip)
+            if (current.get('permitted_dns', []), current.get('permitted_ip', [])) != wanted:
+                differences.append('name constraints %s' % (
+                    'permitted DNS %s, IP %s' % (current['permitted_dns'] or 'any', current['permitted_ip'] or 'any')
+                    if current else 'none'))
         if differences:
             self.warnings.append('the existing CA in %s was kept as it is (%s differ from the request); set '
                                  'force: true to replace it' % (self.directory, ', '.join(differences)))
@@ -243,7 +260,8 @@ class CaManager:
         files.remove_stale_temps(self.directory)
         key = crypto.generate_key(self.key_type)
         subject = crypto.build_name(self.common_name, self.subject_fields)
-        cert = build_ca_cert(key, subject, self.valid_days, self.path_length, self.now)
+        cert = build_ca_cert(key, subject, self.valid_days, self.path_length, self.now,
+                             constraints.extension(self.permitted_dns, self.permitted_ip))
         key_tmp = files.write_temp(self.directory, CA_KEY_NAME, crypto.private_key_pem(key, self.passphrase),
                                    KEY_MODE)
         cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
@@ -259,9 +277,10 @@ class CaManager:
         names the key. The previous certificate is kept under retired/."""
         old = self.existing
         files.remove_stale_temps(self.directory)
-        constraints = crypto.extension_value(old.cert, crypto.x509.BasicConstraints)
-        path_length = constraints.path_length if constraints is not None else self.path_length
-        cert = build_ca_cert(old.key, old.cert.subject, self.valid_days, path_length, self.now)
+        basic = crypto.extension_value(old.cert, crypto.x509.BasicConstraints)
+        path_length = basic.path_length if basic is not None else self.path_length
+        cert = build_ca_cert(old.key, old.cert.subject, self.valid_days, path_length, self.now,
+                             crypto.extension_value(old.cert, crypto.x509.NameConstraints))
         cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
         self.previous_cert_path = self._retire_current(paths=(self.cert_path,))
         os.rename(cert_tmp, self.cert_path)

@@ -18,7 +18,7 @@ import json
 import os
 import re
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crl, crypto, files, validate
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crl, crypto, files, validate
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import BACKDATE, check_ca_usable, load_ca
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
@@ -42,8 +42,9 @@ RECORD = 'record'
 class LeafRequest:
     """One validated entry of ``certs``."""
 
-    def __init__(self, name, directory, common_name, dns, ip, usage, valid_days, key_type):
+    def __init__(self, name, directory, common_name, dns, ip, usage, valid_days, key_type, where=None):
         self.name = name
+        self.where = where or 'certs entry %s' % name
         self.directory = directory
         self.common_name = common_name
         self.dns = dns
@@ -128,7 +129,7 @@ def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
             dns.append(common_name.lower())
 
         requests.append(LeafRequest(name, directory, common_name, sorted(set(dns)), sorted(set(ips)), usage,
-                                    valid_days, key_type))
+                                    valid_days, key_type, where))
     return requests
 
 
@@ -367,6 +368,7 @@ class LeafIssuer:
         """Decide every certificate's action; raises PkiError before any write when a target is unwritable."""
         if self.ca is None:
             self.load()
+        self._check_name_constraints()
         self.plans = [self._plan_one(request) for request in self.requests]
         for plan in self.plans:
             if plan.changed:
@@ -375,6 +377,19 @@ class LeafIssuer:
                     raise PkiError('certs entry %s: dir %s cannot be written: %s; choose a writable directory'
                                    % (plan.request.name, plan.request.directory, reason))
         return self.plans
+
+    def _check_name_constraints(self):
+        """Refuse, before any write, a request the CA's nameConstraints do not permit (every client would)."""
+        ca_constraints = constraints.CaConstraints(self.ca.cert)
+        if not ca_constraints.present:
+            return
+        for request in self.requests:
+            violation = ca_constraints.violation(request.dns, request.ip)
+            if violation:
+                raise PkiError('%s: %s, so every client would refuse the certificate; remove the name from the '
+                               'entry, or issue it from a CA whose %s / %s allow it (a new CA: pki_ca with force, or '
+                               'a rollover)' % (request.where, violation, constraints.DNS_OPTION,
+                                                constraints.IP_OPTION))
 
     @staticmethod
     def _current_cert(request):
