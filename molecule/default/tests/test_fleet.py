@@ -4,6 +4,7 @@ Every refusal test first runs the working command, then the same command with ex
 asserts a TLS or auth error (never a timeout).
 """
 import json
+import re
 import time
 
 import pytest
@@ -77,12 +78,12 @@ def test_private_keys_are_0600_and_owned_by_the_service_user(fleet, name, path, 
     assert key.user == owner
 
 
-def test_worker_env_files_are_0600_and_carry_the_tls_settings(fleet):
+def test_worker_env_files_are_root_owned_0640_and_carry_the_tls_settings(fleet):
     for name in ('worker1', 'worker2'):
         env = fleet[name].file('/opt/fleet-worker/.env')
-        assert env.mode == 0o600 and env.user == 'fleet'
+        assert (env.mode, env.user, env.group) == (0o640, 'root', 'fleet')
         content = env.content_string
-        for line in ('REDIS_USE_TLS=true', 'REDIS_TLS_CERT=' + WORKER_CERT, 'REDIS_TLS_KEY=' + WORKER_KEY,
+        for line in ('REDIS_USE_TLS=true', 'REDIS_USERNAME=' + name, 'REDIS_TLS_CERT=' + WORKER_CERT, 'REDIS_TLS_KEY=' + WORKER_KEY,
                      'REDIS_TLS_CA=' + CA_BUNDLE, 'PKI_CA_CERT=' + CA_BUNDLE, 'API_USE_TLS=true',
                      'CALLBACK_API_URL=https://api1:8443/callback/report', 'REDIS_HOST=redis1'):
             assert line in content.splitlines(), line
@@ -289,7 +290,7 @@ def test_redis_has_one_user_per_client_host_and_no_password_in_its_config(fleet)
     assert 'off' in default and 'on' not in default, default
     conf = fleet['redis1'].file('/etc/redis/redis.conf')
     assert (conf.user, conf.group, conf.mode) == ('redis', 'redis', 0o640)
-    assert 'requirepass' not in conf.content_string
+    assert not re.search(r'^\s*requirepass', conf.content_string, re.M)
     assert_no_secret_in({'/etc/redis/redis.conf': conf.content_string}, 'redis.conf (only hashes belong there)')
 
 
