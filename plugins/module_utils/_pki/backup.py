@@ -38,7 +38,7 @@ import tarfile
 import tempfile
 import zlib
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files, store
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
 try:
@@ -69,7 +69,8 @@ ARCHIVE_DIR_MODE = 0o700
 PKI_DIR_MODE = 0o700
 KEY_SUFFIX = 'key.pem'
 KEY_MODE_MASK = 0o700
-CA_CERT_MEMBER = 'ca/ca-cert.pem'
+CA_DIR_NAME = 'ca'
+CA_CERT_MEMBER = CA_DIR_NAME + '/' + store.CA_CERT_NAME
 LOCK_SUFFIXES = ('.lock', '.lck')
 METRICS_DIR = 'metrics'
 ASIDE_INFIX = '.pre-restore-'
@@ -77,7 +78,7 @@ SHORT_PASSPHRASE = 12
 
 
 def utc_stamp(now=None):
-    return (now or crypto.utcnow()).astimezone(crypto.UTC).strftime('%Y%m%dT%H%M%SZ')
+    return crypto.file_stamp(now or crypto.utcnow())
 
 
 class Entry:
@@ -387,9 +388,14 @@ class BackupManager:
         elif self.fingerprint is None:
             self.warnings.append('the backup holds no %s: it has no CA' % CA_CERT_MEMBER)
 
-    def _ca_lock_dir(self):
-        ca_dir = os.path.join(self.pki_dir, 'ca')
-        return ca_dir if os.path.isdir(ca_dir) else None
+    def _under_ca_lock(self, work):
+        """``work()`` under the lock of the CA directory in pki_dir, when there is one: never in the middle of a
+        pki_ca, pki_leaf or pki_crl write."""
+        ca_dir = os.path.join(self.pki_dir, CA_DIR_NAME)
+        if not os.path.isdir(ca_dir):
+            return work()
+        with store.CaStore(ca_dir).lock():
+            return work()
 
     # -- plan --
 
@@ -412,12 +418,7 @@ class BackupManager:
         reason = files.unwritable_reason(os.path.dirname(self.archive))
         if reason:
             raise PkiError('cannot write archive %s: %s' % (self.archive, reason))
-        lock_dir = self._ca_lock_dir()
-        if lock_dir:
-            with files.DirectoryLock(lock_dir):  # not in the middle of a pki_ca / pki_leaf / pki_crl write
-                self.entries = collect(self.pki_dir)
-        else:
-            self.entries = collect(self.pki_dir)
+        self.entries = self._under_ca_lock(lambda: collect(self.pki_dir))
         self._set_fingerprint(self.entries)
         if os.path.lexists(self.archive):
             try:
@@ -538,12 +539,7 @@ class BackupManager:
     def _apply_restore(self):
         work = self._restore_fresh if self._fresh else self._restore_in_place
         # Not while a pki_ca / pki_leaf / pki_crl run writes into the CA directory that is replaced or filled in.
-        lock_dir = self._ca_lock_dir()
-        if lock_dir:
-            with files.DirectoryLock(lock_dir):
-                work()
-        else:
-            work()
+        self._under_ca_lock(work)
 
     def _restore_in_place(self):
         for entry in self._missing:

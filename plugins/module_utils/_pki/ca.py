@@ -7,24 +7,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import os
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, files, validate
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, store, validate
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.store import CA_CERT_NAME, CA_KEY_NAME
 
-CA_KEY_NAME = 'ca-key.pem'
-CA_CERT_NAME = 'ca-cert.pem'
-RETIRED_DIR = 'retired'
-KEY_MODE = 0o600
-CERT_MODE = 0o644
-DIR_MODE = 0o700
-# Certificates start slightly in the past so a host whose clock lags accepts them at once.
-BACKDATE = datetime.timedelta(minutes=5)
 SUBJECT_FIELDS = ('country', 'state_or_province', 'locality', 'organization', 'organizational_unit')
 
 
 def ca_paths(directory):
-    return os.path.join(directory, CA_KEY_NAME), os.path.join(directory, CA_CERT_NAME)
+    ca_store = store.CaStore(directory)
+    return ca_store.key_path, ca_store.cert_path
 
 
 class LoadedCa:
@@ -65,12 +58,13 @@ class LoadedCa:
 
 def load_ca(directory, passphrase=None, need_key=True, passphrase_option='passphrase', dir_option='dir'):
     """Load and validate the CA in ``directory``; every failure is a PkiError naming the fix."""
-    key_path, cert_path = ca_paths(directory)
-    if not os.path.isfile(cert_path):
+    ca_store = store.CaStore(directory)
+    key_path, cert_path = ca_store.key_path, ca_store.cert_path
+    cert_data = ca_store.read_ca_cert()
+    if cert_data is None:
         raise PkiError('no CA in %s (%s is missing): create it first with fleetpki.mtls.pki_ca, or point %s '
                        'at the directory that holds %s and %s' % (directory, CA_CERT_NAME, dir_option,
                                                                   CA_KEY_NAME, CA_CERT_NAME))
-    cert_data = files.read_bytes(cert_path)
     cert = crypto.load_cert(cert_data, cert_path)
     if not crypto.is_ca(cert):
         raise PkiError('%s is not a CA certificate (BasicConstraints CA:TRUE is missing); point %s at a CA '
@@ -78,10 +72,10 @@ def load_ca(directory, passphrase=None, need_key=True, passphrase_option='passph
     key = None
     encrypted = False
     if need_key:
-        if not os.path.isfile(key_path):
+        key_data = ca_store.read_ca_key()
+        if key_data is None:
             raise PkiError('%s is missing beside %s: restore the CA key from a backup (a new key would be a new '
                            'CA)' % (key_path, cert_path))
-        key_data = files.read_bytes(key_path)
         encrypted = b'ENCRYPTED' in key_data
         key = crypto.load_private_key(key_data, key_path, passphrase, passphrase_option)
         if not crypto.key_matches_cert(key, cert):
@@ -105,7 +99,7 @@ def build_ca_cert(key, subject, valid_days, path_length, now, name_constraints=N
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(crypto.random_serial())
-        .not_valid_before(now - BACKDATE)
+        .not_valid_before(now - store.BACKDATE)
         .not_valid_after(now + datetime.timedelta(days=valid_days))
         .add_extension(crypto.x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(crypto.x509.KeyUsage(
@@ -141,7 +135,8 @@ class CaManager:
         self.permitted_dns, self.permitted_ip = [], []
         self.now = now or crypto.utcnow()
         self.previous_cert_path = None
-        self.key_path, self.cert_path = ca_paths(directory)
+        self.store = store.CaStore(directory)
+        self.key_path, self.cert_path = self.store.key_path, self.store.cert_path
         self.existing = None
         self.replaced = None
         self.action = None
@@ -172,8 +167,7 @@ class CaManager:
         self.validate()
         self.existing = self.replaced = self.action = None
         self.warnings = []
-        key_exists = os.path.lexists(self.key_path)
-        cert_exists = os.path.lexists(self.cert_path)
+        key_exists, cert_exists = self.store.ca_files_present()
         if key_exists or cert_exists:
             if self.force:
                 self.action = 'replace'
@@ -189,7 +183,7 @@ class CaManager:
                                    'leaf must then be re-issued)'
                                    % (self.cert_path, crypto.iso8601(self.existing.not_after)))
                 self._warn_if_request_differs()
-                self.action = 'fix_mode' if files.file_mode(self.key_path) != KEY_MODE else None
+                self.action = None if self.store.key_mode_ok() else 'fix_mode'
                 if self.existing.not_after - self.now < datetime.timedelta(days=self.renew_days):
                     self.action = 'renew'
         else:
@@ -203,7 +197,7 @@ class CaManager:
                                  'CA with one (playbooks/ca_rollover.yml)'
                                  % (self.key_path, validate.MIN_PASSPHRASE_LENGTH))
         if self.action in ('create', 'replace', 'renew'):
-            reason = files.unwritable_reason(self.directory)
+            reason = self.store.unwritable_reason()
             if reason:
                 raise PkiError('dir %s cannot hold the CA: %s; choose a writable directory'
                                % (self.directory, reason))
@@ -245,11 +239,11 @@ class CaManager:
         if self.action is None:
             return self.result()
         if self.action == 'create':
-            files.ensure_dir(self.directory, DIR_MODE)
-        with files.DirectoryLock(self.directory):
+            self.store.create()
+        with self.store.lock():
             self.plan()
             if self.action == 'fix_mode':
-                os.chmod(self.key_path, KEY_MODE)
+                self.store.fix_key_mode()
             elif self.action == 'renew':
                 self._renew()
             elif self.action in ('create', 'replace'):
@@ -257,53 +251,32 @@ class CaManager:
         return self.result()
 
     def _create(self):
-        files.remove_stale_temps(self.directory)
+        self.store.remove_stale_temps()
         key = crypto.generate_key(self.key_type)
         subject = crypto.build_name(self.common_name, self.subject_fields)
         cert = build_ca_cert(key, subject, self.valid_days, self.path_length, self.now,
                              constraints.extension(self.permitted_dns, self.permitted_ip))
-        key_tmp = files.write_temp(self.directory, CA_KEY_NAME, crypto.private_key_pem(key, self.passphrase),
-                                   KEY_MODE)
-        cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
+        staged = self.store.stage_ca(key_pem=crypto.private_key_pem(key, self.passphrase),
+                                     cert_pem=crypto.cert_pem(cert))
         if self.action == 'replace':
-            self._retire_current()
-        os.rename(key_tmp, self.key_path)
-        os.rename(cert_tmp, self.cert_path)
-        files.fsync_dir(self.directory)
+            # Keep the replaced CA under retired/ (its leaves may still be in use), never delete it.
+            self.store.retire((self.key_path, self.cert_path), self.now)
+        self.store.install(staged)
         self.existing = LoadedCa(self.directory, cert, key, bool(self.passphrase))
 
     def _renew(self):
         """Same key, same subject, same extensions; a new serial and validity. Leaves keep validating: their AKI
         names the key. The previous certificate is kept under retired/."""
         old = self.existing
-        files.remove_stale_temps(self.directory)
+        self.store.remove_stale_temps()
         basic = crypto.extension_value(old.cert, crypto.x509.BasicConstraints)
         path_length = basic.path_length if basic is not None else self.path_length
         cert = build_ca_cert(old.key, old.cert.subject, self.valid_days, path_length, self.now,
                              crypto.extension_value(old.cert, crypto.x509.NameConstraints))
-        cert_tmp = files.write_temp(self.directory, CA_CERT_NAME, crypto.cert_pem(cert), CERT_MODE)
-        self.previous_cert_path = self._retire_current(paths=(self.cert_path,))
-        os.rename(cert_tmp, self.cert_path)
-        files.fsync_dir(self.directory)
+        staged = self.store.stage_ca(cert_pem=crypto.cert_pem(cert))
+        self.previous_cert_path = self.store.retire((self.cert_path,), self.now)
+        self.store.install(staged)
         self.existing = LoadedCa(self.directory, cert, old.key, old.encrypted)
-
-    def _retire_current(self, paths=None):
-        """Keep the replaced CA under retired/ (its leaves may still be in use), never delete it."""
-        retired = os.path.join(self.directory, RETIRED_DIR)
-        files.ensure_dir(retired, DIR_MODE)
-        base = stamp = self.now.strftime('%Y%m%dT%H%M%SZ')
-        count = 1
-        # Two replacements within one second must not rename over (and so delete) the CA retired first.
-        while any(os.path.lexists(os.path.join(retired, '%s-%s' % (stamp, name)))
-                  for name in (CA_KEY_NAME, CA_CERT_NAME)):
-            count += 1
-            stamp = '%s-%d' % (base, count)
-        moved = None
-        for path in paths or (self.key_path, self.cert_path):
-            if os.path.lexists(path):
-                moved = os.path.join(retired, '%s-%s' % (stamp, os.path.basename(path)))
-                os.rename(path, moved)
-        return moved
 
     def result(self):
         """Facts of the CA as it is after apply(); in check mode only the paths of one still to be made."""

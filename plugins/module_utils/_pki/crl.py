@@ -12,54 +12,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import json
-import os
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, store
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import load_ca
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.crypto import normalise_serial
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
-CRL_NAME = 'crl.pem'
-REVOKED_NAME = 'revoked.json'
-FILE_MODE = 0o644
 REASONS = ('unspecified', 'key_compromise', 'ca_compromise', 'affiliation_changed', 'superseded',
            'cessation_of_operation', 'certificate_hold', 'privilege_withdrawn', 'aa_compromise')
-BACKDATE = datetime.timedelta(minutes=5)
-METADATA_NAME = 'metadata.json'
-
-
-def normalise_serial(value):
-    """'4f:2a:0C' or '0x04F2A0C' -> '4F2A0C' (the form metadata.json and the modules use)."""
-    text = str(value).strip().upper().replace(':', '')
-    if text.startswith('0X'):
-        text = text[2:]
-    text = text.lstrip('0') or '0'
-    try:
-        int(text, 16)
-    except ValueError:
-        raise PkiError('revoke_serials: %r is not a hexadecimal serial (such as 4F2A9C0D...); see the serial of a '
-                       'certificate with cert_expiry or in %s' % (value, METADATA_NAME))
-    return text
-
-
-def read_revoked(ca_dir):
-    """revoked.json as {'crl_number': int, 'revoked': [entries]}; a missing file means nothing revoked yet."""
-    path = os.path.join(ca_dir, REVOKED_NAME)
-    if not os.path.exists(path):
-        return {'crl_number': 0, 'revoked': []}
-    try:
-        data = json.loads(files.read_bytes(path).decode('utf-8'))
-    except ValueError:
-        raise PkiError('%s is not valid JSON; restore it from a backup (it is the record of revocations)' % path)
-    if not isinstance(data, dict) or not isinstance(data.get('revoked'), list):
-        raise PkiError('%s is not a fleetpki revocation record (no "revoked" list); restore it from a backup' % path)
-    data.setdefault('crl_number', 0)
-    return data
-
-
-def revoked_serials(ca_dir):
-    """The set of revoked serials of a CA directory (pki_leaf re-issues certificates whose serial is in it)."""
-    return set(entry['serial'] for entry in read_revoked(ca_dir)['revoked'])
 
 
 def _crl_time(crl, name):
@@ -83,8 +43,8 @@ class CrlManager:
         self.crl_days = crl_days
         self.force = force
         self.now = now or crypto.utcnow()
-        self.crl_path = os.path.join(ca_dir, CRL_NAME)
-        self.revoked_path = os.path.join(ca_dir, REVOKED_NAME)
+        self.store = store.CaStore(ca_dir)
+        self.crl_path = self.store.crl_path
         self.ca = None
         self.record = None
         self.new_entries = []
@@ -108,7 +68,7 @@ class CrlManager:
         self.new_entries = []
         self.current_crl = None
         self.ca = load_ca(self.ca_dir, self.passphrase, need_key=False, dir_option='ca_dir')
-        self.record = read_revoked(self.ca_dir)
+        self.record = self.store.read_revoked()
         known = set(entry['serial'] for entry in self.record['revoked'])
         for serial, name in self._targets():
             if serial not in known:
@@ -122,56 +82,32 @@ class CrlManager:
         """(serial, name) of every serial and name to revoke, each checked against metadata.json."""
         if not (self.revoke_serials or self.revoke_names):
             return []
-        # Imported here: leaf imports this module (a certificate whose serial is revoked is re-issued).
-        from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import Metadata
-        metadata = Metadata(self.ca_dir).load()
-        by_serial = {}
-        for name, entry in metadata.data['certs'].items():
-            for item in entry.get('history') or []:
-                by_serial[item.get('serial')] = name
-            if entry.get('serial'):
-                by_serial[entry['serial']] = name
+        metadata = self.store.metadata()
+        by_serial = metadata.serial_owners()
         targets = []
         for name in self.revoke_names:
-            serials = self._unexpired_serials(metadata.data['certs'].get(name) or {})
+            serials = metadata.unexpired_serials(name, self.now)
             if not serials:
                 raise PkiError('revoke_names: no certificate named %r in %s; the names there are %s'
-                               % (name, os.path.join(self.ca_dir, METADATA_NAME),
-                                  ', '.join(sorted(metadata.data['certs'])) or 'none'))
+                               % (name, self.store.metadata_path, ', '.join(metadata.names()) or 'none'))
             targets.extend((serial, name) for serial in serials)
         for value in self.revoke_serials:
             serial = normalise_serial(value)
             if serial not in by_serial:
                 raise PkiError('revoke_serials: serial %s was not issued by the CA in %s (it is not in %s); check the '
-                               'serial, or the CA directory during a rollover' % (serial, self.ca_dir, METADATA_NAME))
+                               'serial, or the CA directory during a rollover'
+                               % (serial, self.ca_dir, store.METADATA_NAME))
             targets.append((serial, by_serial[serial]))
         return targets
-
-    def _unexpired_serials(self, entry):
-        """Every serial of a name that a client could still accept: its current one and each one in its history
-        that has not expired (an earlier cert of the name may still sit on a host)."""
-        serials = []
-        for item in entry.get('history') or []:
-            serial = item.get('serial')
-            if serial and serial not in serials and not self._expired(item.get('not_after')):
-                serials.append(serial)
-        if entry.get('serial') and entry['serial'] not in serials:
-            serials.append(entry['serial'])
-        return serials
-
-    def _expired(self, not_after):
-        try:
-            return _parse_time(not_after) <= self.now
-        except (TypeError, ValueError):
-            return False  # an unreadable date: revoke rather than miss it
 
     def _resign_reason(self, wanted_serials):
         if self.force:
             return 'force'
-        if not os.path.exists(self.crl_path):
+        data = self.store.read_crl()
+        if data is None:
             return 'missing'
         try:
-            crl = crypto.x509.load_pem_x509_crl(files.read_bytes(self.crl_path))
+            crl = crypto.x509.load_pem_x509_crl(data)
         except ValueError:
             return 'unreadable'
         self.current_crl = crl
@@ -193,7 +129,7 @@ class CrlManager:
         to those another run recorded meanwhile, never over them."""
         if not self.changed:
             return self.result()
-        with files.DirectoryLock(self.ca_dir):
+        with self.store.lock():
             self.plan()
             if not self.changed:
                 return self.result()
@@ -201,10 +137,7 @@ class CrlManager:
             record = {'crl_number': int(self.record.get('crl_number', 0)) + 1,
                       'revoked': self.record['revoked'] + self.new_entries}
             crl = self._build(ca, record)
-            # The record first: a CRL is never published for revocations that are not recorded.
-            files.atomic_write(self.revoked_path, (json.dumps(record, indent=2, sort_keys=True) + '\n').encode(),
-                               FILE_MODE)
-            files.atomic_write(self.crl_path, crl.public_bytes(crypto.serialization.Encoding.PEM), FILE_MODE)
+            self.store.write_revocations(record, crl.public_bytes(crypto.serialization.Encoding.PEM))
         self.record = record
         self.written_crl = crl
         return self.result()
@@ -214,7 +147,7 @@ class CrlManager:
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(ca.cert.subject)
-            .last_update(self.now - BACKDATE)
+            .last_update(self.now - store.BACKDATE)
             .next_update(self.now + datetime.timedelta(days=self.crl_days))
             .add_extension(x509.CRLNumber(record['crl_number']), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier(ca.key_identifier, None, None), critical=False)
@@ -222,7 +155,7 @@ class CrlManager:
         for entry in record['revoked']:
             revoked = (x509.RevokedCertificateBuilder()
                        .serial_number(int(entry['serial'], 16))
-                       .revocation_date(_parse_time(entry['revoked_at'])))
+                       .revocation_date(crypto.parse_iso8601(entry['revoked_at'])))
             if entry.get('reason', 'unspecified') != 'unspecified':
                 revoked = revoked.add_extension(x509.CRLReason(getattr(x509.ReasonFlags, entry['reason'])),
                                                 critical=False)
@@ -250,7 +183,3 @@ class CrlManager:
         before = sorted(entry['serial'] for entry in self.record['revoked'])
         after = sorted(before + [entry['serial'] for entry in self.new_entries])
         return {'before': {'revoked': before}, 'after': {'revoked': after, 'resign_reason': self.resign_reason}}
-
-
-def _parse_time(text):
-    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=crypto.UTC)

@@ -51,8 +51,22 @@ def utcnow():
     return datetime.datetime.now(UTC)
 
 
+# The time and serial formats of every record and result (metadata.json, revoked.json, module results).
+TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+# Time stamps in file names (retired CA files, backups).
+STAMP_FORMAT = '%Y%m%dT%H%M%SZ'
+
+
 def iso8601(moment):
-    return moment.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_iso8601(text):
+    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def file_stamp(moment):
+    return moment.astimezone(UTC).strftime(STAMP_FORMAT)
 
 
 def not_before(cert):
@@ -180,7 +194,22 @@ def fingerprint_sha256(cert):
 
 
 def serial_hex(cert):
+    """A certificate's serial as fleetpki writes it everywhere: upper-case hex, no colons, no leading zeros."""
     return '%X' % cert.serial_number
+
+
+def normalise_serial(value, option='revoke_serials'):
+    """'4f:2a:0C' or '0x04F2A0C' -> '4F2A0C', the form of serial_hex()."""
+    text = str(value).strip().upper().replace(':', '')
+    if text.startswith('0X'):
+        text = text[2:]
+    text = text.lstrip('0') or '0'
+    try:
+        int(text, 16)
+    except ValueError:
+        raise PkiError('%s: %r is not a hexadecimal serial (such as 4F2A9C0D...); see the serial of a certificate '
+                       'with cert_expiry or in metadata.json' % (option, value))
+    return text
 
 
 def subject_string(cert):

@@ -14,21 +14,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import json
 import os
 import re
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crl, crypto, files, validate
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import BACKDATE, check_ca_usable, load_ca
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, files, store, validate
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import check_ca_usable, load_ca
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
-
-METADATA_NAME = 'metadata.json'
-# Serials are appended here before their cert goes live, and folded into metadata.json when it is saved:
-# a run killed in between loses no serial from the history (revocation needs every one).
-JOURNAL_NAME = 'metadata.journal'
-METADATA_FORMAT = 1
-KEY_MODE = 0o600
-CERT_MODE = 0o644
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.store import (
+    KEY_MODE, METADATA_NAME, PUBLIC_MODE, Metadata, cert_facts)
 _NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
 
 # A cert is either re-issued (ISSUE) or, when valid, updated in place with some of the fixes below.
@@ -165,130 +158,6 @@ def build_leaf_cert(request, key, ca, not_before, not_after):
     return crypto.sign(builder, ca.key)
 
 
-def cert_facts(cert):
-    dns, ips = crypto.sans(cert)
-    return {
-        'serial': crypto.serial_hex(cert),
-        'subject': crypto.subject_string(cert),
-        'common_name': crypto.common_name(cert),
-        'dns': dns,
-        'ip': ips,
-        'usage': crypto.usage_of(cert),
-        'key_type': crypto.key_type_of(cert.public_key()),
-        'not_before': crypto.iso8601(crypto.not_before(cert)),
-        'not_after': crypto.iso8601(crypto.not_after(cert)),
-        'fingerprint_sha256': crypto.fingerprint_sha256(cert),
-    }
-
-
-class Metadata:
-    """metadata.json in the CA dir: per cert name, the current cert and the history of every serial issued."""
-
-    def __init__(self, ca_dir):
-        self.path = os.path.join(ca_dir, METADATA_NAME)
-        self.journal_path = os.path.join(ca_dir, JOURNAL_NAME)
-        self.data = {'format': METADATA_FORMAT, 'certs': {}}
-        self.dirty = False
-        self._journal_fd = None
-
-    def load(self):
-        if os.path.exists(self.path):
-            self._load_file()
-        self._merge_journal()
-        return self
-
-    def _load_file(self):
-        try:
-            data = json.loads(files.read_bytes(self.path).decode('utf-8'))
-        except ValueError:
-            raise PkiError('%s is not valid JSON; restore it from a backup, or move it aside to rebuild it from '
-                           'the certificates on disk (the history of revoked serials would be lost)' % self.path)
-        if not isinstance(data, dict) or not isinstance(data.get('certs'), dict):
-            raise PkiError('%s is not a fleetpki metadata file (no "certs" map); restore it from a backup'
-                           % self.path)
-        self.data = data
-
-    def _merge_journal(self):
-        """Fold in the serials a killed run issued but did not save (in memory; saved with the next write)."""
-        try:
-            lines = files.read_bytes(self.journal_path).splitlines()
-        except (IOError, OSError):
-            return
-        for line in lines:
-            try:
-                item = json.loads(line.decode('utf-8'))
-            except ValueError:
-                continue  # the last line of a killed run may be cut short
-            name = item.pop('name', None)
-            if name and self._add_history(self.data['certs'].setdefault(name, {'history': []}), item):
-                self.dirty = True
-
-    @staticmethod
-    def _add_history(entry, item):
-        history = entry.setdefault('history', [])
-        if any(known.get('serial') == item.get('serial') for known in history):
-            return False
-        history.append(item)
-        return True
-
-    @staticmethod
-    def history_item(cert, ca, reason, issued_at):
-        return {
-            'serial': crypto.serial_hex(cert),
-            'not_after': crypto.iso8601(crypto.not_after(cert)),
-            'fingerprint_sha256': crypto.fingerprint_sha256(cert),
-            'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
-            'issued_at': issued_at,
-            'reason': reason,
-        }
-
-    def journal(self, name, item):
-        """Append one issued serial to the journal (one write; survives a SIGKILL of this process)."""
-        if self._journal_fd is None:
-            self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, CERT_MODE)
-        line = json.dumps(dict(item, name=name), sort_keys=True) + '\n'
-        os.write(self._journal_fd, line.encode('utf-8'))
-
-    def current_serial(self, name):
-        return (self.data['certs'].get(name) or {}).get('serial')
-
-    def record(self, request, cert, ca, reason, issued_at):
-        facts = cert_facts(cert)
-        entry = self.data['certs'].get(request.name) or {'history': []}
-        self._add_history(entry, self.history_item(cert, ca, reason, issued_at))
-        history = entry['history']
-        entry.update(facts)
-        entry.update({
-            'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
-            'key_path': request.key_path,
-            'cert_path': request.cert_path,
-            'bundle_path': request.bundle_path,
-            'history': history,
-        })
-        self.data['certs'][request.name] = entry
-        self.dirty = True
-
-    def save(self, ca):
-        self.data['format'] = METADATA_FORMAT
-        self.data['ca'] = {
-            'subject': crypto.subject_string(ca.cert),
-            'serial': crypto.serial_hex(ca.cert),
-            'fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
-        }
-        payload = json.dumps(self.data, indent=1, sort_keys=True).encode('utf-8') + b'\n'
-        files.atomic_write(self.path, payload, CERT_MODE)
-        self.dirty = False
-        # Everything the journal held is in metadata.json now (a kill before this unlink only re-merges it).
-        self.close_journal()
-        if os.path.exists(self.journal_path):
-            os.unlink(self.journal_path)
-
-    def close_journal(self):
-        if self._journal_fd is not None:
-            os.close(self._journal_fd)
-            self._journal_fd = None
-
-
 class CertPlan:
     """What one request needs, and why."""
 
@@ -340,6 +209,7 @@ class LeafIssuer:
     def __init__(self, ca_dir, certs, ca_passphrase=None, renew_days=30, force=False, default_dir=None,
                  defaults=None, now=None):
         self.ca_dir = ca_dir
+        self.store = store.CaStore(ca_dir)
         self.ca_passphrase = ca_passphrase
         self.renew_days = renew_days
         self.force = force
@@ -361,8 +231,8 @@ class LeafIssuer:
         check_ca_usable(self.ca, self.now)
         self._ca_subject = self.ca.cert.subject
         self._ca_public_key = self.ca.cert.public_key()
-        self.metadata = Metadata(self.ca_dir).load()
-        self._revoked = crl.revoked_serials(self.ca_dir)
+        self.metadata = self.store.metadata()
+        self._revoked = self.store.revoked_serials()
 
     def plan(self):
         """Decide every certificate's action; raises PkiError before any write when a target is unwritable."""
@@ -468,7 +338,7 @@ class LeafIssuer:
         if bundle != crypto.cert_pem(cert) + self.ca.cert_pem:
             fixes.append(BUNDLE)
             reasons.append('bundle missing or out of date')
-        if files.file_mode(request.key_path) != KEY_MODE or files.file_mode(request.cert_path) != CERT_MODE:
+        if files.file_mode(request.key_path) != KEY_MODE or files.file_mode(request.cert_path) != PUBLIC_MODE:
             fixes.append(MODE)
             reasons.append('file modes (key 0600, cert 0644)')
         if self.metadata.current_serial(request.name) != crypto.serial_hex(cert):
@@ -499,7 +369,7 @@ class LeafIssuer:
             self.plan()
             return self.results(details)
         self.load()  # outside the lock only to fail fast (no CA, wrong passphrase) without waiting for it
-        with files.DirectoryLock(self.ca_dir):
+        with self.store.lock():
             # Plan on what is there once the lock is ours: another run may have issued, revoked or renewed the CA
             # while this one waited.
             self.load()
@@ -533,10 +403,10 @@ class LeafIssuer:
             self.metadata.record(request, plan.new_cert, self.ca, plan.reason, issued_at)
             return
         if BUNDLE in plan.fixes:
-            files.atomic_write(request.bundle_path, crypto.cert_pem(plan.cert) + self.ca.cert_pem, CERT_MODE)
+            files.atomic_write(request.bundle_path, crypto.cert_pem(plan.cert) + self.ca.cert_pem, PUBLIC_MODE)
         if MODE in plan.fixes:
             os.chmod(request.key_path, KEY_MODE)
-            os.chmod(request.cert_path, CERT_MODE)
+            os.chmod(request.cert_path, PUBLIC_MODE)
         self.metadata.record(request, plan.cert, self.ca, 'recorded from disk', issued_at)
 
     def _issue(self, request, reason, issued_at):
@@ -547,16 +417,16 @@ class LeafIssuer:
                                  % (request.name, crypto.iso8601(self.ca.not_after), request.valid_days))
             if self.ca.not_after - self.now < datetime.timedelta(days=self.renew_days):
                 self._warn_ca_ending()
-        not_before = max(self.now - BACKDATE, crypto.not_before(self.ca.cert))
+        not_before = max(self.now - store.BACKDATE, crypto.not_before(self.ca.cert))
         key = crypto.generate_key(request.key_type)
         cert = build_leaf_cert(request, key, self.ca, not_before, not_after)
         cert_data = crypto.cert_pem(cert)
         directory = request.directory
         key_tmp = files.write_temp(directory, os.path.basename(request.key_path), crypto.private_key_pem(key),
                                    KEY_MODE)
-        cert_tmp = files.write_temp(directory, os.path.basename(request.cert_path), cert_data, CERT_MODE)
+        cert_tmp = files.write_temp(directory, os.path.basename(request.cert_path), cert_data, PUBLIC_MODE)
         bundle_tmp = files.write_temp(directory, os.path.basename(request.bundle_path),
-                                      cert_data + self.ca.cert_pem, CERT_MODE)
+                                      cert_data + self.ca.cert_pem, PUBLIC_MODE)
         self.metadata.journal(request.name, Metadata.history_item(cert, self.ca, reason, issued_at))
         # Drop the old cert and bundle first: a kill between the renames leaves "no cert" (re-issued next run),
         # never a new key beside the old cert or the old bundle.

@@ -1,0 +1,321 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The CA directory and everything in it: the one owner of its files.
+
+Names and modes of every file, the lock that serialises runs, staged (temp + rename) writes, the retired/ area,
+``metadata.json`` with its journal, ``revoked.json`` and ``crl.pem``. ca, leaf, crl and backup reach the CA
+directory only through this module. Time and serial formats are crypto's (``iso8601``, ``parse_iso8601``,
+``file_stamp``, ``serial_hex``, ``normalise_serial``); atomic writes and the lock itself are files'.
+
+Imports only downwards: errors, crypto, files.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import json
+import os
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+CA_KEY_NAME = 'ca-key.pem'
+CA_CERT_NAME = 'ca-cert.pem'
+METADATA_NAME = 'metadata.json'
+# Serials are appended here before their cert goes live, and folded into metadata.json when it is saved:
+# a run killed in between loses no serial from the history (revocation needs every one).
+JOURNAL_NAME = 'metadata.journal'
+REVOKED_NAME = 'revoked.json'
+CRL_NAME = 'crl.pem'
+RETIRED_DIR = 'retired'
+METADATA_FORMAT = 1
+
+KEY_MODE = 0o600     # every private key, the CA's and each leaf's
+PUBLIC_MODE = 0o644  # certificates, bundles, CRL, records
+DIR_MODE = 0o700     # the CA directory and retired/
+
+# Certificates and CRLs start slightly in the past so a host whose clock lags accepts them at once.
+BACKDATE = datetime.timedelta(minutes=5)
+
+
+class CaStore:
+    """The files of one CA directory."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.key_path = self.path(CA_KEY_NAME)
+        self.cert_path = self.path(CA_CERT_NAME)
+        self.metadata_path = self.path(METADATA_NAME)
+        self.revoked_path = self.path(REVOKED_NAME)
+        self.crl_path = self.path(CRL_NAME)
+        self.retired_dir = self.path(RETIRED_DIR)
+
+    def path(self, name):
+        return os.path.join(self.directory, name)
+
+    # -- the directory -------------------------------------------------------------------------------------------
+
+    def lock(self):
+        """Serialises runs on this CA directory (an flock on the directory itself, no lock file)."""
+        return files.DirectoryLock(self.directory)
+
+    def create(self):
+        files.ensure_dir(self.directory, DIR_MODE)
+
+    def unwritable_reason(self):
+        return files.unwritable_reason(self.directory)
+
+    def remove_stale_temps(self):
+        files.remove_stale_temps(self.directory)
+
+    def sync(self):
+        files.fsync_dir(self.directory)
+
+    # -- the CA key and certificate ------------------------------------------------------------------------------
+
+    def ca_files_present(self):
+        return os.path.lexists(self.key_path), os.path.lexists(self.cert_path)
+
+    def read_ca_cert(self):
+        """The bytes of ca-cert.pem, or None when there is no such file."""
+        return files.read_bytes(self.cert_path) if os.path.isfile(self.cert_path) else None
+
+    def read_ca_key(self):
+        """The bytes of ca-key.pem, or None when there is no such file."""
+        return files.read_bytes(self.key_path) if os.path.isfile(self.key_path) else None
+
+    def key_mode_ok(self):
+        return files.file_mode(self.key_path) == KEY_MODE
+
+    def fix_key_mode(self):
+        os.chmod(self.key_path, KEY_MODE)
+
+    def stage_ca(self, key_pem=None, cert_pem=None):
+        """Temp files beside the CA files, at their final modes: [(temp path, final path)] for install()."""
+        staged = []
+        if key_pem is not None:
+            staged.append((files.write_temp(self.directory, CA_KEY_NAME, key_pem, KEY_MODE), self.key_path))
+        if cert_pem is not None:
+            staged.append((files.write_temp(self.directory, CA_CERT_NAME, cert_pem, PUBLIC_MODE), self.cert_path))
+        return staged
+
+    def install(self, staged):
+        for tmp_path, path in staged:
+            os.rename(tmp_path, path)
+        self.sync()
+
+    def retire(self, paths, now):
+        """Move ``paths`` (CA files being replaced) under retired/ with a time stamp; never delete them.
+
+        Returns where the last one went.
+        """
+        files.ensure_dir(self.retired_dir, DIR_MODE)
+        base = stamp = crypto.file_stamp(now)
+        count = 1
+        # Two replacements within one second must not rename over (and so delete) the CA retired first.
+        while any(os.path.lexists(os.path.join(self.retired_dir, '%s-%s' % (stamp, name)))
+                  for name in (CA_KEY_NAME, CA_CERT_NAME)):
+            count += 1
+            stamp = '%s-%d' % (base, count)
+        moved = None
+        for path in paths:
+            if os.path.lexists(path):
+                moved = os.path.join(self.retired_dir, '%s-%s' % (stamp, os.path.basename(path)))
+                os.rename(path, moved)
+        return moved
+
+    # -- revocations and the CRL ---------------------------------------------------------------------------------
+
+    def read_revoked(self):
+        """revoked.json as {'crl_number': int, 'revoked': [entries]}; a missing file means nothing revoked yet."""
+        path = self.revoked_path
+        if not os.path.exists(path):
+            return {'crl_number': 0, 'revoked': []}
+        try:
+            data = json.loads(files.read_bytes(path).decode('utf-8'))
+        except ValueError:
+            raise PkiError('%s is not valid JSON; restore it from a backup (it is the record of revocations)' % path)
+        if not isinstance(data, dict) or not isinstance(data.get('revoked'), list):
+            raise PkiError('%s is not a fleetpki revocation record (no "revoked" list); restore it from a backup'
+                           % path)
+        data.setdefault('crl_number', 0)
+        return data
+
+    def revoked_serials(self):
+        return set(entry['serial'] for entry in self.read_revoked()['revoked'])
+
+    def read_crl(self):
+        """The PEM bytes of crl.pem, or None when there is none."""
+        if not os.path.exists(self.crl_path):
+            return None
+        return files.read_bytes(self.crl_path)
+
+    def write_revocations(self, record, crl_pem):
+        """The record first: a CRL is never published for revocations that are not recorded."""
+        files.atomic_write(self.revoked_path, (json.dumps(record, indent=2, sort_keys=True) + '\n').encode(),
+                           PUBLIC_MODE)
+        files.atomic_write(self.crl_path, crl_pem, PUBLIC_MODE)
+
+    # -- metadata ------------------------------------------------------------------------------------------------
+
+    def metadata(self):
+        return Metadata(self.directory).load()
+
+
+def cert_facts(cert):
+    dns, ips = crypto.sans(cert)
+    return {
+        'serial': crypto.serial_hex(cert),
+        'subject': crypto.subject_string(cert),
+        'common_name': crypto.common_name(cert),
+        'dns': dns,
+        'ip': ips,
+        'usage': crypto.usage_of(cert),
+        'key_type': crypto.key_type_of(cert.public_key()),
+        'not_before': crypto.iso8601(crypto.not_before(cert)),
+        'not_after': crypto.iso8601(crypto.not_after(cert)),
+        'fingerprint_sha256': crypto.fingerprint_sha256(cert),
+    }
+
+
+class Metadata:
+    """metadata.json in the CA dir: per cert name, the current cert and the history of every serial issued."""
+
+    def __init__(self, ca_dir):
+        self.path = os.path.join(ca_dir, METADATA_NAME)
+        self.journal_path = os.path.join(ca_dir, JOURNAL_NAME)
+        self.data = {'format': METADATA_FORMAT, 'certs': {}}
+        self.dirty = False
+        self._journal_fd = None
+
+    def load(self):
+        if os.path.exists(self.path):
+            self._load_file()
+        self._merge_journal()
+        return self
+
+    def _load_file(self):
+        try:
+            data = json.loads(files.read_bytes(self.path).decode('utf-8'))
+        except ValueError:
+            raise PkiError('%s is not valid JSON; restore it from a backup, or move it aside to rebuild it from '
+                           'the certificates on disk (the history of revoked serials would be lost)' % self.path)
+        if not isinstance(data, dict) or not isinstance(data.get('certs'), dict):
+            raise PkiError('%s is not a fleetpki metadata file (no "certs" map); restore it from a backup'
+                           % self.path)
+        self.data = data
+
+    def _merge_journal(self):
+        """Fold in the serials a killed run issued but did not save (in memory; saved with the next write)."""
+        try:
+            lines = files.read_bytes(self.journal_path).splitlines()
+        except (IOError, OSError):
+            return
+        for line in lines:
+            try:
+                item = json.loads(line.decode('utf-8'))
+            except ValueError:
+                continue  # the last line of a killed run may be cut short
+            name = item.pop('name', None)
+            if name and self._add_history(self.data['certs'].setdefault(name, {'history': []}), item):
+                self.dirty = True
+
+    @staticmethod
+    def _add_history(entry, item):
+        history = entry.setdefault('history', [])
+        if any(known.get('serial') == item.get('serial') for known in history):
+            return False
+        history.append(item)
+        return True
+
+    @staticmethod
+    def history_item(cert, ca, reason, issued_at):
+        return {
+            'serial': crypto.serial_hex(cert),
+            'not_after': crypto.iso8601(crypto.not_after(cert)),
+            'fingerprint_sha256': crypto.fingerprint_sha256(cert),
+            'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+            'issued_at': issued_at,
+            'reason': reason,
+        }
+
+    def journal(self, name, item):
+        """Append one issued serial to the journal (one write; survives a SIGKILL of this process)."""
+        if self._journal_fd is None:
+            self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PUBLIC_MODE)
+        line = json.dumps(dict(item, name=name), sort_keys=True) + '\n'
+        os.write(self._journal_fd, line.encode('utf-8'))
+
+    def names(self):
+        return sorted(self.data['certs'])
+
+    def serial_owners(self):
+        """{serial: name} of every serial ever recorded."""
+        owners = {}
+        for name, entry in self.data['certs'].items():
+            for item in entry.get('history') or []:
+                owners[item.get('serial')] = name
+            if entry.get('serial'):
+                owners[entry['serial']] = name
+        return owners
+
+    def unexpired_serials(self, name, now):
+        """Every serial of ``name`` a client could still accept: its current one and each one in its history that
+        has not expired (an earlier cert of the name may still sit on a host). Empty for an unknown name."""
+        entry = self.data['certs'].get(name) or {}
+        serials = []
+        for item in entry.get('history') or []:
+            serial = item.get('serial')
+            if serial and serial not in serials and not _expired(item.get('not_after'), now):
+                serials.append(serial)
+        if entry.get('serial') and entry['serial'] not in serials:
+            serials.append(entry['serial'])
+        return serials
+
+    def current_serial(self, name):
+        return (self.data['certs'].get(name) or {}).get('serial')
+
+    def record(self, request, cert, ca, reason, issued_at):
+        facts = cert_facts(cert)
+        entry = self.data['certs'].get(request.name) or {'history': []}
+        self._add_history(entry, self.history_item(cert, ca, reason, issued_at))
+        history = entry['history']
+        entry.update(facts)
+        entry.update({
+            'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+            'key_path': request.key_path,
+            'cert_path': request.cert_path,
+            'bundle_path': request.bundle_path,
+            'history': history,
+        })
+        self.data['certs'][request.name] = entry
+        self.dirty = True
+
+    def save(self, ca):
+        self.data['format'] = METADATA_FORMAT
+        self.data['ca'] = {
+            'subject': crypto.subject_string(ca.cert),
+            'serial': crypto.serial_hex(ca.cert),
+            'fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+        }
+        payload = json.dumps(self.data, indent=1, sort_keys=True).encode('utf-8') + b'\n'
+        files.atomic_write(self.path, payload, PUBLIC_MODE)
+        self.dirty = False
+        # Everything the journal held is in metadata.json now (a kill before this unlink only re-merges it).
+        self.close_journal()
+        if os.path.exists(self.journal_path):
+            os.unlink(self.journal_path)
+
+    def close_journal(self):
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
+
+def _expired(not_after, now):
+    try:
+        return crypto.parse_iso8601(not_after) <= now
+    except (TypeError, ValueError):
+        return False  # an unreadable date: count it as live rather than miss a revocation
