@@ -103,7 +103,7 @@ build-check: setup
 	$(BIN)/ansible-galaxy collection build --output-path .build/galaxy .
 	env -u ANSIBLE_CONFIG -u PYTHONPATH $(BIN)/ansible-galaxy collection install --force \
 		-p $(CURDIR)/.build/galaxy/installed $(CURDIR)/.build/galaxy/fleetpki-mtls-*.tar.gz
-	for module in pki_ca pki_leaf pki_crl cert_expiry pki_backup redis_admin redis_client_check; do \
+	for module in pki_ca pki_leaf pki_crl cert_expiry pki_backup pki_rollover redis_admin redis_client_check; do \
 		(cd /tmp && env -u ANSIBLE_CONFIG -u PYTHONPATH ANSIBLE_NOCOLOR=1 ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/galaxy/installed $(BIN)/ansible-doc fleetpki.mtls.$$module) \
 			> .build/galaxy/$$module.txt; \
 		grep -q 'galaxy/installed/ansible_collections/fleetpki/mtls/plugins/modules' .build/galaxy/$$module.txt \

@@ -36,7 +36,7 @@ def make_inventory(tmp_path):
     """A project of its own in tmp_path (ansible.cfg, so the default PKI and backup dirs are tmp_path/pki/inv and
     tmp_path/backups/inv, never this checkout's), with inv/hosts.yml, plus inv/group_vars/all/{main,vault}.yml with
     the backup passphrase in an encrypted vault file."""
-    (tmp_path / 'ansible.cfg').write_text('[defaults]\ncollections_path = %s\nroles_path = %s\n'
+    (tmp_path / 'ansible.cfg').write_text('[defaults]\ninject_facts_as_vars = False\ncollections_path = %s\nroles_path = %s\n'
                                           % (ROOT / 'collections', ROOT / 'roles'))
     inventory_dir = tmp_path / 'inv'
     inventory_dir.mkdir()

@@ -104,7 +104,7 @@ def fake_project(tmp_path, name='proj'):
     project = tmp_path / name
     (project / 'playbooks').mkdir(parents=True)
     (project / 'playbooks' / 'scheduled_renewal.yml').write_text('---\n')
-    (project / 'ansible.cfg').write_text('[defaults]\n')
+    (project / 'ansible.cfg').write_text('[defaults]\ninject_facts_as_vars = False\n')
     return project
 
 
@@ -156,7 +156,7 @@ def test_renewal_timer_quotes_every_path(tmp_path):
     service = (units / 'fleetpki-renewal.service').read_text()
     exec_start = re.search(r'^ExecStart=(.*)$', service, re.M).group(1)
     assert shlex.split(exec_start)[1:] == ['-i', str(hosts), '%s/playbooks/scheduled_renewal.yml' % project,
-                                          '--vault-password-file', '%s/vault pass' % tmp_path]
+                                           '--vault-password-file', '%s/vault pass' % tmp_path]
     assert 'Environment="ANSIBLE_CONFIG=%s/ansible.cfg"' % project in service
 
 

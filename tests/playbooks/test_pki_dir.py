@@ -7,7 +7,6 @@ never contacted.
 """
 import json
 import os
-import pathlib
 import shlex
 import shutil
 import subprocess
@@ -23,13 +22,13 @@ def project(tmp_path, config=True):
     inventory = proj / 'inventories' / 'lab'
     shutil.copytree(str(ROOT / 'inventories' / 'lab'), str(inventory))
     if config:
-        (proj / 'ansible.cfg').write_text('[defaults]\ncollections_path = %s\nroles_path = %s\n'
+        (proj / 'ansible.cfg').write_text('[defaults]\ninject_facts_as_vars = False\ncollections_path = %s\nroles_path = %s\n'
                                           % (ROOT / 'collections', ROOT / 'roles'))
     return proj, inventory
 
 
 def run(proj, argv, config=True):
-    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0', ANSIBLE_INJECT_FACT_VARS='False')
     env.pop('ANSIBLE_CONFIG', None)
     if config:
         env['ANSIBLE_CONFIG'] = str(proj / 'ansible.cfg')
@@ -58,7 +57,7 @@ def test_pki_goes_to_the_project_and_the_inventory_stays_clean(tmp_path):
     assert rc == 0, output[-3000:]
     assert files_under(inventory) == before, 'the PKI play wrote under the inventory dir'
     pki = proj / 'pki' / 'lab'
-    assert (pki / 'ca' / 'ca-cert.pem').is_file() and (pki / 'redis-password').is_file()
+    assert (pki / 'ca' / 'ca-cert.pem').is_file() and (pki / 'ca' / 'ca-key.pem').is_file()
     assert (pki / 'issued' / 'worker-worker1-cert.pem').is_file()
     rc, out, err = run(proj, ['ansible-inventory', '-i', str(inventory), '--list'])
     assert rc == 0, err
@@ -82,11 +81,11 @@ def test_the_pki_dir_moves_with_the_project(tmp_path):
 def test_an_old_pki_in_the_inventory_is_used_in_place_with_the_mv_command_then_moved(tmp_path):
     proj, inventory = project(tmp_path)
     old = inventory / 'pki'
-    # The layout of earlier versions: the PKI (and the lab's Redis password) in <inventory dir>/pki.
+    # The layout of earlier versions: the PKI in <inventory dir>/pki.
     rc, output = pki_play(proj, inventory, '-e', json.dumps({'fleetpki_pki_dir': str(old)}))
     assert rc == 0, output[-3000:]
     ca = (old / 'ca' / 'ca-cert.pem').read_bytes()
-    password = (old / 'redis-password').read_text()
+    key = (old / 'ca' / 'ca-key.pem').read_bytes()
 
     rc, output = pki_play(proj, inventory)
     assert rc == 0, output[-3000:]
@@ -104,7 +103,7 @@ def test_an_old_pki_in_the_inventory_is_used_in_place_with_the_mv_command_then_m
     assert rc == 0, output[-3000:]
     assert 'inside the inventory' not in ' '.join(output.split()), output[-3000:]
     assert (proj / 'pki' / 'lab' / 'ca' / 'ca-cert.pem').read_bytes() == ca
-    assert (proj / 'pki' / 'lab' / 'redis-password').read_text() == password
+    assert (proj / 'pki' / 'lab' / 'ca' / 'ca-key.pem').read_bytes() == key
     assert 'changed=0' in output[output.rindex('PLAY RECAP'):], output[-3000:]
     assert files_under(inventory) == files_under(ROOT / 'inventories' / 'lab')
 

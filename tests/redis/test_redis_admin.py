@@ -8,11 +8,11 @@ import redis
 from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.admin import AdminError
 from ansible_collections.fleetpki.mtls.plugins.module_utils._redis.commands import run
 
-from conftest import ADMIN_PASSWORD, LEGACY_PASSWORD, WORKER_PASSWORD
+from redis_under_test import ADMIN_PASSWORD, LEGACY_PASSWORD, WORKER_PASSWORD
 
 # The queue rules the redis_tls role gives a worker by default (roles/redis_tls/defaults/main.yml).
 WORKER_RULES = ('resetkeys ~fleet:* resetchannels -@all +@connection +@read +@write +@keyspace '
-                '-@admin -@dangerous -@scripting -scan -randomkey')
+                '-@admin -@dangerous -@scripting -scan -randomkey -dbsize -client|tracking -select -move -copy')
 SECRETS = (ADMIN_PASSWORD, LEGACY_PASSWORD, WORKER_PASSWORD)
 
 
@@ -96,7 +96,9 @@ def test_a_worker_user_gets_only_the_queue(redis_tls):
     assert worker.lpush('fleet:jobs', 'a') and worker.blmove('fleet:jobs', 'fleet:processing:w1', 1) == b'a'
     refused = [['CONFIG', 'SET', 'tls-auth-clients', 'optional'], ['FLUSHALL'], ['ACL', 'LIST'],
                ['ACL', 'SETUSER', 'worker1', '+@all'], ['KEYS', '*'], ['SCAN', '0'], ['GET', 'other:key'],
-               ['CLIENT', 'KILL', 'USER', 'fleetpki-admin'], ['SHUTDOWN'], ['FUNCTION', 'FLUSH']]
+               ['CLIENT', 'KILL', 'USER', 'fleetpki-admin'], ['SHUTDOWN'], ['FUNCTION', 'FLUSH'], ['DBSIZE'],
+               ['CLIENT', 'TRACKING', 'on', 'BCAST'], ['SELECT', '1'], ['MOVE', 'fleet:job:1', '1'],
+               ['COPY', 'fleet:job:1', 'fleet:job:2', 'DB', '1']]
     for command in refused:
         with pytest.raises(redis.exceptions.ResponseError) as error:
             worker.execute_command(*command)
@@ -147,15 +149,17 @@ def test_turning_a_user_off_closes_its_connections_at_once_and_no_other(redis_tl
 def test_purge_deletes_users_not_listed_but_never_the_admin(redis_tls):
     run(redis_tls.params('users', users=[worker_user(), dict(name='old-host', password='x' * 20, rules='')]),
         check=False)
+    admin = client(redis_tls, 'fleetpki-admin', ADMIN_PASSWORD)
+    admin.execute_command('ACL', 'SETUSER', 'fleetpki-probe-backdoor', 'on', '>backdoor-password-123', '+@all', '~*')
     result = run(redis_tls.params('users', users=[worker_user()], purge=True), check=False)
-    assert result['deleted'] == ['old-host']
+    assert sorted(result['deleted']) == ['fleetpki-probe-backdoor', 'old-host']
     names = client(redis_tls, 'fleetpki-admin', ADMIN_PASSWORD).acl_users()
     assert sorted(names) == ['default', 'fleetpki-admin', 'worker1']
 
 
 def test_bad_users_are_refused_whole_before_any_change(redis_tls):
     bad = [worker_user(), dict(name='../x', password='p' * 20, rules=''), dict(name='w2', password='short'),
-           dict(name='w3', password='p' * 20, rules='nopass +@all'), dict(name='w4', password='p' * 20, rules='>x')]
+           dict(name='w3', password='p' * 20, rules='NOPASS +@all'), dict(name='w4', password='p' * 20, rules='>x')]
     with pytest.raises(AdminError) as error:
         run(redis_tls.params('users', users=bad), check=False)
     message = str(error.value)

@@ -42,7 +42,7 @@ def test_listener_complies_with_mozilla_intermediate(host, port):
 
 
 @pytest.mark.parametrize('host,unit,conf', [('redis1', 'redis-server', '/etc/redis/openssl-tls-policy.cnf'),
-                                             ('api1', 'fleet-api', '/etc/fleetpki/api/openssl-tls-policy.cnf')])
+                                            ('api1', 'fleet-api', '/etc/fleetpki/api/openssl-tls-policy.cnf')])
 def test_unit_loads_the_openssl_config(fleet, host, unit, conf):
     """The units point at the OpenSSL config (the groups); the scan above shows the running processes loaded it
     (Redis's /proc environ cannot show it: Redis writes its process title over it)."""

@@ -63,7 +63,8 @@ def validate(users, reserved=()):
         except ValueError as exc:
             problems.append('user %s: rules %r do not parse: %s' % (name, rules, exc))
             continue
-        bad = [w for w in shlex.split(rules) if w in FORBIDDEN_WORDS or w[:1] in ('<', '>', '#', '!')]
+        # Redis reads these words in any case (NOPASS is nopass).
+        bad = [w for w in shlex.split(rules) if w.lower() in FORBIDDEN_WORDS or w[:1] in ('<', '>', '#', '!')]
         if bad:
             problems.append('user %s: rules may not set passwords or on/off (%s): fleetpki does' % (name, ' '.join(bad)))
     if problems:
@@ -142,7 +143,9 @@ def apply_users(conn, users, keep=(), purge=True, check=False):
             result['killed'][user['name']] = kill_clients(conn, user['name'])
     if purge:
         for name in conn.call('ACL', 'USERS'):
-            if name in listed or name == 'default' or name in keep or name.startswith('fleetpki-probe-'):
+            # Every user not listed goes, probe-like names included: a user left by someone who was admin once
+            # (or by the shared password during a migration) must not outlive the run.
+            if name in listed or name == 'default' or name in keep:
                 continue
             result['deleted'].append(name)
             if not check:
