@@ -278,7 +278,10 @@ def test_renewal_timer_command_runs_against_the_lab_and_metrics_pass_promtool(fl
     command = re.search(r'^ExecStart=(.*)$', service, re.M).group(1)
     env = dict(line.split('=', 1) for line in re.findall(r'^Environment=(.*)$', service, re.M))
     workdir = re.search(r'^WorkingDirectory=(.*)$', service, re.M).group(1)
-    proc = subprocess.run(shlex.split(command), cwd=workdir, env=dict(os.environ, **env), stdout=subprocess.PIPE,
+    # As systemd runs it: the unit's own environment, none of molecule's ANSIBLE_* variables (its
+    # ANSIBLE_COLLECTIONS_PATH would find another copy of the collection first).
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(('ANSIBLE_', 'MOLECULE_'))}
+    proc = subprocess.run(shlex.split(command), cwd=workdir, env=dict(clean, **env), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert 'nothing to renew' in proc.stdout
