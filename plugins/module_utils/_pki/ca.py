@@ -178,10 +178,16 @@ class CaManager:
                                'set force: true to replace it with a new CA' % (present, absent))
             else:
                 self.existing = load_ca(self.directory, self.passphrase)
-                if self.existing.is_expired(self.now):
-                    raise PkiError('the CA certificate %s expired on %s; set force: true to make a new CA (every '
+                if self.existing.is_expired(self.now) and not self.renew_days:
+                    raise PkiError('the CA certificate %s expired on %s; its key is sound: renew it with the same key '
+                                   '(renew_days, playbooks/ca_renew.yml), or set force: true to make a new CA (every '
                                    'leaf must then be re-issued)'
                                    % (self.cert_path, crypto.iso8601(self.existing.not_after)))
+                if self.existing.is_expired(self.now):
+                    # A fleet back from a long shutdown: the same key and subject make leaves signed by it validate
+                    # again once hosts have the new CA certificate.
+                    self.warnings.append('the CA certificate %s expired on %s; it is renewed with the same key'
+                                         % (self.cert_path, crypto.iso8601(self.existing.not_after)))
                 self._warn_if_request_differs()
                 self.action = None if self.store.key_mode_ok() else 'fix_mode'
                 if self.existing.not_after - self.now < datetime.timedelta(days=self.renew_days):

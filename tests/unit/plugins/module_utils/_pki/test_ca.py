@@ -469,6 +469,30 @@ def test_renew_keeps_key_and_subject_and_old_leaves_validate(tmp_path, pki):
     assert again.plan() is None
 
 
+def test_an_expired_ca_whose_key_is_sound_is_renewed_with_the_same_key(tmp_path, pki):
+    """A fleet back from a long shutdown: renew_days renews even an expired CA certificate (with a warning), and
+    the leaves it signed validate against the new one."""
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import LeafIssuer
+    directory = tmp_path / 'ca'
+    now = pki.now()
+    ca_key, ca_cert = pki.hand_ca(directory, now - 400 * DAY, now - 10 * DAY)
+    leaf_cert, dummy = pki.hand_leaf(tmp_path / 'issued', 'web1', ca_key, ca_cert, now - 300 * DAY, now - 20 * DAY)
+    pki.expect_error(lambda: CaManager(str(directory), common_name='Hand Made CA').plan(), directory,
+                     ca_files(directory)[1], 'expired on', 'renew_days')
+    manager = CaManager(str(directory), common_name='Hand Made CA', renew_days=365, valid_days=3650)
+    assert manager.plan() == 'renew'
+    assert any('expired on' in warning for warning in manager.warnings)
+    result = manager.apply()
+    assert result['action'] == 'renew' and result['days_remaining'] >= 3649
+    renewed = load_ca(str(directory))
+    assert crypto.public_key_der(renewed.key) == crypto.public_key_der(ca_key)
+    leaf = crypto.load_cert(open(str(leaf_cert), 'rb').read(), 'web1')
+    assert crypto.signed_by(leaf, renewed.cert)
+    check_ca_usable(renewed)
+    LeafIssuer(str(directory), [{'name': 'web2', 'dns': ['web2'], 'valid_days': 90}],
+               default_dir=str(tmp_path / 'new')).run()
+
+
 def test_renew_with_a_wrong_passphrase_changes_nothing(tmp_path, pki):
     directory = str(tmp_path / 'ca')
     pki.make_ca(directory, passphrase=pki.PASSPHRASE, valid_days=100)
