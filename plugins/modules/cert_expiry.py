@@ -62,6 +62,16 @@ options:
     description: Extra labels on every series (they override C(host) and C(service) from the file name).
     type: dict
     default: {}
+  crl_paths:
+    description:
+      - CRL files (PEM; a bundle may hold one CRL per CA) whose nextUpdate is reported in RV(crls).
+      - "A CRL is C(expiring) past half its validity (when M(fleetpki.mtls.pki_crl) re-signs it), C(expired) past its
+        nextUpdate (a service that checks CRLs then refuses every client of that CA), C(broken) when it does not parse
+        or, with O(ca_path), no CA there signed it. With O(prometheus_path): C(fleetpki_crl_next_update_seconds) and
+        C(fleetpki_crl_expired), labels C(path) and C(issuer)."
+    type: list
+    elements: path
+    default: []
 notes:
   - The key beside C(name-cert.pem) is C(name-key.pem); beside C(name.crt) it is C(name.key).
 seealso:
@@ -171,6 +181,35 @@ total:
   description: Number of certificates inspected.
   returned: always
   type: int
+crls:
+  description: One entry per CRL in O(crl_paths).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The file.
+      type: str
+    issuer:
+      description: Issuer (RFC 4514).
+      type: str
+    status:
+      description: C(ok), C(expiring), C(expired) or C(broken).
+      type: str
+    next_update:
+      description: nextUpdate, ISO 8601 UTC.
+      type: str
+    days_remaining:
+      description: Whole days until nextUpdate (negative once past).
+      type: int
+    problems:
+      description: Why it is broken.
+      type: list
+      elements: str
+crl_counts:
+  description: Number of CRLs per status.
+  returned: always
+  type: dict
 prometheus_path:
   description: The textfile written (or that would be, in check mode).
   returned: when O(prometheus_path) is set
@@ -194,6 +233,7 @@ def main():
             fail_on_warning=dict(type='bool', default=False),
             prometheus_path=dict(type='path'),
             prometheus_labels=dict(type='dict', default={}),
+            crl_paths=dict(type='list', elements='path', default=[]),
         ),
         supports_check_mode=True,
     )
@@ -202,12 +242,13 @@ def main():
 
     params = module.params
     try:
-        report = CertInspector(params['paths'], params['ca_path'], params['warn_days']).inspect()
+        report = CertInspector(params['paths'], params['ca_path'], params['warn_days'],
+                               crl_paths=params['crl_paths']).inspect()
     except PkiError as exc:
         module.fail_json(msg=str(exc))
     report['changed'] = False
     if params['prometheus_path']:
-        content = render(report['certs'], params['prometheus_labels'])
+        content = render(report['certs'], params['prometheus_labels'], report['crls'])
         try:
             report['changed'] = write_if_changed(params['prometheus_path'], content, module.check_mode)
         except (IOError, OSError, PkiError) as exc:
@@ -217,9 +258,9 @@ def main():
     if params['fail_on_warning']:
         bad = ['%s (%s%s)' % (entry['path'], entry['status'],
                               ': ' + '; '.join(entry['problems']) if entry['problems'] else '')
-               for entry in report['certs'] if entry['status'] != 'ok']
+               for entry in report['certs'] + report['crls'] if entry['status'] != 'ok']
         if bad:
-            module.fail_json(msg='%d certificate(s) not ok: %s' % (len(bad), ', '.join(bad)), **report)
+            module.fail_json(msg='%d certificate(s) or CRL(s) not ok: %s' % (len(bad), ', '.join(bad)), **report)
     module.exit_json(**report)
 
 

@@ -22,12 +22,7 @@ REASONS = ('unspecified', 'key_compromise', 'ca_compromise', 'affiliation_change
            'cessation_of_operation', 'certificate_hold', 'privilege_withdrawn', 'aa_compromise')
 
 
-def _crl_time(crl, name):
-    value = getattr(crl, name + '_utc', None)
-    if value is None:  # cryptography < 42
-        value = getattr(crl, name)
-        value = value.replace(tzinfo=crypto.UTC) if value is not None else None
-    return value
+_crl_time = crypto.crl_time
 
 
 class CrlManager:

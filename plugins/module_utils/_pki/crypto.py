@@ -83,6 +83,30 @@ def not_after(cert):
     return value
 
 
+def crl_time(crl, name):
+    """A CRL's last_update or next_update as an aware UTC datetime (None when the CRL has no nextUpdate)."""
+    value = getattr(crl, name + '_utc', None)
+    if value is None:  # cryptography < 42
+        value = getattr(crl, name)
+        value = value.replace(tzinfo=UTC) if value is not None else None
+    return value
+
+
+def load_crl_bundle(data, path):
+    """Every PEM CRL in a file (a CRL bundle holds one per trusted CA)."""
+    marker = b'-----BEGIN X509 CRL-----'
+    blocks = [marker + block for block in to_bytes(data).split(marker)[1:]]
+    if not blocks:
+        raise PkiError('%s holds no PEM CRL' % path)
+    crls = []
+    for block in blocks:
+        try:
+            crls.append(x509.load_pem_x509_crl(block))
+        except ValueError as exc:
+            raise PkiError('%s: a CRL does not parse: %s' % (path, exc))
+    return crls
+
+
 def days_remaining(cert, now=None):
     """Whole days left, rounded down (negative once expired)."""
     delta = not_after(cert) - (now or utcnow())

@@ -55,9 +55,55 @@ def load_ca_bundle(ca_path):
     return crypto.load_cert_bundle(files.read_bytes(ca_path), ca_path)
 
 
+def inspect_crls(paths, cas=None, now=None):
+    """Every CRL in the files ``paths`` (a CRL bundle holds one per trusted CA): its issuer and nextUpdate, and a
+    status: ok, expiring (past half its validity, when pki_crl re-signs it), expired (a service that checks CRLs
+    then refuses every client of that CA), broken (does not parse, or no CA of ``cas`` signed it)."""
+    now = now or crypto.utcnow()
+    found = []
+    for path in paths:
+        base = {'path': path, 'status': 'broken', 'problems': [], 'issuer': None, 'crl_number': None,
+                'last_update': None, 'next_update': None, 'seconds_remaining': None, 'days_remaining': None}
+        try:
+            crls = crypto.load_crl_bundle(files.read_bytes(path), path)
+        except (IOError, OSError) as exc:
+            found.append(dict(base, problems=['cannot read: %s' % exc.strerror]))
+            continue
+        except PkiError as exc:
+            found.append(dict(base, problems=[str(exc)]))
+            continue
+        for crl in crls:
+            entry = dict(base, problems=[], issuer=crl.issuer.rfc4514_string())
+            last, end = crypto.crl_time(crl, 'last_update'), crypto.crl_time(crl, 'next_update')
+            entry['last_update'] = crypto.iso8601(last)
+            try:
+                entry['crl_number'] = crl.extensions.get_extension_for_class(crypto.x509.CRLNumber).value.crl_number
+            except crypto.x509.ExtensionNotFound:
+                pass
+            if cas is not None and not any(crl.is_signature_valid(ca.public_key()) for ca in cas
+                                           if ca.subject == crl.issuer):
+                entry['problems'].append('not signed by any CA of the trust bundle')
+            if end is None:
+                entry['problems'].append('no nextUpdate')
+            else:
+                seconds = int((end - now).total_seconds())
+                entry.update(next_update=crypto.iso8601(end), seconds_remaining=seconds,
+                             days_remaining=int(seconds // 86400))
+            if entry['problems']:
+                entry['status'] = 'broken'
+            elif entry['seconds_remaining'] <= 0:
+                entry['status'] = 'expired'
+            elif now >= last + (end - last) / 2:
+                entry['status'] = 'expiring'
+            else:
+                entry['status'] = 'ok'
+            found.append(entry)
+    return found
+
+
 class CertInspector:
-    def __init__(self, paths, ca_path=None, warn_days=30, now=None):
-        if not paths:
+    def __init__(self, paths, ca_path=None, warn_days=30, now=None, crl_paths=None):
+        if not paths and not crl_paths:
             raise PkiError('paths is empty: list certificate files or directories to inspect')
         if warn_days is None or warn_days < 0:
             raise PkiError('warn_days must be 0 or more, not %r' % (warn_days,))
@@ -66,13 +112,18 @@ class CertInspector:
         self.warn_days = warn_days
         self.now = now or crypto.utcnow()
         self.cas = load_ca_bundle(ca_path) if ca_path else None
+        self.crl_paths = crl_paths or []
 
     def inspect(self):
         certs = [self.inspect_one(path) for path in find_cert_files(self.paths)]
         counts = dict((status, 0) for status in STATUSES)
         for entry in certs:
             counts[entry['status']] += 1
-        return {'certs': certs, 'counts': counts, 'total': len(certs)}
+        crls = inspect_crls(self.crl_paths, self.cas, self.now)
+        crl_counts = dict((status, 0) for status in STATUSES)
+        for entry in crls:
+            crl_counts[entry['status']] += 1
+        return {'certs': certs, 'counts': counts, 'total': len(certs), 'crls': crls, 'crl_counts': crl_counts}
 
     def inspect_one(self, path):
         entry = {

@@ -17,6 +17,9 @@ METRICS = (
     ('fleetpki_cert_expiry_seconds', 'End of validity of the certificate, as a Unix timestamp.'),
     ('fleetpki_cert_days_remaining', 'Whole days of validity left (negative once expired).'),
     ('fleetpki_cert_broken', '1 when the certificate does not parse, chain, or match its key.'),
+    ('fleetpki_crl_next_update_seconds', 'nextUpdate of the CRL, as a Unix timestamp (a CRL-checking service refuses '
+     'every client of its CA after it).'),
+    ('fleetpki_crl_expired', '1 when the CRL is past its nextUpdate, does not parse or is not signed by its CA.'),
 )
 
 
@@ -35,9 +38,19 @@ def escape(value):
     return str(value).replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
 
 
-def render(certs, extra_labels=None):
-    """The textfile: HELP and TYPE once per metric, one series per certificate, sorted (stable content)."""
+def render(certs, extra_labels=None, crls=None):
+    """The textfile: HELP and TYPE once per metric, one series per certificate and per CRL, sorted (stable
+    content)."""
     series = dict((name, []) for name in dict(METRICS))
+    for entry in crls or []:
+        labels = dict(extra_labels or {}, path=entry['path'], issuer=entry['issuer'] or '')
+        text = ','.join('%s="%s"' % (key, escape(labels[key])) for key in sorted(labels))
+        series['fleetpki_crl_expired'].append('fleetpki_crl_expired{%s} %d'
+                                              % (text, entry['status'] in ('expired', 'broken')))
+        if entry.get('next_update'):
+            end = datetime.datetime.strptime(entry['next_update'], '%Y-%m-%dT%H:%M:%SZ')
+            series['fleetpki_crl_next_update_seconds'].append(
+                'fleetpki_crl_next_update_seconds{%s} %d' % (text, calendar.timegm(end.timetuple())))
     for entry in certs:
         labels = labels_from_name(entry['path'])
         labels.update(extra_labels or {})

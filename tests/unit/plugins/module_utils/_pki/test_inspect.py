@@ -240,3 +240,42 @@ def test_bad_arguments(env, pki, tmp_path, kwargs, needles):
     args = {'paths': [env['leaves']]}
     args.update(kwargs)
     pki.expect_error(lambda: CertInspector(**args), tmp_path, *needles)
+
+
+# -- CRLs (issue 9: an expired CRL locks every client out of a CRL-checking service) -------------------------------
+def hand_crl(path, ca_key, ca_cert, last, end, append=False):
+    from cryptography.hazmat.primitives import hashes, serialization
+    builder = (crypto.x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+               .last_update(last).next_update(end)
+               .add_extension(crypto.x509.CRLNumber(7), critical=False))
+    pem = builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    with open(str(path), 'ab' if append else 'wb') as handle:
+        handle.write(pem)
+
+
+def test_crls_report_next_update_and_status(tmp_path, pki):
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.metrics import render
+    now = pki.now()
+    ca_key, ca_cert = pki.hand_ca(tmp_path / 'ca', now - 10 * DAY, now + 400 * DAY, common_name='Fleet CA')
+    other_key, other_cert = pki.hand_ca(tmp_path / 'other', now - 10 * DAY, now + 400 * DAY, common_name='Other CA')
+    bundle = tmp_path / 'crl-bundle.pem'
+    hand_crl(bundle, ca_key, ca_cert, now - DAY, now + 29 * DAY)                              # ok
+    hand_crl(bundle, ca_key, ca_cert, now - 20 * DAY, now + 10 * DAY, append=True)            # past half: expiring
+    hand_crl(tmp_path / 'expired.pem', ca_key, ca_cert, now - 31 * DAY, now - DAY)            # expired
+    hand_crl(tmp_path / 'foreign.pem', other_key, other_cert, now - DAY, now + 29 * DAY)      # not by the bundle's CA
+    (tmp_path / 'garbage.pem').write_text('not a crl\n')
+    ca_file = tmp_path / 'ca' / 'ca-cert.pem'
+    report = CertInspector([], str(ca_file), crl_paths=[str(bundle), str(tmp_path / 'expired.pem'),
+                                                        str(tmp_path / 'foreign.pem'), str(tmp_path / 'garbage.pem')],
+                           now=now).inspect()
+    statuses = [(entry['path'].rsplit('/', 1)[1], entry['status']) for entry in report['crls']]
+    assert statuses == [('crl-bundle.pem', 'ok'), ('crl-bundle.pem', 'expiring'), ('expired.pem', 'expired'),
+                        ('foreign.pem', 'broken'), ('garbage.pem', 'broken')]
+    assert report['crl_counts'] == {'ok': 1, 'expiring': 1, 'expired': 1, 'broken': 2}
+    first = report['crls'][0]
+    assert first['issuer'] == 'CN=Fleet CA' and first['crl_number'] == 7 and first['days_remaining'] in (28, 29)
+    assert report['crls'][2]['days_remaining'] < 0
+    text = render(report['certs'], {'host': 'ctl'}, report['crls'])
+    assert '# TYPE fleetpki_crl_next_update_seconds gauge' in text
+    assert text.count('fleetpki_crl_expired{') == 5
+    assert 'fleetpki_crl_expired{host="ctl",issuer="CN=Fleet CA",path="%s"} 1' % (tmp_path / 'expired.pem') in text
