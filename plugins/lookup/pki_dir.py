@@ -107,7 +107,18 @@ class LookupModule(LookupBase):
                 '%s in (<project dir>/%s/%s): set fleetpki_pki_dir (and pki_backup_dir) in the inventory, e.g. '
                 'fleetpki_pki_dir: /srv/fleetpki/%s, or run from the directory of your ansible.cfg'
                 % (kind, inventory_dir, kind, os.path.basename(inventory_dir), os.path.basename(inventory_dir)))
-        new = os.path.join(os.path.dirname(os.path.abspath(str(config))), kind, os.path.basename(inventory_dir))
+        project = os.path.dirname(os.path.abspath(str(config)))
+        new = os.path.join(project, kind, os.path.basename(inventory_dir))
+        if not (os.path.realpath(inventory_dir) + os.sep).startswith(os.path.realpath(project) + os.sep) \
+                and not _holds_state(old, markers):
+            # The ansible.cfg Ansible found (~/.ansible.cfg, /etc/ansible/ansible.cfg, another project's) is not this
+            # fleet's project: its pki/ may hold nothing, and a run would make a new CA for a fleet that already has
+            # one. Ask instead.
+            raise AnsibleLookupError(
+                'fleetpki: the inventory %s is not inside the directory of the ansible.cfg in use (%s), so the default '
+                '%s directory (%s) may not be this fleet\'s. Run from the project whose ansible.cfg sits above the '
+                'inventory, or set %s in the inventory (for example %s: /srv/fleetpki/%s).'
+                % (inventory_dir, config, kind, new, override, override, os.path.basename(inventory_dir)))
 
         if _holds_state(old, markers) and os.path.realpath(old) != os.path.realpath(new):
             if _holds_state(new, markers):

@@ -144,3 +144,16 @@ def test_the_mv_command_quotes_its_paths(tmp_path):
     assert shlex.quote(str(old)) in command
     subprocess.run(['sh', '-ec', command], cwd=str(tmp_path), check=True)
     assert (proj / 'pki' / 'lab' / 'ca' / 'ca-cert.pem').is_file() and not old.exists()
+
+
+def test_an_inventory_outside_the_project_of_the_ansible_cfg_in_use_is_refused(tmp_path):
+    """Ansible found an ansible.cfg that is not this fleet's (another project's, ~/.ansible.cfg): its pki/ may hold
+    nothing, and the run would make a new CA for a fleet that has one. It stops and asks for fleetpki_pki_dir."""
+    proj, inventory = project(tmp_path)
+    elsewhere = tmp_path / 'elsewhere' / 'lab'
+    shutil.move(str(inventory), str(elsewhere))
+    rc, output = pki_play(proj, elsewhere)
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'is not inside the directory of the ansible.cfg in use' in flat and 'fleetpki_pki_dir' in flat, flat[-2000:]
+    assert not (proj / 'pki').exists()
