@@ -208,7 +208,7 @@ def fleet_preflight_warnings(requests, hostvars, groups):
         warnings.append(
             'the fleet CA goes into the system trust store of %s (ca_trust_system_store) without nameConstraints: '
             'there it is trusted for every name, so whoever holds the CA key can impersonate any site to those '
-            'hosts. Set pki_ca_name_constraints_permitted_dns (e.g. [".prov.example.com"]) and/or '
+            'hosts. Set pki_ca_name_constraints_permitted_dns (e.g. ["prov.example.com"]) and/or '
             'pki_ca_name_constraints_permitted_ip (e.g. ["10.20.0.0/16"]) before the CA is made (an existing CA '
             'gets them with playbooks/ca_rollover.yml), or ca_trust_system_store: false when only '
             '/etc/fleetpki/ca-bundle.pem is needed' % shown)
