@@ -51,7 +51,8 @@ def test_system_store_without_name_constraints_warns(tmp_path):
 
 @pytest.mark.parametrize('all_vars', [
     # A suffix permits that name and every name below it (no leading dot): here the test fleet's own names.
-    {'pki_ca_name_constraints_permitted_dns': ['pf-redis1', 'pf-worker1', 'pf-worker2', 'pf-api1', 'pf-pxe1', 'localhost']},
+    {'pki_ca_name_constraints_permitted_dns': ['pf-redis1', 'pf-worker1', 'pf-worker2', 'pf-api1', 'pf-pxe1',
+                                               'localhost']},
     {'pki_ca_name_constraints_permitted_ip': ['10.20.0.0/16']},
     {'ca_trust_system_store': False},
 ])
