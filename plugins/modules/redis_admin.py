@@ -72,7 +72,11 @@ options:
     description: CA bundle to verify Redis with (and, with C(reload_tls), the one to load); default the C(tls-ca-cert-file) of O(conf_path).
     type: path
   verify_server:
-    description: Verify the certificate Redis presents. V(false) only to reach a Redis whose own certificate has expired (recovery).
+    description:
+      - Verify the certificate Redis presents.
+      - A Redis that still serves an expired certificate (a fleet back from a long shutdown) is reached without
+        checking it whatever this says, so the new one can be loaded (the connection is to this host's loopback and
+        logs in with the admin password); V(false) skips the check for every other failure too.
     type: bool
     default: true
   desired_conf:
