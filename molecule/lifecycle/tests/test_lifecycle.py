@@ -415,3 +415,29 @@ def test_a_fleet_whose_certificates_expired_comes_back_with_one_rotate(fleet, pk
     rc, output = run_playbook('playbooks/verify.yml')
     assert rc == 0, output[-4000:]
     redis.run('rm -f /root/harness-client.pem')
+
+
+def test_revoke_keep_out_shuts_a_host_out_until_it_is_rebuilt(fleet, pki_dir):
+    """A host broken into and not rebuilt yet: revoke.yml -e revoke_keep_out=true revokes it, turns its Redis user
+    off for good and sends it nothing; later runs skip it; once rebuilt (its marker and password removed) site.yml
+    gives it a new certificate and password."""
+    worker = fleet['worker2']
+    serial, password = cert_serial(worker, WORKER_CERT), acl_password('worker2')
+    rc, output = run_playbook('playbooks/revoke.yml', '-e', 'revoke_host=worker2', '-e', 'revoke_keep_out=true')
+    assert rc == 0, output[-4000:]
+    assert cert_serial(worker, WORKER_CERT) == serial, 'a kept-out host was sent a new certificate'
+    assert acl_password('worker2') == password
+    login = fleet['redis1'].run(
+        'redis-cli --tls --cert %s --key %s --cacert %s -h 127.0.0.1 -p 6379 --user worker2 --askpass PING < %s 2>&1'
+        % (REDIS_CERT, REDIS_KEY, CA_BUNDLE, password_file('redis1', 'worker2', password)))
+    assert 'PONG' not in login.stdout, login.stdout
+    assert re.search(r'^user worker2 reset off ', fleet['redis1'].file('/etc/redis/redis.conf').content_string, re.M)
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'force=true', '-e', 'services=workers')
+    assert rc == 0, output[-4000:]
+    assert 'kept out by revoke.yml' in output and cert_serial(worker, WORKER_CERT) == serial
+    (pki_dir / 'kept-out' / 'worker2').unlink()
+    (pki_dir / 'redis-acl' / 'worker2').unlink()
+    rc, output = run_playbook('site.yml')
+    assert rc == 0, output[-4000:]
+    assert cert_serial(worker, WORKER_CERT) != serial and acl_password('worker2') != password
+    assert heartbeat_serial(fleet, 'worker2') == cert_serial(worker, WORKER_CERT)
