@@ -10,9 +10,9 @@ Only errors is imported: every other engine module may use this one.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import ipaddress
 import re
 
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
 # Upper bounds of RFC 5280 (Appendix A, ub-*): a longer value makes a certificate that clients may refuse.
@@ -36,19 +36,11 @@ _LABEL_RE = re.compile(r'^[A-Za-z0-9-]+$')
 _CONTROL_RE = re.compile(u'[\u0000-\u001f\u007f-\u009f]')
 
 
-def _is_ip(value):
-    try:
-        ipaddress.ip_address(u'%s' % value)
-    except ValueError:
-        return False
-    return True
-
-
 def dns_name_problem(value):
     """None when ``value`` can be a DNS name in a certificate (a leftmost ``*`` wildcard allowed), else why not."""
     if not value:
         return 'it is empty'
-    if _is_ip(value):
+    if crypto.is_ip(value):
         return 'it is an IP address; list it under ip'
     try:
         value.encode('ascii')
