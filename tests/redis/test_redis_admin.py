@@ -199,3 +199,9 @@ def test_close_plain_waits_for_its_clients_then_closes_the_port(redis_legacy):
     assert closed['changed'] and closed['plain_port'] == server.plain_port
     with pytest.raises(redis.exceptions.ConnectionError):
         redis.Redis(host='127.0.0.1', port=server.plain_port, password=LEGACY_PASSWORD, socket_timeout=2).ping()
+    # redis.conf still names the plaintext port (the role writes it next): the next admin action goes over TLS,
+    # never "unreachable" (which would make the role restart Redis).
+    admin = dict(name='fleetpki-admin', password=ADMIN_PASSWORD, rules='~* &* +@all')
+    after = run(server.params('users', users=[admin, worker_user()], default_user='off', drain_timeout=3), check=False)
+    assert after['changed'] and after['default_user'] == 'off', (after['default_clients'], after['login_user'])
+    assert run(server.params('config', desired_conf=server.conf_text(port='0')), check=False)['reachable']

@@ -30,18 +30,22 @@ class TlsRefused(AdminError):
     loaded has expired): only a restart loads the files on disk."""
 
 
-def endpoint(conf, tls_override=None, tls=False):
-    """(port, tls_files or None): plaintext while a plaintext port is open (unless tls), else TLS with the conf's
-    files (or those of tls_override)."""
+def endpoints(conf, tls_override=None, tls=False):
+    """[(port, tls_files or None)] to try in order: the plaintext port while one is open (unless tls), then TLS
+    with the conf's files (or those of tls_override). The file may be a step behind the running Redis (the
+    plaintext port closed at runtime, redis.conf written next), hence more than one."""
     port, tls_port = int(conf.get('port', '6379') or 0), int(conf.get('tls-port', '0') or 0)
+    found = []
     if port > 0 and not tls:
-        return port, None
+        found.append((port, None))
     if tls_port > 0:
         files = {'cert': conf.get('tls-cert-file'), 'key': conf.get('tls-key-file'),
                  'ca': conf.get('tls-ca-cert-file')}
         files.update(tls_override or {})
-        return tls_port, files
-    raise AdminError('redis.conf opens no port (port 0 and no tls-port)')
+        found.append((tls_port, files))
+    if not found:
+        raise AdminError('redis.conf opens no port (port 0 and no tls-port)')
+    return found
 
 
 def credentials(conf, login_user, login_password, legacy_password):
@@ -56,23 +60,16 @@ def credentials(conf, login_user, login_password, legacy_password):
     return found
 
 
-def connect(conf_path, login_user=None, login_password=None, legacy_password=None, tls_override=None,
-            verify=True, port=None, tls=False):
-    """(connection, user logged in as). Raises AdminError with what to do."""
-    try:
-        conf = read_conf(conf_path)[0]
-    except (IOError, OSError) as exc:
-        raise AdminError('cannot read %s: %s' % (conf_path, exc))
-    conf_port, tls_files = endpoint(conf, tls_override, tls)
-    port = port or conf_port
+def open_connection(port, tls_files, verify, conf_path):
+    """A connection to 127.0.0.1:port; raises Unreachable, TlsRefused or AdminError."""
     try:
         try:
-            conn = Connection('127.0.0.1', port, tls_files, verify=verify)
+            return Connection('127.0.0.1', port, tls_files, verify=verify)
         except ServerCertExpired:
             # A fleet back from a long shutdown: Redis still serves its expired certificate. The admin connection
             # is to this host's loopback and logs in with its password, so it goes on without checking the
             # certificate, to load the new one; the check after the reload verifies the new one as usual.
-            conn = Connection('127.0.0.1', port, tls_files, verify=False)
+            return Connection('127.0.0.1', port, tls_files, verify=False)
     except HandshakeError as exc:
         raise TlsRefused('the TLS handshake with Redis on 127.0.0.1:%s failed: %s (client certificate %s, CA %s)'
                          % (port, exc, tls_files['cert'], tls_files['ca']))
@@ -81,6 +78,27 @@ def connect(conf_path, login_user=None, login_password=None, legacy_password=Non
                          % (tls_files['cert'], tls_files['key'], tls_files['ca'], exc))
     except (OSError, ValueError) as exc:
         raise Unreachable('cannot reach Redis on 127.0.0.1:%s as %s says: %s' % (port, conf_path, exc))
+
+
+def connect(conf_path, login_user=None, login_password=None, legacy_password=None, tls_override=None,
+            verify=True, port=None, tls=False):
+    """(connection, user logged in as). Raises AdminError with what to do."""
+    try:
+        conf = read_conf(conf_path)[0]
+    except (IOError, OSError) as exc:
+        raise AdminError('cannot read %s: %s' % (conf_path, exc))
+    candidates = endpoints(conf, tls_override, tls)
+    if port:
+        candidates = [(port, candidates[-1][1])]
+    conn, unreachable = None, None
+    for candidate_port, tls_files in candidates:
+        try:
+            conn = open_connection(candidate_port, tls_files, verify, conf_path)
+            break
+        except Unreachable as exc:
+            unreachable = exc
+    if conn is None:
+        raise unreachable
     tried = []
     for user, password in credentials(conf, login_user, login_password, legacy_password):
         try:

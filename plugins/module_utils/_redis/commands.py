@@ -104,9 +104,15 @@ def users(params, check):
     users_list = params['users'] or []
     acl.validate(users_list, reserved=('default',))
     conn, user = _connect(params)
+    first_user = user
     try:
         result = acl.apply_users(conn, users_list, keep=(params['login_user'],), purge=params['purge'], check=check)
         result['default_clients'] = []
+        if params['default_user'] == 'off' and user == 'default' and not check:
+            # Logged in with the shared password: turning `default` off would take this very connection's rights
+            # away. The admin user exists now; go on as the admin.
+            conn.close()
+            conn, user = _connect(params)
         if params['default_user'] == 'off':
             closed = acl.turn_default_off(conn, params['drain_timeout'], check)
             result['default_clients'] = closed['default_clients']
@@ -115,7 +121,7 @@ def users(params, check):
             else 'off'
     finally:
         conn.close()
-    result['login_user'] = user
+    result['login_user'] = first_user
     result['changed'] = bool(result['created'] or result['updated'] or result['deleted']
                              or result.get('default_turned_off'))
     return result

@@ -83,10 +83,12 @@ class Connection:
         raise RedisError('unexpected reply %r' % line[:20])
 
     def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        # The reader made by makefile() holds the socket open too: close both, or Redis still sees this client.
+        for closable in (self.reader, self.sock):
+            try:
+                closable.close()
+            except OSError:
+                pass
 
 
 def parse_conf(text):
