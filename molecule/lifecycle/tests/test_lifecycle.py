@@ -419,8 +419,8 @@ def test_a_fleet_whose_certificates_expired_comes_back_with_one_rotate(fleet, pk
 
 def test_revoke_keep_out_shuts_a_host_out_until_it_is_rebuilt(fleet, pki_dir):
     """A host broken into and not rebuilt yet: revoke.yml -e revoke_keep_out=true revokes it, turns its Redis user
-    off for good and sends it nothing; later runs skip it; once rebuilt (its marker and password removed) site.yml
-    gives it a new certificate and password."""
+    off for good and sends it nothing; later runs skip it; once rebuilt (its marker and password removed) the next
+    run gives it a new certificate (its revoked one is re-issued) and a new password."""
     worker = fleet['worker2']
     serial, password = cert_serial(worker, WORKER_CERT), acl_password('worker2')
     rc, output = run_playbook('playbooks/revoke.yml', '-e', 'revoke_host=worker2', '-e', 'revoke_keep_out=true')
@@ -437,7 +437,7 @@ def test_revoke_keep_out_shuts_a_host_out_until_it_is_rebuilt(fleet, pki_dir):
     assert 'kept out by revoke.yml' in output and cert_serial(worker, WORKER_CERT) == serial
     (pki_dir / 'kept-out' / 'worker2').unlink()
     (pki_dir / 'redis-acl' / 'worker2').unlink()
-    rc, output = run_playbook('site.yml')
+    rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'redis1,worker2', '-e', 'services=redis,workers')
     assert rc == 0, output[-4000:]
     assert cert_serial(worker, WORKER_CERT) != serial and acl_password('worker2') != password
     assert heartbeat_serial(fleet, 'worker2') == cert_serial(worker, WORKER_CERT)
