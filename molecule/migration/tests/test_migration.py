@@ -113,7 +113,7 @@ def test_site_yml_switches_the_fleet_to_mtls_without_a_failed_request(fleet, loa
     assert re.search(r'^port 0$', conf, re.M) and re.search(r'^tls-port 6380$', conf, re.M)
     assert re.search(r'^tls-auth-clients yes$', conf, re.M)
     # The shared password is gone: every client has its own user, the `default` user is off.
-    assert 'requirepass' not in conf and re.search(r'^user default reset off$', conf, re.M)
+    assert not re.search(r'^\s*requirepass', conf, re.M) and re.search(r'^user default reset off$', conf, re.M)
     assert 'WRONGPASS' in fleet['redis1'].run(
         'redis-cli --tls --cert /etc/redis/tls/redis-cert.pem --key /etc/redis/tls/redis-key.pem --cacert %s '
         '-h 127.0.0.1 -p 6380 --user default --askpass PING < %s 2>&1'
