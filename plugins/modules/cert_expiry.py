@@ -256,11 +256,15 @@ def main():
                              % (params['prometheus_path'], exc))
         report['prometheus_path'] = params['prometheus_path']
     if params['fail_on_warning']:
-        bad = ['%s (%s%s)' % (entry['path'], entry['status'],
-                              ': ' + '; '.join(entry['problems']) if entry['problems'] else '')
-               for entry in report['certs'] + report['crls'] if entry['status'] != 'ok']
-        if bad:
-            module.fail_json(msg='%d certificate(s) or CRL(s) not ok: %s' % (len(bad), ', '.join(bad)), **report)
+        problems = []
+        for kind, entries in (('certificate', report['certs']), ('CRL', report['crls'])):
+            bad = ['%s (%s%s)' % (entry['path'], entry['status'],
+                                  ': ' + '; '.join(entry['problems']) if entry['problems'] else '')
+                   for entry in entries if entry['status'] != 'ok']
+            if bad:
+                problems.append('%d %s(s) not ok: %s' % (len(bad), kind, ', '.join(bad)))
+        if problems:
+            module.fail_json(msg='; '.join(problems), **report)
     module.exit_json(**report)
 
 
