@@ -85,7 +85,7 @@ class LookupModule(LookupBase):
         override, markers = _KINDS[kind]
 
         inventory_dir = self._inventory_dir(variables)
-        explicit = variables.get(override)
+        explicit = variables.get(override) or self._fleet_var(variables, override)
         if explicit:
             explicit = os.path.abspath(os.path.expanduser(str(self._templar.template(explicit))))
             if self._inside_an_inventory_dir(explicit, variables):
@@ -109,6 +109,13 @@ class LookupModule(LookupBase):
                 % (kind, inventory_dir, kind, os.path.basename(inventory_dir), os.path.basename(inventory_dir)))
         project = os.path.dirname(os.path.abspath(str(config)))
         new = os.path.join(project, kind, os.path.basename(inventory_dir))
+        if os.path.basename(str(config)) == '.ansible.cfg' or project == '/etc/ansible':
+            # A user's or the system's ansible.cfg belongs to no project: its directory holds every project.
+            raise AnsibleLookupError(
+                'fleetpki: the ansible.cfg in use is %s, which belongs to no project, so the default %s directory '
+                '(%s) may not be this fleet\'s. Put an ansible.cfg in your project (beside inventories/), or set %s in '
+                'the inventory (for example %s: /srv/fleetpki/%s).'
+                % (config, kind, new, override, override, os.path.basename(inventory_dir)))
         if not (os.path.realpath(inventory_dir) + os.sep).startswith(os.path.realpath(project) + os.sep) \
                 and not _holds_state(old, markers):
             # The ansible.cfg Ansible found (~/.ansible.cfg, /etc/ansible/ansible.cfg, another project's) is not this
@@ -133,6 +140,15 @@ class LookupModule(LookupBase):
             self._warn_inside(kind, old, new)
             return [old]
         return [new]
+
+    @staticmethod
+    def _fleet_var(variables, name):
+        """A variable of the fleet's first host: the implicit localhost is in no inventory group, so a
+        fleetpki_pki_dir set on the fleet's group (not on all) reaches the control node's plays only this way."""
+        if variables.get('inventory_hostname') not in (None, 'localhost'):
+            return None
+        hosts = (variables.get('groups') or {}).get('all') or []
+        return variables['hostvars'][hosts[0]].get(name) if hosts else None
 
     @staticmethod
     def _inventory_dir(variables):

@@ -18,7 +18,8 @@ def users_of(tmp_path, kept_out=(), revoked=None, acl_passwords=None):
         (pki / 'kept-out').mkdir(exist_ok=True)
         (pki / 'kept-out' / host).write_text('revoked\n')
     for host, password in (revoked or {}).items():
-        (pki / 'redis-acl' / ('%s.revoked' % host)).write_text(hashlib.sha256(password.encode()).hexdigest() + '\n')
+        (pki / 'revoked-redis').mkdir(exist_ok=True)
+        (pki / 'revoked-redis' / host).write_text(hashlib.sha256(password.encode()).hexdigest() + '\n')
     fleet = {'vars': {'fleetpki_pki_dir': str(pki), 'fleetpki_redis_acl_passwords': acl_passwords or {}},
              'children': {'redis_servers': {'hosts': {'r1': None}}, 'workers': {'hosts': {'w1': None, 'w2': None}},
                           'redis_clients': {'hosts': {'p1': None}}}}
