@@ -162,8 +162,8 @@ def test_an_inventory_outside_the_project_of_the_ansible_cfg_in_use_is_refused(t
 def test_a_users_own_ansible_cfg_is_no_project(tmp_path):
     """~/.ansible.cfg sits above every project: its pki/ is no fleet's. The run asks for fleetpki_pki_dir."""
     proj, inventory = project(tmp_path, config=False)
-    (tmp_path / '.ansible.cfg').write_text('[defaults]\ninject_facts_as_vars = False\ncollections_path = %s\n'
-                                          'roles_path = %s\n' % (ROOT / 'collections', ROOT / 'roles'))
+    config = '[defaults]\ninject_facts_as_vars = False\ncollections_path = %s\nroles_path = %s\n'
+    (tmp_path / '.ansible.cfg').write_text(config % (ROOT / 'collections', ROOT / 'roles'))
     env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_CONFIG=str(tmp_path / '.ansible.cfg'))
     proc = subprocess.run(['ansible-playbook', '-i', str(inventory), str(ROOT / 'playbooks' / 'pki.yml')],
                           cwd=str(proj), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
