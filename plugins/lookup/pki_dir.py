@@ -109,14 +109,15 @@ class LookupModule(LookupBase):
                 % (kind, inventory_dir, kind, os.path.basename(inventory_dir), os.path.basename(inventory_dir)))
         project = os.path.dirname(os.path.abspath(str(config)))
         new = os.path.join(project, kind, os.path.basename(inventory_dir))
-        if os.path.basename(str(config)) == '.ansible.cfg' or project == '/etc/ansible':
+        # Both refusals guard the PKI (a wrong default would make a new CA); backups may go to the default as before.
+        if kind == 'pki' and (os.path.basename(str(config)) == '.ansible.cfg' or project == '/etc/ansible'):
             # A user's or the system's ansible.cfg belongs to no project: its directory holds every project.
             raise AnsibleLookupError(
                 'fleetpki: the ansible.cfg in use is %s, which belongs to no project, so the default %s directory '
                 '(%s) may not be this fleet\'s. Put an ansible.cfg in your project (beside inventories/), or set %s in '
                 'the inventory (for example %s: /srv/fleetpki/%s).'
                 % (config, kind, new, override, override, os.path.basename(inventory_dir)))
-        if not (os.path.realpath(inventory_dir) + os.sep).startswith(os.path.realpath(project) + os.sep) \
+        if kind == 'pki' and not (os.path.realpath(inventory_dir) + os.sep).startswith(os.path.realpath(project) + os.sep) \
                 and not _holds_state(old, markers):
             # The ansible.cfg Ansible found (~/.ansible.cfg, /etc/ansible/ansible.cfg, another project's) is not this
             # fleet's project: its pki/ may hold nothing, and a run would make a new CA for a fleet that already has

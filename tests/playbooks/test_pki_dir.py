@@ -171,3 +171,18 @@ def test_a_users_own_ansible_cfg_is_no_project(tmp_path):
     flat = ' '.join(proc.stdout.split())
     assert proc.returncode != 0 and 'belongs to no project' in flat, flat[-2000:]
     assert not (tmp_path / 'pki').exists()
+
+
+def test_backups_default_even_for_an_inventory_outside_the_project(tmp_path):
+    """The refusal guards the PKI only: with fleetpki_pki_dir set, an inventory elsewhere (molecule's) still gets
+    the default backup directory, as pki_backup.yml works it out."""
+    proj, inventory = project(tmp_path)
+    elsewhere = tmp_path / 'elsewhere' / 'lab'
+    shutil.move(str(inventory), str(elsewhere))
+    playbook = tmp_path / 'backups.yml'
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                        "    - ansible.builtin.debug:\n        msg: \"BACKUPS {{ lookup('fleetpki.mtls.pki_dir', kind='backups') }}\"\n")
+    rc, out, err = run(proj, ['ansible-playbook', '-i', str(elsewhere), '-e', 'fleetpki_pki_dir=%s' % (tmp_path / 'p'),
+                              str(playbook)])
+    assert rc == 0, (out + err)[-2000:]
+    assert 'BACKUPS %s' % (proj / 'backups' / 'lab') in out
