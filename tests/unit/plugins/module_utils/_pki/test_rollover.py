@@ -54,6 +54,16 @@ def cert_of(directory):
         return handle.read()
 
 
+def start_through_phase_3(dirs, pki):
+    """Phases 1 and 2 done (with a next CA made in phase 1) and phase 3 started, its promotion not yet run."""
+    for phase in (1, 2, 3):
+        dirs.run(action='start', phase=phase)
+        if phase == 1:
+            pki.make_ca(dirs.next)
+        if phase < 3:
+            dirs.run(action='done', phase=phase)
+
+
 def test_no_rollover_signs_and_trusts_the_current_ca(dirs):
     result = dirs.run()
     assert result['changed'] is False and result['state'] == {}
@@ -115,12 +125,7 @@ def test_check_mode_writes_and_moves_nothing(dirs, pki, tmp_path):
     result = dirs.run(check_mode=True, action='start', phase=1)
     assert result['changed'] is True and result['state']['status'] == 'running'
     assert pki.snapshot(tmp_path) == before
-    for phase in (1, 2, 3):
-        dirs.run(action='start', phase=phase)
-        if phase == 1:
-            pki.make_ca(dirs.next)
-        if phase < 3:
-            dirs.run(action='done', phase=phase)
+    start_through_phase_3(dirs, pki)
     before = pki.snapshot(tmp_path)
     result = dirs.run(check_mode=True, action='done', phase=3)
     assert result['changed'] is True and result['promoted'] is True and result['state']['status'] == 'done'
@@ -128,12 +133,7 @@ def test_check_mode_writes_and_moves_nothing(dirs, pki, tmp_path):
 
 
 def test_an_interrupted_promotion_stops_every_run_and_is_finished_by_phase_3(dirs, pki):
-    for phase in (1, 2, 3):
-        dirs.run(action='start', phase=phase)
-        if phase == 1:
-            pki.make_ca(dirs.next)
-        if phase < 3:
-            dirs.run(action='done', phase=phase)
+    start_through_phase_3(dirs, pki)
     new_ca = cert_of(dirs.next)
     # Killed between the two moves: ca/ retired, ca-next/ not yet promoted.
     os.makedirs(dirs.retired)
