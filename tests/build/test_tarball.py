@@ -1,0 +1,205 @@
+"""The collection tarball holds the collection and nothing else, even when built from a dirty working tree.
+
+An operator's checkout gathers things that must never reach Galaxy or an Automation Hub: a virtualenv, test
+caches, bytecode, and above all a PKI directory with a CA key (`make demo` and a first site.yml make one in the
+project). The test copies the tree as git sees it into a temporary directory, adds that dirt, builds with the
+same ansible-galaxy as `make build-check`, and reads the tarball back.
+"""
+import fnmatch
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# What a collection artifact may hold: the collection's own directories and top-level files, and the two files
+# ansible-galaxy writes into every artifact.
+ALLOWED_DIRS = ('plugins', 'roles', 'playbooks', 'meta', 'docs', 'changelogs')
+ALLOWED_TOP_FILES = {'README.md', 'LICENSE', 'CHANGELOG.md', 'MANIFEST.json', 'FILES.json'}
+
+# The dirt: files an operator's or a contributor's tree really holds (a PKI directory's names come from the
+# engine's store and the roles' redis-acl/ password files, which have no extension).
+DIRT = {
+    '.venv/pyvenv.cfg': 'home = /usr/bin\n',
+    '.venv/lib/python3.11/site-packages/fake_module.py': 'SECRET = 1\n',
+    '.venv-c38/lib/python3.11/site-packages/fake_module.py': 'SECRET = 1\n',
+    '.pytest_cache/v/cache/nodeids': '[]\n',
+    '.build/galaxy/fleetpki-mtls-0.0.1.tar.gz': 'old artifact\n',
+    'plugins/modules/__pycache__/pki_ca.cpython-311.pyc': 'bytecode',
+    'plugins/module_utils/_pki/__pycache__/x.pyc': 'bytecode',
+    'plugins/filter/stale.pyc': 'bytecode',
+    'pki/lab/ca/ca-key.pem': '-----BEGIN ENCRYPTED PRIVATE KEY-----\n',
+    'pki/lab/ca/ca-cert.pem': '-----BEGIN CERTIFICATE-----\n',
+    'pki/lab/ca/metadata.json': '{}\n',
+    'pki/lab/redis-acl/worker1': 'a-redis-password-made-once\n',
+    'pki/lab/rollover.json': '{}\n',
+    'backups/lab/pki-backup-20261129.tar.enc': 'ciphertext',
+    'roles/pki/files/ca-key.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'roles/pki/files/pki/redis-acl/fleetpki-admin': 'admin-password\n',
+    'stray.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'playbooks/stray-key.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'playbooks/pki/ca/ca-key.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'playbooks/pki/redis-acl/worker1': 'a-redis-password\n',
+    'docs/examples/host-key.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'inventories/x/pki/ca/ca-key.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'inventories/x/hosts.yml': 'all: {}\n',
+    'inventories/x/backups/b.tar.enc': 'ciphertext',
+    'roles/redis_tls/tasks/main.yml~': 'editor backup\n',
+    'roles/redis_tls/tasks/.main.yml.swp': 'editor swap\n',
+    'meta/runtime.yml.bak': 'backup\n',
+    'tests/output/junit.xml': '<x/>\n',
+    'notes.txt': 'an operator note\n',
+    'requirements-local.txt': 'something==1.0\n',
+}
+
+# Extensions that may ship under each directory (the same list as galaxy.yml's manifest).
+SHIPPED_EXTENSIONS = {
+    'plugins': ('.py', '.yml', '.yaml'),
+    'roles': ('.yml', '.yaml', '.j2', '.md', '.py', '.sh'),
+    'playbooks': ('.yml', '.yaml'),
+    'meta': ('.yml', '.txt'),
+    'docs': ('.md', '.rst', '.yml', '.yaml'),
+    'changelogs': ('.yml', '.yaml'),
+}
+
+
+def ansible_galaxy():
+    """The ansible-galaxy of .venv (the one `make build-check` uses), else the one beside this Python."""
+    for candidate in (ROOT / '.venv' / 'bin' / 'ansible-galaxy', pathlib.Path(sys.executable).parent / 'ansible-galaxy'):
+        if candidate.exists():
+            return str(candidate)
+    pytest.skip('no ansible-galaxy: run make setup')
+    return None
+
+
+def tracked_files():
+    """Tracked and new (not ignored) files, as `make ansible-test-tree` copies them."""
+    out = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard', '-z'], cwd=str(ROOT), check=True,
+                         stdout=subprocess.PIPE).stdout.decode()
+    return [name for name in out.split('\0') if name and (ROOT / name).exists()]
+
+
+def copy_tree(dest):
+    for name in tracked_files():
+        src = ROOT / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            # collections/ansible_collections/fleetpki/mtls points back at the tree: keep it a link, as in a checkout
+            os.symlink(os.readlink(src), target)
+        elif src.is_file():
+            shutil.copy2(src, target)
+
+
+@pytest.fixture(scope='module')
+def built(tmp_path_factory):
+    """(source tree, tarball member names, FILES.json names) of a build from a dirty copy of the tree."""
+    tree = tmp_path_factory.mktemp('tree') / 'mtls'
+    tree.mkdir()
+    copy_tree(tree)
+    for name, text in DIRT.items():
+        path = tree / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    out = tmp_path_factory.mktemp('out')
+    env = {key: value for key, value in os.environ.items() if key not in ('ANSIBLE_CONFIG', 'PYTHONPATH')}
+    env['ANSIBLE_NOCOLOR'] = '1'
+    proc = subprocess.run([ansible_galaxy(), 'collection', 'build', '--output-path', str(out), str(tree)],
+                          cwd=str(tree), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout
+    tarballs = list(out.glob('fleetpki-mtls-*.tar.gz'))
+    assert len(tarballs) == 1, proc.stdout
+    with tarfile.open(str(tarballs[0])) as tar:
+        members = {member.name[2:] if member.name.startswith('./') else member.name
+                   for member in tar.getmembers() if member.isfile()}
+        files_json = json.load(tar.extractfile('FILES.json'))
+    listed = {entry['name'] for entry in files_json['files'] if entry['ftype'] == 'file'}
+    return tree, members, listed
+
+
+def test_no_dirt_in_tarball(built):
+    _, members, _ = built
+    shipped_dirt = sorted(name for name in DIRT if name in members)
+    assert not shipped_dirt, 'dirt from the working tree is in the tarball: %s' % shipped_dirt
+
+
+def test_no_secret_or_cache_anywhere(built):
+    _, members, _ = built
+    bad = []
+    for name in members:
+        parts = name.split('/')
+        base = parts[-1]
+        if any(fnmatch.fnmatch(base, pattern) for pattern in ('*.pem', '*.key', '*.pyc', '*.pyo', '*~', '*.bak',
+                                                                '*.tar.gz', '*.tar.enc', '*.swp')):
+            bad.append(name)
+        elif any(part.startswith('.') or part in ('__pycache__', 'backups', 'redis-acl') for part in parts):
+            bad.append(name)
+        # roles/pki is the role of that name; a directory called pki anywhere else is a PKI directory
+        elif 'pki' in parts[:-1] and parts[:2] != ['roles', 'pki']:
+            bad.append(name)
+        elif parts[:2] == ['roles', 'pki'] and 'pki' in parts[2:-1]:
+            bad.append(name)
+    assert not sorted(bad), 'keys, PKI or cache files in the tarball: %s' % sorted(bad)
+
+
+def test_every_member_is_allowlisted(built):
+    _, members, _ = built
+    outside = sorted(name for name in members
+                     if name not in ALLOWED_TOP_FILES and name.split('/')[0] not in ALLOWED_DIRS)
+    assert not outside, 'tarball members outside the collection allowlist: %s' % outside
+    wrong_type = sorted(name for name in members if '/' in name
+                        and not name.endswith(SHIPPED_EXTENSIONS[name.split('/')[0]]))
+    assert not wrong_type, 'tarball members of a type the allowlist does not name: %s' % wrong_type
+
+
+def test_files_json_matches_members(built):
+    _, members, listed = built
+    assert listed == members - {'MANIFEST.json', 'FILES.json'}
+
+
+def test_expected_files_ship(built):
+    tree, members, _ = built
+    expected = {'README.md', 'LICENSE', 'CHANGELOG.md', 'meta/runtime.yml', 'meta/execution-environment.yml',
+                'meta/ee-requirements.txt', 'meta/ee-bindep.txt',
+                'changelogs/config.yaml', 'changelogs/changelog.yaml'}
+    expected.update(str(path.relative_to(tree)) for path in (tree / 'plugins' / 'modules').glob('*.py'))
+    expected.update(str(path.relative_to(tree)) for path in (tree / 'playbooks').glob('*.yml'))
+    for role in sorted(path.parent.parent for path in (tree / 'roles').glob('*/meta/argument_specs.yml')):
+        expected.update('roles/%s/%s' % (role.name, name) for name in ('meta/argument_specs.yml', 'meta/main.yml',
+                                                                       'tasks/main.yml'))
+    missing = sorted(expected - members)
+    assert not missing, 'expected in the tarball but missing: %s' % missing
+
+
+def test_every_role_has_its_readme(built):
+    """galaxy-importer refuses a collection whose roles have no README.md ("No role readme found")."""
+    tree, members, _ = built
+    roles = sorted(path.name for path in (tree / 'roles').iterdir() if path.is_dir())
+    missing = [role for role in roles if 'roles/%s/README.md' % role not in members]
+    assert not missing, 'roles without a README.md in the tarball: %s' % missing
+
+
+def test_every_collection_file_of_the_tree_ships(built):
+    """The allowlist keeps up with the tree: a new file type under a collection directory is a decision."""
+    tree, members, _ = built
+    wanted = {name for name in tracked_files()
+              if (name.split('/')[0] in ALLOWED_DIRS or name in ALLOWED_TOP_FILES) and not (ROOT / name).is_symlink()}
+    missing = sorted(wanted - members)
+    assert not missing, 'tracked collection files not in the tarball (extend galaxy.yml manifest?): %s' % missing
+
+
+def test_galaxy_yml_has_no_placeholder():
+    galaxy = yaml.safe_load((ROOT / 'galaxy.yml').read_text())
+    for key in ('repository', 'documentation', 'homepage', 'issues'):
+        value = galaxy.get(key)
+        assert not value or 'example.' not in value, '%s: %s is a placeholder' % (key, value)
+    assert 'build_ignore' not in galaxy, 'build_ignore is a blocklist; galaxy.yml manifest: is the allowlist'
+    assert galaxy.get('manifest', {}).get('omit_default_directives') is True
