@@ -1,36 +1,52 @@
 #!/usr/bin/env bash
-# Build the lab image offline: a Debian 12 root filesystem with systemd, Redis and the reference services'
-# dependencies (mmdebstrap from the Debian mirror), imported into Docker. No registry pull is needed.
-#   lab/build-image.sh [IMAGE]          (default fleetpki-lab:bookworm; skipped when the image exists)
-#   FLEETPKI_LAB_REBUILD=1 lab/build-image.sh   rebuilds it
-# Where pulls work, lab/Dockerfile builds the same image: docker build -t fleetpki-lab:bookworm lab/
+# Build the lab image offline: a Debian 12 root filesystem with systemd, sshd, sudo, Redis and the reference
+# services' dependencies (mmdebstrap from the Debian mirror), imported into Docker. No registry pull is needed.
+#   lab/build-image.sh [IMAGE]          (default fleetpki-lab:bookworm)
+#   FLEETPKI_LAB_REBUILD=1 lab/build-image.sh   rebuilds it anyway
+#   lab/build-image.sh --inputs-hash    prints the hash of the inputs (the label below) and exits
+# The image carries a label with a hash of its inputs (this script, the package list, lab/image/): an existing
+# image is reused only when its label matches, so a developer's image from older inputs is rebuilt, not reused.
+# Where pulls work, lab/Dockerfile builds the same image (see there for the label).
 set -euo pipefail
-image=${1:-fleetpki-lab:bookworm}
 here=$(cd "$(dirname "$0")" && pwd)
+label=org.fleetpki.lab.inputs
+
+inputs_hash() {
+  # Paths relative to lab/ and file modes are part of the hash: a renamed or newly executable file counts.
+  (cd "$here" && find build-image.sh image-packages.txt image -type f -print0 | LC_ALL=C sort -z \
+    | xargs -0 stat -c '%n %a' && find build-image.sh image-packages.txt image -type f -print0 \
+    | LC_ALL=C sort -z | xargs -0 cat) | sha256sum | cut -c1-16
+}
+want=$(inputs_hash)
+if [ "${1:-}" = --inputs-hash ]; then
+  echo "$want"
+  exit 0
+fi
+image=${1:-fleetpki-lab:bookworm}
 
 if [ -z "${FLEETPKI_LAB_REBUILD:-}" ] && docker image inspect "$image" >/dev/null 2>&1; then
-  echo "lab image $image exists (FLEETPKI_LAB_REBUILD=1 to rebuild)"
-  exit 0
+  have=$(docker image inspect -f "{{index .Config.Labels \"$label\"}}" "$image" 2>/dev/null || true)
+  if [ "$have" = "$want" ]; then
+    echo "lab image $image is up to date (inputs $want; FLEETPKI_LAB_REBUILD=1 to rebuild)"
+    exit 0
+  fi
+  echo "lab image $image was built from other inputs (${have:-unlabelled}, now $want): rebuilding"
 fi
 
 packages=$(grep -v '^#' "$here/image-packages.txt" | tr '\n' ',' | sed 's/,*$//')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Lab-only tweaks baked into the image (never into the roles):
-# Debian's redis unit fails with 217/USER in a container because of PrivateUsers=true.
-mkdir -p "$work/overlay/etc/systemd/system/redis-server.service.d"
-cp "$here/image/redis-server-lab.conf" "$work/overlay/etc/systemd/system/redis-server.service.d/lab.conf"
-
+# Lab-only files (sshd, sudo, systemd drop-ins: lab/image/overlay) and lab/image/setup.sh, never the roles.
 mmdebstrap --variant=apt --include="$packages" \
-  --customize-hook="copy-in $work/overlay/etc/systemd/system/redis-server.service.d /etc/systemd/system/" \
-  --customize-hook='chroot "$1" systemctl mask getty@tty1.service console-getty.service systemd-logind.service' \
-  --customize-hook='chroot "$1" systemctl disable redis-server.service' \
-  --customize-hook='rm -f "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id; : > "$1"/etc/machine-id' \
+  --customize-hook="sync-in $here/image/overlay /" \
+  --customize-hook="copy-in $here/image/setup.sh /tmp" \
+  --customize-hook='chroot "$1" sh /tmp/setup.sh && rm -f "$1"/tmp/setup.sh' \
   bookworm "$work/rootfs.tar"
 
 docker import \
   -c 'CMD ["/lib/systemd/systemd"]' \
   -c 'ENV container=docker' \
+  -c "LABEL $label=$want" \
   "$work/rootfs.tar" "$image"
-echo "lab image $image built"
+echo "lab image $image built (inputs $want)"
