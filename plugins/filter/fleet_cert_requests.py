@@ -36,6 +36,14 @@ options:
     description: One client certificate for all workers.
     type: bool
     default: false
+  skip_invalid:
+    description:
+      - Leave out the hosts whose certificate cannot be made (a name that is not a DNS name or an IP address, two
+        certificates with the same name) instead of failing on the first one.
+      - For a caller that lists those problems itself, as the preflight of C(playbooks/pki.yml) does with
+        P(fleetpki.mtls.fleet_preflight#filter), so that they are reported with every other problem of the fleet.
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -64,6 +72,16 @@ CERT_ROLES = (
 )
 
 
+# RFC 1123 host names (what a certificate's dNSName holds): labels of letters, digits and "-", neither first nor
+# last, 1 to 63 characters, at most 253 in all. Upper case is accepted: the certificate carries the lower-case name.
+_HOSTNAME_RULE = ('labels of letters, digits and "-" (not first or last), 1 to 63 characters each, at most 253 in '
+                  'all')
+
+
+class _BadName(ValueError):
+    pass
+
+
 def _names_of(host, host_vars):
     """DNS names and IPs a host's certificate must carry, from inventory data."""
     dns, ips = [], []
@@ -77,12 +95,12 @@ def _names_of(host, host_vars):
         elif is_hostname(value):
             dns.append(value.lower())
         elif value == host:
-            raise AnsibleFilterError(
-                'inventory host %r is neither a host name nor an IP address, so it cannot be a certificate SAN; '
-                'rename it (letters, digits, "-" and ".") or set pki_extra_sans' % host)
+            raise _BadName(
+                "inventory host %r is neither a host name nor an IP address, so it cannot be a certificate's DNS "
+                'name (%s): rename it in the inventory' % (host, _HOSTNAME_RULE))
         else:
-            raise AnsibleFilterError('host %s: SAN %r (ansible_host or pki_extra_sans) is neither a host name nor '
-                                     'an IP address' % (host, value))
+            raise _BadName('%s: SAN %r (ansible_host or pki_extra_sans) is neither a DNS name (%s) nor an IP '
+                           'address: fix it in the inventory' % (host, value, _HOSTNAME_RULE))
     return sorted(set(dns)), sorted(set(ips))
 
 
@@ -94,29 +112,45 @@ def fleet_cert_name(host, role, shared_worker_cert=False):
     return '%s-%s' % (role, host.lower())
 
 
-def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False):
-    requests, seen, done = [], {}, set()
+def plan_cert_requests(hosts, hostvars, groups, shared_worker_cert=False):
+    """(requests, problems): the requests of every host whose certificate can be made, and one message for each
+    host whose certificate cannot (a bad name or SAN, a name taken by another host)."""
+    requests, problems, seen, done = [], [], {}, set()
     for host in hosts:
         if host in done:
             continue  # a host in several groups is listed once per group
         done.add(host)
         host_vars = hostvars[host]
+        names = None
         for group, role, usage in CERT_ROLES:
             if host not in (groups.get(group) or []):
                 continue
-            dns, ips = _names_of(host, host_vars)
+            if names is None:
+                try:
+                    names = _names_of(host, host_vars)
+                except _BadName as error:
+                    problems.append(str(error))
+                    break
+            dns, ips = names
             name = fleet_cert_name(host, role, shared_worker_cert)
             if name == 'worker-shared':
                 dns, ips = ['worker-shared'], []
             if name in seen:
-                if name == 'worker-shared':
-                    continue
-                raise AnsibleFilterError('two certificates named %s (hosts %s and %s); inventory names must be '
-                                         'unique per role' % (name, seen[name], host))
+                if name != 'worker-shared':
+                    problems.append('two certificates named %s (hosts %s and %s); inventory names must be unique '
+                                    'per role, upper and lower case alike: rename one' % (name, seen[name], host))
+                continue
             seen[name] = host
             common_name = host.lower() if host.lower() in dns else (dns[0] if dns else ips[0])
             requests.append({'name': name, 'host': host, 'role': role, 'usage': usage,
                              'common_name': common_name, 'dns': dns, 'ip': ips})
+    return requests, problems
+
+
+def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False, skip_invalid=False):
+    requests, problems = plan_cert_requests(hosts, hostvars, groups, shared_worker_cert)
+    if problems and not skip_invalid:
+        raise AnsibleFilterError(' | '.join(problems))
     return requests
 
 

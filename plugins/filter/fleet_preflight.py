@@ -12,7 +12,9 @@ version_added: 0.1.0
 description:
   - Checks the whole fleet in one pass (so it costs the same under C(--limit) and stays linear in the number of
     hosts) and returns a list of messages, empty when all is well.
-  - "Checks: a Redis server and a worker exist; every Redis host has distinct TLS and plaintext ports; every Redis
+  - "Checks: every fleet host's inventory name, C(ansible_host) and C(pki_extra_sans) can be a certificate SAN (an
+    RFC 1123 DNS name or an IP address) and no two hosts get a certificate of the same name; a Redis server and a
+    worker exist; every Redis host has distinct TLS and plaintext ports; every Redis
     password an operator sets (C(fleetpki_redis_admin_password), the values of C(fleetpki_redis_acl_passwords), a
     worker's C(worker_tls_redis_password)) is 16 to 128 of letters, digits and C(. _ ~ + / = @ % : , -), so that
     it survives module arguments and C(.env) lines unchanged; every Redis client host (workers, redis_clients) has
@@ -71,6 +73,8 @@ except ImportError:  # pragma: no cover (Python 2)
     from urlparse import urlsplit
 
 from ansible.utils.display import Display
+
+from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import CERT_ROLES, plan_cert_requests
 
 _display = Display()
 
@@ -217,9 +221,17 @@ def fleet_preflight_warnings(requests, hostvars, groups):
     return warnings
 
 
+def request_problems(hostvars, groups):
+    """Hosts whose certificate cannot be made (bad name or SAN, duplicate name), which the requests left out
+    (fleet_cert_requests with skip_invalid): listed here with every other problem, not as a filter error."""
+    hosts = [host for group, _role, _usage in CERT_ROLES for host in (groups.get(group) or [])]
+    return plan_cert_requests(hosts, hostvars, groups)[1]
+
+
 def _all_problems(requests, hostvars, groups):
     """fleet_preflight as the playbooks call it: every check, so the fleet's problems are listed at once."""
-    return fleet_preflight(requests, hostvars, groups) + cert_name_problems(requests, hostvars, groups)
+    return (request_problems(hostvars, groups) + fleet_preflight(requests, hostvars, groups)
+            + cert_name_problems(requests, hostvars, groups))
 
 
 class FilterModule:

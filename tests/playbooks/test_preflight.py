@@ -91,7 +91,8 @@ def test_two_certificates_with_the_same_name(tmp_path):
 def test_inventory_name_that_cannot_be_a_san(tmp_path):
     groups = dict(FLEET, workers=['pf_worker1'])
     rc, output = site(inventory(tmp_path, groups))
-    assert_stopped_before_any_change(tmp_path, rc, output, "inventory host 'pf_worker1' is neither a host name")
+    assert_stopped_before_any_change(tmp_path, rc, output,
+                                     "inventory host 'pf_worker1' is neither a host name nor an IP address, so it cannot be")
 
 
 @pytest.mark.parametrize('limit', ['pf-worker1', 'pf-redis1'])
