@@ -31,6 +31,10 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to diff.
+  action_group:
+    support: full
+    membership: [fleetpki.mtls.pki]
+    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
 options:
   paths:
     description: Certificate files, or directories whose C(*-cert.pem) files are read.
@@ -72,6 +76,16 @@ options:
     type: list
     elements: path
     default: []
+  ca_dir:
+    description:
+      - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
+        every module of the group (a module refuses an argument it does not know).
+    type: path
+  ca_passphrase:
+    description:
+      - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
+        every module of the group. Never logged.
+    type: str
 notes:
   - The key beside C(name-cert.pem) is C(name-key.pem); beside C(name.crt) it is C(name.key).
 seealso:
@@ -234,6 +248,9 @@ def main():
             prometheus_path=dict(type='path'),
             prometheus_labels=dict(type='dict', default={}),
             crl_paths=dict(type='list', elements='path', default=[]),
+            # module_defaults for group/fleetpki.mtls.pki hands these to every module of the group
+            ca_dir=dict(type='path'),
+            ca_passphrase=dict(type='str', no_log=True),
         ),
         supports_check_mode=True,
     )

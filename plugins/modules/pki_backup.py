@@ -13,7 +13,7 @@ version_added: 0.2.0
 description:
   - O(state=backup) writes the whole PKI directory O(pki_dir) (CA key and certificate, metadata, CRLs, issued keys
     and certificates, bundles, rollover state) into one encrypted archive O(archive), mode 0600, in one rename.
-  - The archive is a gzip'd tar encrypted with AES-256-GCM under a key derived from O(passphrase) by scrypt with a
+  - The archive is a gzip'd tar encrypted with AES-256-GCM under a key derived from O(backup_passphrase) by scrypt with a
     random salt, behind a small versioned header. It is made in Python; no openssl or gpg is run.
   - Left out of the archive are temp files of killed runs (C(.fleetpki-tmp-*)), lock files (C(*.lock), C(*.lck))
     and the C(metrics/) directory. Links, devices and unreadable files stop the backup with a message naming them.
@@ -42,6 +42,10 @@ attributes:
   diff_mode:
     support: none
     description: No diff is shown; the result says what changed, never file content.
+  action_group:
+    support: full
+    membership: [fleetpki.mtls.pki]
+    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
 options:
   state:
     description: What to do.
@@ -60,12 +64,24 @@ options:
       - Path of the encrypted archive. Must be outside O(pki_dir). Its directory is created with mode 0700.
     type: path
     required: true
-  passphrase:
+  backup_passphrase:
     description:
       - Passphrase the archive key is derived from (scrypt). Keep it in ansible-vault, and a copy apart from the
         archive, since without it the archive cannot be read. Never logged.
+      - Not the CA key's passphrase (O(ca_passphrase)): the archive holds the CA key as it is on disk.
     type: str
     required: true
+    aliases: [passphrase]
+  ca_dir:
+    description:
+      - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
+        every module of the group (a module refuses an argument it does not know).
+    type: path
+  ca_passphrase:
+    description:
+      - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
+        every module of the group. Never logged.
+    type: str
   force:
     description:
       - With O(state=restore) only. Restore even when O(pki_dir) holds another CA or files that differ from the
@@ -75,7 +91,7 @@ options:
 notes:
   - A wrong passphrase, a corrupted, truncated or foreign archive stops the module with a message that names the
     archive and what to do; nothing is changed.
-  - An existing O(archive) that cannot be read with O(passphrase) is never overwritten by O(state=backup).
+  - An existing O(archive) that cannot be read with O(backup_passphrase) is never overwritten by O(state=backup).
   - The modification times of files are not kept; restored files get the time of the restore.
 seealso:
   - module: fleetpki.mtls.pki_ca
@@ -88,7 +104,7 @@ EXAMPLES = r'''
     state: backup
     pki_dir: "{{ lookup('fleetpki.mtls.pki_dir') }}"
     archive: "{{ lookup('fleetpki.mtls.pki_dir', kind='backups') }}/pki-{{ now(utc=true, fmt='%Y-%m-%d') }}.fpkb"
-    passphrase: "{{ vault_pki_backup_passphrase }}"
+    backup_passphrase: "{{ vault_pki_backup_passphrase }}"
   register: backup
 
 - name: Check that an archive decrypts, and which CA it holds
@@ -96,7 +112,7 @@ EXAMPLES = r'''
     state: verify
     pki_dir: "{{ lookup('fleetpki.mtls.pki_dir') }}"
     archive: /mnt/offsite/pki-2025-01-31.fpkb
-    passphrase: "{{ vault_pki_backup_passphrase }}"
+    backup_passphrase: "{{ vault_pki_backup_passphrase }}"
   register: archive_info
 
 - name: Restore, moving a PKI directory with another CA aside
@@ -104,7 +120,7 @@ EXAMPLES = r'''
     state: restore
     pki_dir: "{{ lookup('fleetpki.mtls.pki_dir') }}"
     archive: /mnt/offsite/pki-2025-01-31.fpkb
-    passphrase: "{{ vault_pki_backup_passphrase }}"
+    backup_passphrase: "{{ vault_pki_backup_passphrase }}"
     force: true
 '''
 
@@ -163,7 +179,10 @@ def main():
             state=dict(type='str', default='backup', choices=list(STATES)),
             pki_dir=dict(type='path', required=True),
             archive=dict(type='path', required=True),
-            passphrase=dict(type='str', required=True, no_log=True),
+            backup_passphrase=dict(type='str', required=True, no_log=True, aliases=['passphrase']),
+            # module_defaults for group/fleetpki.mtls.pki hands these to every module of the group
+            ca_dir=dict(type='path'),
+            ca_passphrase=dict(type='str', no_log=True),
             force=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
@@ -178,7 +197,7 @@ def main():
         state=params['state'],
         pki_dir=params['pki_dir'],
         archive=params['archive'],
-        passphrase=params['passphrase'],
+        passphrase=params['backup_passphrase'],
         force=params['force'],
     )
     try:

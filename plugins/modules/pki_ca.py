@@ -11,11 +11,11 @@ module: pki_ca
 short_description: Create or load the fleet's internal root CA on the control node
 version_added: 0.1.0
 description:
-  - Creates a self-signed root CA in O(dir) as C(ca-key.pem) (mode 0600) and C(ca-cert.pem) (mode 0644), or loads
+  - Creates a self-signed root CA in O(ca_dir) as C(ca-key.pem) (mode 0600) and C(ca-cert.pem) (mode 0644), or loads
     and validates the CA already there.
-  - An existing valid CA is never replaced unless O(force=true); a replaced CA is moved to C(retired/) in O(dir),
+  - An existing valid CA is never replaced unless O(force=true); a replaced CA is moved to C(retired/) in O(ca_dir),
     never deleted.
-  - Pointing O(dir) at the old scripts' C(pki/ca) directory (C(ca-key.pem) + C(ca-cert.pem)) adopts that CA as it
+  - Pointing O(ca_dir) at the old scripts' C(pki/ca) directory (C(ca-key.pem) + C(ca-cert.pem)) adopts that CA as it
     is. A CA key readable by others is reset to mode 0600 (reported as changed).
   - The certificate has BasicConstraints CA:TRUE (critical), KeyUsage keyCertSign and cRLSign (critical), and a
     SubjectKeyIdentifier.
@@ -31,11 +31,16 @@ attributes:
   diff_mode:
     support: full
     description: Shows subject, serial, fingerprint and expiry before and after; never key material.
+  action_group:
+    support: full
+    membership: [fleetpki.mtls.pki]
+    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
 options:
-  dir:
+  ca_dir:
     description: Directory that holds (or will hold) C(ca-key.pem) and C(ca-cert.pem). Created with mode 0700.
     type: path
     required: true
+    aliases: [dir]
   common_name:
     description: Common name of a new CA. At most 64 characters, no control characters, no surrounding spaces.
     type: str
@@ -68,7 +73,7 @@ options:
     description:
       - BasicConstraints pathLenConstraint. Omit for no limit, which leaves room for an intermediate CA later.
     type: int
-  passphrase:
+  ca_passphrase:
     description:
       - Encrypts a new CA key with this passphrase (PKCS#8, best available encryption).
       - Required to load an encrypted CA key. Never logged.
@@ -76,6 +81,7 @@ options:
         derives its key with PBKDF2 at 2048 rounds. An existing key encrypted with a shorter one still loads, with a
         warning.
     type: str
+    aliases: [passphrase]
   renew_days:
     description:
       - When the existing CA certificate expires within this many days, re-issue it with the SAME key and subject
@@ -104,12 +110,12 @@ options:
     default: []
   force:
     description:
-      - Replace the CA in O(dir) with a new one even when it is valid. The old files are moved to C(retired/).
+      - Replace the CA in O(ca_dir) with a new one even when it is valid. The old files are moved to C(retired/).
       - Every leaf certificate must then be re-issued; prefer the rollover playbook on a live fleet.
     type: bool
     default: false
 notes:
-  - A missing, corrupt or mismatched CA file, a wrong passphrase, an expired CA or an unwritable O(dir) stops the
+  - A missing, corrupt or mismatched CA file, a wrong passphrase, an expired CA or an unwritable O(ca_dir) stops the
     module with a message naming the file and the fix; no file is changed.
 seealso:
   - module: fleetpki.mtls.pki_leaf
@@ -119,22 +125,22 @@ seealso:
 EXAMPLES = r'''
 - name: Create or load the internal root CA
   fleetpki.mtls.pki_ca:
-    dir: "{{ playbook_dir }}/pki/ca"
+    ca_dir: "{{ playbook_dir }}/pki/ca"
     common_name: Acme Fleet Root CA
     organization: Acme
   register: ca
 
 - name: A CA that may certify only the fleet's names and network (for hosts' system trust stores)
   fleetpki.mtls.pki_ca:
-    dir: "{{ playbook_dir }}/pki/ca"
+    ca_dir: "{{ playbook_dir }}/pki/ca"
     common_name: Acme Fleet Root CA
     name_constraints_permitted_dns: [fleet.example.com, localhost]
     name_constraints_permitted_ip: [10.20.0.0/16, 127.0.0.1/32]
 
 - name: Adopt the CA made by the old openssl scripts, encrypted key
   fleetpki.mtls.pki_ca:
-    dir: /srv/old-scripts/pki/ca
-    passphrase: "{{ vault_ca_passphrase }}"
+    ca_dir: /srv/old-scripts/pki/ca
+    ca_passphrase: "{{ vault_ca_passphrase }}"
   no_log: false
 
 - name: Show when the CA expires
@@ -242,7 +248,7 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import P
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            dir=dict(type='path', required=True),
+            ca_dir=dict(type='path', required=True, aliases=['dir']),
             common_name=dict(type='str', default='Internal Root CA'),
             organization=dict(type='str'),
             organizational_unit=dict(type='str'),
@@ -252,7 +258,7 @@ def main():
             key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
             valid_days=dict(type='int', default=3650),
             path_length=dict(type='int'),
-            passphrase=dict(type='str', no_log=True),
+            ca_passphrase=dict(type='str', no_log=True, aliases=['passphrase']),
             force=dict(type='bool', default=False),
             renew_days=dict(type='int', default=0),
             name_constraints_permitted_dns=dict(type='list', elements='str', default=[]),
@@ -265,12 +271,12 @@ def main():
 
     params = module.params
     manager = CaManager(
-        directory=params['dir'],
+        directory=params['ca_dir'],
         common_name=params['common_name'],
         subject_fields=dict((field, params[field]) for field in SUBJECT_FIELDS),
         key_type=params['key_type'],
         valid_days=params['valid_days'],
-        passphrase=params['passphrase'],
+        passphrase=params['ca_passphrase'],
         force=params['force'],
         path_length=params['path_length'],
         renew_days=params['renew_days'],

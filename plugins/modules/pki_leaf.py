@@ -41,6 +41,10 @@ attributes:
   diff_mode:
     support: full
     description: Shows serial, expiry, SANs, usage and key type of each changed certificate; never key material.
+  action_group:
+    support: full
+    membership: [fleetpki.mtls.pki]
+    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
 options:
   ca_dir:
     description: Directory of the CA made by M(fleetpki.mtls.pki_ca) (C(ca-key.pem), C(ca-cert.pem)).
@@ -57,9 +61,10 @@ options:
     description: Re-issue every certificate in O(certs).
     type: bool
     default: false
-  dir:
+  issued_dir:
     description: Output directory for entries of O(certs) that do not set their own C(dir).
     type: path
+    aliases: [dir]
   details:
     description:
       - Return every field of each certificate in RV(certs) (paths, SANs, usage, key type, fingerprint).
@@ -78,7 +83,7 @@ options:
         type: str
         required: true
       dir:
-        description: Directory for this certificate's files. Defaults to the module option O(dir).
+        description: Directory for this certificate's files. Defaults to the module option O(issued_dir).
         type: path
       common_name:
         description:
@@ -128,7 +133,7 @@ EXAMPLES = r'''
 - name: Issue every certificate the fleet needs in one task
   fleetpki.mtls.pki_leaf:
     ca_dir: "{{ playbook_dir }}/pki/ca"
-    dir: "{{ playbook_dir }}/pki/issued"
+    issued_dir: "{{ playbook_dir }}/pki/issued"
     certs:
       - name: redis1
         dns: [redis1, redis1.example.com]
@@ -149,8 +154,27 @@ EXAMPLES = r'''
     ca_dir: /srv/pki/ca
     ca_passphrase: "{{ vault_ca_passphrase }}"
     renew_days: 45
-    dir: /srv/pki/issued
+    issued_dir: /srv/pki/issued
     certs: "{{ fleet_cert_requests }}"
+
+- name: The CA set once for every module of the group fleetpki.mtls.pki (module_defaults on a block or play)
+  module_defaults:
+    group/fleetpki.mtls.pki:
+      ca_dir: /srv/pki/ca
+      ca_passphrase: "{{ vault_ca_passphrase }}"
+  block:
+    - name: Make or load the CA
+      fleetpki.mtls.pki_ca:
+        common_name: Acme Fleet Root CA
+
+    - name: Issue or renew the fleet's certificates
+      fleetpki.mtls.pki_leaf:
+        issued_dir: /srv/pki/issued
+        certs: "{{ fleet_cert_requests }}"
+
+    - name: Publish the CA's CRL
+      fleetpki.mtls.pki_crl:
+        crl_days: 30
 
 - name: List what was re-issued and why
   ansible.builtin.debug:
@@ -251,7 +275,7 @@ def main():
             ca_passphrase=dict(type='str', no_log=True),
             renew_days=dict(type='int', default=30),
             force=dict(type='bool', default=False),
-            dir=dict(type='path'),
+            issued_dir=dict(type='path', aliases=['dir']),
             details=dict(type='bool', default=False),
             certs=dict(type='list', elements='dict', required=True, options=dict(
                 name=dict(type='str', required=True),
@@ -277,7 +301,7 @@ def main():
             ca_passphrase=params['ca_passphrase'],
             renew_days=params['renew_days'],
             force=params['force'],
-            default_dir=params['dir'],
+            default_dir=params['issued_dir'],
         )
         certs = issuer.run(check_mode=module.check_mode, details=params['details'])
     except PkiError as exc:

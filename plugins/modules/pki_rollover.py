@@ -36,6 +36,10 @@ attributes:
   diff_mode:
     support: none
     description: The result's C(state) is the state after the run.
+  action_group:
+    support: full
+    membership: [fleetpki.mtls.pki]
+    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
 options:
   state_file:
     description: The rollover state file (in the roles, C(pki_rollover_state_file), default C(<pki_dir>/rollover.json)).
@@ -75,6 +79,12 @@ options:
     description: Common name of the current CA when the state records none; the next CA is named after it and the id.
     type: str
     default: Internal Root CA
+  ca_passphrase:
+    description:
+      - Not used by this module (it moves CA directories and never loads a key; M(fleetpki.mtls.pki_ca) makes the next
+        CA). Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for every module of the
+        group. Never logged.
+    type: str
 seealso:
   - module: fleetpki.mtls.pki_ca
 '''
@@ -163,6 +173,8 @@ def main():
             requested_phase=dict(type='str'),
             new=dict(type='bool', default=False),
             ca_common_name=dict(type='str', default='Internal Root CA'),
+            # module_defaults for group/fleetpki.mtls.pki hands it to every module of the group
+            ca_passphrase=dict(type='str', no_log=True),
         ),
         required_if=[('action', 'start', ['phase']), ('action', 'done', ['phase'])],
         supports_check_mode=True,

@@ -362,7 +362,7 @@ class BackupManager:
 
     def _check_passphrase(self):
         if not self.passphrase:
-            raise PkiError('passphrase is empty: give the backup passphrase (pki_backup_passphrase, kept in '
+            raise PkiError('backup_passphrase is empty: give the backup passphrase (pki_backup_passphrase, kept in '
                            'ansible-vault). Nothing was changed.')
         if self.state == 'backup' and len(self.passphrase) < SHORT_PASSPHRASE:
             self.warnings.append('the backup passphrase is shorter than %d characters: anyone with a copy of the '

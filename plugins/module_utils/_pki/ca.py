@@ -56,7 +56,7 @@ class LoadedCa:
         return self.not_after <= (now or crypto.utcnow())
 
 
-def load_ca(directory, passphrase=None, need_key=True, passphrase_option='passphrase', dir_option='dir'):
+def load_ca(directory, passphrase=None, need_key=True, passphrase_option='ca_passphrase', dir_option='ca_dir'):
     """Load and validate the CA in ``directory``; every failure is a PkiError naming the fix."""
     ca_store = store.CaStore(directory)
     key_path, cert_path = ca_store.key_path, ca_store.cert_path
@@ -195,7 +195,7 @@ class CaManager:
         else:
             self.action = 'create'
         if self.action in ('create', 'replace'):
-            validate.check_new_key_passphrase('passphrase', self.passphrase)
+            validate.check_new_key_passphrase('ca_passphrase', self.passphrase)
         elif self.existing is not None and self.existing.encrypted and validate.passphrase_too_short(self.passphrase):
             self.warnings.append('the CA key %s is encrypted with a passphrase shorter than %d characters; its PBKDF2 '
                                  'wrapping (2048 rounds) is cheap to guess: re-encrypt the key with a passphrase of at least 16 '
@@ -205,7 +205,7 @@ class CaManager:
         if self.action in ('create', 'replace', 'renew'):
             reason = self.store.unwritable_reason()
             if reason:
-                raise PkiError('dir %s cannot hold the CA: %s; choose a writable directory'
+                raise PkiError('ca_dir %s cannot hold the CA: %s; choose a writable directory'
                                % (self.directory, reason))
         return self.action
 

@@ -26,7 +26,7 @@ def pki_dir(tmp_path, pki):
 
 
 def args(pki_dir, archive, passphrase, **extra):
-    value = {'pki_dir': pki_dir, 'archive': archive, 'passphrase': passphrase}
+    value = {'pki_dir': pki_dir, 'archive': archive, 'backup_passphrase': passphrase}
     value.update(extra)
     return value
 

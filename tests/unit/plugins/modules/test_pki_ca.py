@@ -14,21 +14,21 @@ from ansible_collections.fleetpki.mtls.plugins.modules import pki_ca
 
 def test_check_mode_then_create_then_unchanged(tmp_path, pki, run_module):
     directory = str(tmp_path / 'ca')
-    check = run_module(pki_ca, {'dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'},
+    check = run_module(pki_ca, {'ca_dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'},
                        check_mode=True, diff=True)
     assert check.rc == 0
     assert check.result['changed'] is True and check.result['action'] == 'create'
     assert check.result['diff'] == {'before': {}, 'after': {'state': 'new CA to be created'}}
     assert not os.path.exists(directory)
 
-    made = run_module(pki_ca, {'dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'}, diff=True)
+    made = run_module(pki_ca, {'ca_dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'}, diff=True)
     assert made.rc == 0
     assert made.result['changed'] is True and made.result['action'] == 'create'
     assert made.result['subject'] == 'CN=Acme Root,O=Acme'
     assert made.result['diff']['after']['serial'] == made.result['serial']
     assert sorted(os.listdir(directory)) == ['ca-cert.pem', 'ca-key.pem']
 
-    again = run_module(pki_ca, {'dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'})
+    again = run_module(pki_ca, {'ca_dir': directory, 'common_name': 'Acme Root', 'organization': 'Acme'})
     assert again.rc == 0
     assert again.result['changed'] is False and again.result['action'] == 'none'
     assert again.result['serial'] == made.result['serial']
@@ -37,73 +37,73 @@ def test_check_mode_then_create_then_unchanged(tmp_path, pki, run_module):
 
 def test_key_mode_fix_is_a_change(tmp_path, pki, run_module):
     directory = str(tmp_path / 'ca')
-    run_module(pki_ca, {'dir': directory})
+    run_module(pki_ca, {'ca_dir': directory})
     os.chmod(os.path.join(directory, 'ca-key.pem'), 0o644)
-    check = run_module(pki_ca, {'dir': directory}, check_mode=True)
+    check = run_module(pki_ca, {'ca_dir': directory}, check_mode=True)
     assert check.result['changed'] is True and check.result['action'] == 'fix_mode'
     assert pki.mode_of(os.path.join(directory, 'ca-key.pem')) == 0o644
-    fixed = run_module(pki_ca, {'dir': directory})
+    fixed = run_module(pki_ca, {'ca_dir': directory})
     assert fixed.result['changed'] is True and fixed.result['action'] == 'fix_mode'
     assert pki.mode_of(os.path.join(directory, 'ca-key.pem')) == 0o600
 
 
 def test_differing_request_warns(tmp_path, run_module):
     directory = str(tmp_path / 'ca')
-    run_module(pki_ca, {'dir': directory})
-    kept = run_module(pki_ca, {'dir': directory, 'common_name': 'Other', 'key_type': 'ed25519'})
+    run_module(pki_ca, {'ca_dir': directory})
+    kept = run_module(pki_ca, {'ca_dir': directory, 'common_name': 'Other', 'key_type': 'ed25519'})
     assert kept.result['changed'] is False
     assert len(kept.warnings) == 1 and 'kept as it is' in kept.warnings[0]
 
 
 def test_passphrase_never_in_the_output(tmp_path, pki, run_module):
     directory = str(tmp_path / 'ca')
-    made = run_module(pki_ca, {'dir': directory, 'passphrase': pki.PASSPHRASE}, diff=True)
+    made = run_module(pki_ca, {'ca_dir': directory, 'ca_passphrase': pki.PASSPHRASE}, diff=True)
     assert made.rc == 0 and made.result['encrypted'] is True
     assert pki.PASSPHRASE not in made.stdout
     assert b'ENCRYPTED' in pki.read(os.path.join(directory, 'ca-key.pem'))
 
-    loaded = run_module(pki_ca, {'dir': directory, 'passphrase': pki.PASSPHRASE})
+    loaded = run_module(pki_ca, {'ca_dir': directory, 'ca_passphrase': pki.PASSPHRASE})
     assert loaded.result['changed'] is False and pki.PASSPHRASE not in loaded.stdout
 
     before = pki.snapshot(tmp_path)
-    wrong = run_module(pki_ca, {'dir': directory, 'passphrase': pki.WRONG_PASSPHRASE})
+    wrong = run_module(pki_ca, {'ca_dir': directory, 'ca_passphrase': pki.WRONG_PASSPHRASE})
     assert wrong.rc == 1 and wrong.result['failed'] is True
     assert os.path.join(directory, 'ca-key.pem') in wrong.result['msg']
     assert 'passphrase is wrong' in wrong.result['msg']
     assert pki.WRONG_PASSPHRASE not in wrong.stdout and pki.PASSPHRASE not in wrong.stdout
 
-    missing = run_module(pki_ca, {'dir': directory})
+    missing = run_module(pki_ca, {'ca_dir': directory})
     assert missing.rc == 1 and 'is encrypted' in missing.result['msg']
     assert pki.snapshot(tmp_path) == before
 
 
 def test_failures(tmp_path, pki, run_module):
     before = pki.snapshot(tmp_path)
-    country = run_module(pki_ca, {'dir': str(tmp_path / 'ca'), 'country': 'Germany'})
+    country = run_module(pki_ca, {'ca_dir': str(tmp_path / 'ca'), 'country': 'Germany'})
     assert country.rc == 1 and country.result['failed'] is True
     assert "country must be a two-letter ISO 3166 code" in country.result['msg'] and 'Germany' in country.result['msg']
 
-    days = run_module(pki_ca, {'dir': str(tmp_path / 'ca'), 'valid_days': 0})
+    days = run_module(pki_ca, {'ca_dir': str(tmp_path / 'ca'), 'valid_days': 0})
     assert days.rc == 1 and 'valid_days must be a whole number of days from 1 to 10950, not 0' in days.result['msg']
 
-    key_type = run_module(pki_ca, {'dir': str(tmp_path / 'ca'), 'key_type': 'dsa'})
+    key_type = run_module(pki_ca, {'ca_dir': str(tmp_path / 'ca'), 'key_type': 'dsa'})
     assert key_type.rc == 1 and 'key_type' in key_type.result['msg']
 
     blocker = tmp_path / 'blocker'
     pki.write(blocker, b'x')
     before = pki.snapshot(tmp_path)
-    unwritable = run_module(pki_ca, {'dir': str(blocker / 'ca')})
+    unwritable = run_module(pki_ca, {'ca_dir': str(blocker / 'ca')})
     assert unwritable.rc == 1 and str(blocker) + ' is not a directory' in unwritable.result['msg']
     assert pki.snapshot(tmp_path) == before
 
 
 def test_force_replaces_with_diff(tmp_path, run_module):
     directory = str(tmp_path / 'ca')
-    first = run_module(pki_ca, {'dir': directory})
-    check = run_module(pki_ca, {'dir': directory, 'force': True}, check_mode=True)
+    first = run_module(pki_ca, {'ca_dir': directory})
+    check = run_module(pki_ca, {'ca_dir': directory, 'force': True}, check_mode=True)
     assert check.result['changed'] is True and check.result['action'] == 'replace'
     assert not os.path.exists(os.path.join(directory, 'retired'))
-    replaced = run_module(pki_ca, {'dir': directory, 'force': True}, diff=True)
+    replaced = run_module(pki_ca, {'ca_dir': directory, 'force': True}, diff=True)
     assert replaced.result['action'] == 'replace'
     assert replaced.result['serial'] != first.result['serial']
     assert replaced.result['diff']['after']['serial'] == replaced.result['serial']
@@ -113,13 +113,25 @@ def test_force_replaces_with_diff(tmp_path, run_module):
 def test_short_passphrase_refused_on_create_and_a_warning_on_load(tmp_path, pki, run_module):
     from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
     directory = str(tmp_path / 'ca')
-    refused = run_module(pki_ca, {'dir': directory, 'passphrase': 'short-pass'})
+    refused = run_module(pki_ca, {'ca_dir': directory, 'ca_passphrase': 'short-pass'})
     assert refused.rc == 1 and 'at least 16 characters' in refused.result['msg']
     assert 'short-pass' not in refused.stdout
     assert not os.path.exists(directory)
 
     key, dummy = pki.hand_ca(directory, pki.now() - datetime.timedelta(days=1), pki.now() + datetime.timedelta(days=900))
     pki.write(os.path.join(directory, 'ca-key.pem'), crypto.private_key_pem(key, 'short-pass'), 0o600)
-    loaded = run_module(pki_ca, {'dir': directory, 'passphrase': 'short-pass', 'common_name': 'Hand Made CA'})
+    loaded = run_module(pki_ca, {'ca_dir': directory, 'ca_passphrase': 'short-pass', 'common_name': 'Hand Made CA'})
     assert loaded.rc == 0 and loaded.result['changed'] is False
     assert any('shorter than 16 characters' in warning for warning in loaded.warnings), loaded.warnings
+
+
+def test_old_option_names_still_work(tmp_path, pki, run_module):
+    """dir and passphrase were pki_ca's names before ca_dir and ca_passphrase (0.3.0): playbooks using them keep working."""
+    directory = str(tmp_path / 'ca')
+    made = run_module(pki_ca, {'dir': directory, 'passphrase': pki.PASSPHRASE})
+    assert made.rc == 0 and made.result['action'] == 'create'
+    assert pki.PASSPHRASE not in made.stdout
+    missing = run_module(pki_ca, {'dir': directory})
+    assert missing.rc == 1 and 'give its passphrase in ca_passphrase' in missing.result['msg']
+    loaded = run_module(pki_ca, {'ca_dir': directory, 'ca_passphrase': pki.PASSPHRASE})
+    assert loaded.rc == 0 and loaded.result['changed'] is False

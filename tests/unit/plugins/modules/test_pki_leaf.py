@@ -18,7 +18,7 @@ CERTS = [
 
 
 def test_check_mode_then_issue_then_unchanged(ca_dir, out_dir, pki, tmp_path, run_module):
-    args = {'ca_dir': ca_dir, 'dir': out_dir, 'certs': CERTS}
+    args = {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}
     before = pki.snapshot(tmp_path)
     check = run_module(pki_leaf, args, check_mode=True, diff=True)
     assert check.rc == 0
@@ -48,7 +48,7 @@ def test_check_mode_then_issue_then_unchanged(ca_dir, out_dir, pki, tmp_path, ru
 
 
 def test_update_is_counted(ca_dir, out_dir, run_module):
-    args = {'ca_dir': ca_dir, 'dir': out_dir, 'certs': CERTS}
+    args = {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}
     run_module(pki_leaf, args)
     os.unlink(os.path.join(out_dir, 'worker1-bundle.pem'))
     updated = run_module(pki_leaf, args)
@@ -60,34 +60,34 @@ def test_clamp_warning_reaches_the_output(tmp_path, pki, run_module):
     ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
     now = pki.now()
     pki.hand_ca(ca_dir, now - datetime.timedelta(days=300), now + datetime.timedelta(days=10))
-    first = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'certs': CERTS[:1]})
+    first = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS[:1]})
     assert first.result['changed'] is True
     assert any('validity clamped' in w for w in first.warnings)
-    second = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'certs': CERTS[:1]})
+    second = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS[:1]})
     assert second.result['changed'] is False
     assert len(second.warnings) == 1 and 'renew or roll over the CA' in second.warnings[0]
 
 
 def test_failures_name_the_entry_and_change_nothing(ca_dir, out_dir, pki, tmp_path, run_module):
-    run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'certs': CERTS})
+    run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS})
     before = pki.snapshot(tmp_path)
-    duplicate = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'certs': CERTS + [CERTS[0]]})
+    duplicate = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS + [CERTS[0]]})
     assert duplicate.rc == 1 and duplicate.result['failed'] is True
     assert 'certs[2] (name redis1)' in duplicate.result['msg'] and 'certs[0]' in duplicate.result['msg']
 
-    ip_as_dns = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir,
+    ip_as_dns = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir,
                                       'certs': [{'name': 'db1', 'dns': ['db1', '10.0.0.30']}]})
     assert ip_as_dns.rc == 1 and 'certs[0] (name db1)' in ip_as_dns.result['msg']
     assert "'10.0.0.30' is an IP address" in ip_as_dns.result['msg']
 
-    too_short = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'renew_days': 30,
+    too_short = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'renew_days': 30,
                                       'certs': [dict(CERTS[0], valid_days=20)]})
     assert too_short.rc == 1 and 'valid_days (20) must be greater than renew_days (30)' in too_short.result['msg']
 
-    bad_usage = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'certs': [dict(CERTS[0], usage='web')]})
+    bad_usage = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': [dict(CERTS[0], usage='web')]})
     assert bad_usage.rc == 1 and 'usage' in bad_usage.result['msg']
 
-    no_ca = run_module(pki_leaf, {'ca_dir': str(tmp_path / 'nothing'), 'dir': out_dir, 'certs': CERTS})
+    no_ca = run_module(pki_leaf, {'ca_dir': str(tmp_path / 'nothing'), 'issued_dir': out_dir, 'certs': CERTS})
     assert no_ca.rc == 1 and 'no CA in %s' % (tmp_path / 'nothing') in no_ca.result['msg']
     assert pki.snapshot(tmp_path) == before
 
@@ -95,16 +95,16 @@ def test_failures_name_the_entry_and_change_nothing(ca_dir, out_dir, pki, tmp_pa
 def test_encrypted_ca_passphrase_never_in_the_output(tmp_path, pki, run_module):
     ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
     pki.make_ca(ca_dir, passphrase=pki.PASSPHRASE)
-    ok = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'ca_passphrase': pki.PASSPHRASE, 'certs': CERTS},
+    ok = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'ca_passphrase': pki.PASSPHRASE, 'certs': CERTS},
                     diff=True)
     assert ok.rc == 0 and ok.result['issued'] == 2
     assert pki.PASSPHRASE not in ok.stdout
     before = pki.snapshot(tmp_path)
-    wrong = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'ca_passphrase': pki.WRONG_PASSPHRASE,
+    wrong = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'ca_passphrase': pki.WRONG_PASSPHRASE,
                                   'certs': CERTS, 'force': True})
     assert wrong.rc == 1 and 'ca_passphrase is wrong' in wrong.result['msg']
     assert os.path.join(ca_dir, 'ca-key.pem') in wrong.result['msg']
     assert pki.WRONG_PASSPHRASE not in wrong.stdout and pki.PASSPHRASE not in wrong.stdout
-    missing = run_module(pki_leaf, {'ca_dir': ca_dir, 'dir': out_dir, 'certs': CERTS}, check_mode=True)
+    missing = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}, check_mode=True)
     assert missing.rc == 1 and 'give its passphrase in ca_passphrase' in missing.result['msg']
     assert pki.snapshot(tmp_path) == before

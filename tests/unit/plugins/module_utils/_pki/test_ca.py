@@ -231,7 +231,7 @@ def test_passphrase_given_for_unencrypted_key(tmp_path, pki):
     directory = tmp_path / 'ca'
     plan_and_apply(directory)
     pki.expect_error(lambda: CaManager(str(directory), passphrase=pki.PASSPHRASE).plan(), directory,
-                     ca_files(directory)[0], 'is not encrypted but passphrase was given')
+                     ca_files(directory)[0], 'is not encrypted but ca_passphrase was given')
 
 
 def test_load_ca_names_the_option_of_the_caller(tmp_path, pki):
