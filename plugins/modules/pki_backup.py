@@ -68,7 +68,7 @@ options:
     description:
       - Passphrase the archive key is derived from (scrypt). Keep it in ansible-vault, and a copy apart from the
         archive, since without it the archive cannot be read. Never logged.
-      - Not the CA key's passphrase (O(ca_passphrase)): the archive holds the CA key as it is on disk.
+      - Not the CA key's passphrase (O(ca_passphrase)); the archive holds the CA key as it is on disk.
     type: str
     required: true
     aliases: [passphrase]
