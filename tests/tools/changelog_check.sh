@@ -9,7 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${RELEASE_BIN:-$PWD/.venv-release/bin}
-[ -x "$BIN/antsibull-changelog" ] || { echo "changelog_check: no $BIN/antsibull-changelog (make the release venv: python3 -m venv .venv-release && .venv-release/bin/pip install -r requirements-release.txt)" >&2; exit 2; }
+if [ ! -x "$BIN/antsibull-changelog" ]; then
+  echo "changelog_check: no $BIN/antsibull-changelog; make the release venv:" >&2
+  echo "  python3 -m venv .venv-release && .venv-release/bin/pip install -r requirements-release.txt" >&2
+  exit 2
+fi
 # antsibull-changelog release reads the modules' docs with the ansible-doc it finds on PATH.
 export PATH="$BIN:$PATH"
 unset ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH PYTHONPATH

@@ -16,7 +16,11 @@ ROOT=$PWD
 BIN=${BIN:-$ROOT/.venv/bin}
 RELEASE_BIN=${RELEASE_BIN:-$ROOT/.venv-release/bin}
 for tool in "$BIN/ansible-galaxy" "$RELEASE_BIN/ansible-builder"; do
-  [ -x "$tool" ] || { echo "ee_create: $tool missing (make setup; python3 -m venv .venv-release && .venv-release/bin/pip install -r requirements-release.txt)" >&2; exit 2; }
+  if [ ! -x "$tool" ]; then
+    echo "ee_create: $tool missing: make setup, and for the release venv" >&2
+    echo "  python3 -m venv .venv-release && .venv-release/bin/pip install -r requirements-release.txt" >&2
+    exit 2
+  fi
 done
 fail() { echo "ee_create: $*" >&2; exit 1; }
 # Nothing from the checkout's ansible.cfg (collections_path=./collections would answer "already installed").
