@@ -131,14 +131,16 @@ def test_no_dirt_in_tarball(built):
     assert not shipped_dirt, 'dirt from the working tree is in the tarball: %s' % shipped_dirt
 
 
+SECRET_OR_CACHE_NAMES = ('*.pem', '*.key', '*.pyc', '*.pyo', '*~', '*.bak', '*.tar.gz', '*.tar.enc', '*.swp')
+
+
 def test_no_secret_or_cache_anywhere(built):
     _, members, _ = built
     bad = []
     for name in members:
         parts = name.split('/')
         base = parts[-1]
-        if any(fnmatch.fnmatch(base, pattern) for pattern in ('*.pem', '*.key', '*.pyc', '*.pyo', '*~', '*.bak',
-                                                                '*.tar.gz', '*.tar.enc', '*.swp')):
+        if any(fnmatch.fnmatch(base, pattern) for pattern in SECRET_OR_CACHE_NAMES):
             bad.append(name)
         elif any(part.startswith('.') or part in ('__pycache__', 'backups', 'redis-acl') for part in parts):
             bad.append(name)
