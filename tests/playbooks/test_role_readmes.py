@@ -14,7 +14,7 @@ GENERATOR = os.path.join(ROOT, 'tests', 'tools', 'role_readmes.py')
 
 def check(root):
     return subprocess.run([sys.executable, GENERATOR, '--check', '--root', root],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_every_readme_matches_its_argument_specs():
