@@ -77,11 +77,13 @@ options:
       - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
         every module of the group (a module refuses an argument it does not know).
     type: path
+    version_added: 0.3.0
   ca_passphrase:
     description:
       - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
         every module of the group. Never logged.
     type: str
+    version_added: 0.3.0
   force:
     description:
       - With O(state=restore) only. Restore even when O(pki_dir) holds another CA or files that differ from the

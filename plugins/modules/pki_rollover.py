@@ -85,6 +85,7 @@ options:
         CA). Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for every module of the
         group. Never logged.
     type: str
+    version_added: 0.3.0
 seealso:
   - module: fleetpki.mtls.pki_ca
 '''
