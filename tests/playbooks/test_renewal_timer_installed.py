@@ -104,7 +104,8 @@ def test_the_job_from_an_installed_collection_runs_from_the_operators_project(tm
     assert environment['ANSIBLE_CONFIG'] == str(proj / 'ansible.cfg')
     argv = shlex.split(exec_start)
     assert argv[1:] == ['-i', str(proj / 'inventory' / 'hosts.yml'), 'fleetpki.mtls.scheduled_renewal'], exec_start
-    assert str(ROOT) not in service and str(collections) not in exec_start
+    # The venv's ansible-playbook may live in this checkout; nothing else of it may reach the unit.
+    assert str(ROOT) not in service.replace(str(BIN), '') and str(collections) not in exec_start
     rc, output = run_as_systemd_would(service, '--list-tasks')
     assert rc == 0, output[-3000:]
     for task in ['fleetpki.mtls.pki : Issue or renew', 'Redis over mTLS', 'Certificate expiry report and metrics']:
