@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections import namedtuple
 
 import pytest
 import yaml
@@ -98,9 +99,13 @@ def copy_tree(dest):
             shutil.copy2(src, target)
 
 
+# tree: the dirty copy built from; members: the tarball's file names; listed: the file names FILES.json lists.
+Build = namedtuple('Build', 'tree members listed')
+
+
 @pytest.fixture(scope='module')
 def built(tmp_path_factory):
-    """(source tree, tarball member names, FILES.json names) of a build from a dirty copy of the tree."""
+    """The Build of the collection from a dirty copy of the tree."""
     tree = tmp_path_factory.mktemp('tree') / 'mtls'
     tree.mkdir()
     copy_tree(tree)
@@ -122,11 +127,11 @@ def built(tmp_path_factory):
                    for member in tar.getmembers() if member.isfile()}
         files_json = json.load(tar.extractfile('FILES.json'))
     listed = {entry['name'] for entry in files_json['files'] if entry['ftype'] == 'file'}
-    return tree, members, listed
+    return Build(tree, members, listed)
 
 
 def test_no_dirt_in_tarball(built):
-    _, members, _ = built
+    members = built.members
     shipped_dirt = sorted(name for name in DIRT if name in members)
     assert not shipped_dirt, 'dirt from the working tree is in the tarball: %s' % shipped_dirt
 
@@ -135,7 +140,7 @@ SECRET_OR_CACHE_NAMES = ('*.pem', '*.key', '*.pyc', '*.pyo', '*~', '*.bak', '*.t
 
 
 def test_no_secret_or_cache_anywhere(built):
-    _, members, _ = built
+    members = built.members
     bad = []
     for name in members:
         parts = name.split('/')
@@ -153,7 +158,7 @@ def test_no_secret_or_cache_anywhere(built):
 
 
 def test_every_member_is_allowlisted(built):
-    _, members, _ = built
+    members = built.members
     outside = sorted(name for name in members
                      if name not in ALLOWED_TOP_FILES and name.split('/')[0] not in ALLOWED_DIRS)
     assert not outside, 'tarball members outside the collection allowlist: %s' % outside
@@ -163,12 +168,12 @@ def test_every_member_is_allowlisted(built):
 
 
 def test_files_json_matches_members(built):
-    _, members, listed = built
+    members, listed = built.members, built.listed
     assert listed == members - {'MANIFEST.json', 'FILES.json'}
 
 
 def test_expected_files_ship(built):
-    tree, members, _ = built
+    tree, members = built.tree, built.members
     expected = {'README.md', 'LICENSE', 'CHANGELOG.md', 'meta/runtime.yml', 'meta/execution-environment.yml',
                 'meta/ee-requirements.txt', 'meta/ee-bindep.txt',
                 'changelogs/config.yaml', 'changelogs/changelog.yaml'}
@@ -183,7 +188,7 @@ def test_expected_files_ship(built):
 
 def test_every_role_has_its_readme(built):
     """galaxy-importer refuses a collection whose roles have no README.md ("No role readme found")."""
-    tree, members, _ = built
+    tree, members = built.tree, built.members
     roles = sorted(path.name for path in (tree / 'roles').iterdir() if path.is_dir())
     missing = [role for role in roles if 'roles/%s/README.md' % role not in members]
     assert not missing, 'roles without a README.md in the tarball: %s' % missing
@@ -191,7 +196,7 @@ def test_every_role_has_its_readme(built):
 
 def test_every_collection_file_of_the_tree_ships(built):
     """The allowlist keeps up with the tree: a new file type under a collection directory is a decision."""
-    tree, members, _ = built
+    tree, members = built.tree, built.members
     wanted = {name for name in tracked_files()
               if (name.split('/')[0] in ALLOWED_DIRS or name in ALLOWED_TOP_FILES) and not (ROOT / name).is_symlink()}
     missing = sorted(wanted - members)
