@@ -27,6 +27,9 @@ description:
     C(api_tls_cert_name), C(client_tls_cert_name)) is a plain file name (C(^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$), no
     C(..)), so that its key and certificate resolve inside the issued dir, and that it names the host's own
     certificate: a host never gets another host's key or the CA key."
+  - "Also the secrets a vault should provide (see P(fleetpki.mtls.fleet_vault_problems#filter)): a variable whose
+    template uses a C(vault_) variable that is not defined, named with the file that keeps it
+    (C(group_vars/all/vault.yml), encrypted) and C(--ask-vault-pass) / C(--vault-password-file)."
   - P(fleetpki.mtls.fleet_preflight_warnings#filter) returns (and shows as warnings) what works but weakens the
     fleet, such as the CA going into hosts' system trust stores without nameConstraints.
 author:
@@ -46,6 +49,16 @@ options:
     description: The C(groups) magic variable.
     type: dict
     required: true
+  ca_key_files:
+    description:
+      - CA key files (those of the current and the next CA); when one is encrypted, C(pki_ca_passphrase) must be
+        set. See P(fleetpki.mtls.fleet_vault_problems#filter), whose checks this filter includes.
+    type: list
+    elements: path
+  needed:
+    description: Secrets the caller needs set and not empty, such as C(pki_backup_passphrase).
+    type: list
+    elements: str
 '''
 
 EXAMPLES = r'''
@@ -54,7 +67,7 @@ EXAMPLES = r'''
     that: problems | length == 0
     fail_msg: "{{ problems | join('; ') }}"
   vars:
-    problems: "{{ pki_fleet_requests | fleetpki.mtls.fleet_preflight(hostvars, groups) }}"
+    problems: "{{ pki_fleet_requests | fleetpki.mtls.fleet_preflight(hostvars, groups, ca_key_files=[pki_ca_dir ~ '/ca-key.pem']) }}"
 '''
 
 RETURN = r'''
@@ -75,6 +88,7 @@ except ImportError:  # pragma: no cover (Python 2)
 from ansible.utils.display import Display
 
 from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import CERT_ROLES, plan_cert_requests
+from ansible_collections.fleetpki.mtls.plugins.filter.fleet_vault_problems import fleet_vault_problems, secret as _secret
 
 _display = Display()
 
@@ -111,11 +125,11 @@ def fleet_preflight(requests, hostvars, groups):
 
     for host in redis_hosts:
         host_vars = hostvars[host]
-        admin_password = host_vars.get('fleetpki_redis_admin_password')
+        admin_password = _secret(host, host_vars, 'fleetpki_redis_admin_password', problems)
         if admin_password and not _GOOD_PASSWORD.match(admin_password):
             problems.append('%s: fleetpki_redis_admin_password must be %s; change it in the vault'
                             % (host, _PASSWORD_RULE))
-        for client, password in sorted((host_vars.get('fleetpki_redis_acl_passwords') or {}).items()):
+        for client, password in sorted((_secret(host, host_vars, 'fleetpki_redis_acl_passwords', problems) or {}).items()):
             if not _GOOD_PASSWORD.match(password or ''):
                 problems.append('%s: fleetpki_redis_acl_passwords[%s] must be %s; change it in the vault'
                                 % (host, client, _PASSWORD_RULE))
@@ -127,7 +141,7 @@ def fleet_preflight(requests, hostvars, groups):
 
     for host in workers:
         host_vars = hostvars[host]
-        password = host_vars.get('worker_tls_redis_password')
+        password = _secret(host, host_vars, 'worker_tls_redis_password', problems)
         if password is not None and not _GOOD_PASSWORD.match(password):
             problems.append('%s: worker_tls_redis_password must be %s' % (host, _PASSWORD_RULE))
         redis_host = host_vars.get('worker_tls_redis_host', redis_hosts[0])
@@ -228,9 +242,13 @@ def request_problems(hostvars, groups):
     return plan_cert_requests(hosts, hostvars, groups)[1]
 
 
-def _all_problems(requests, hostvars, groups):
+def _all_problems(requests, hostvars, groups, ca_key_files=None, needed=None):
     """fleet_preflight as the playbooks call it: every check, so the fleet's problems are listed at once."""
-    return (request_problems(hostvars, groups) + fleet_preflight(requests, hostvars, groups)
+    vault = fleet_vault_problems(hostvars, groups, needed=needed, ca_key_files=ca_key_files)
+    per_host = fleet_preflight(requests, hostvars, groups)
+    # A secret of group_vars/all that lacks its vault_ variable is said once, not once per host.
+    per_host = [problem for problem in per_host if problem not in vault and problem.split(': ', 1)[-1] not in vault]
+    return (vault + request_problems(hostvars, groups) + per_host
             + cert_name_problems(requests, hostvars, groups))
 
 

@@ -1,0 +1,179 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: fleet_vault_problems
+short_description: Secrets the vault should provide and does not, found before anything changes
+version_added: 0.3.0
+description:
+  - "The scaffold keeps secrets as C(vault_) variables in C(group_vars/all/vault.yml) (encrypted) and refers to
+    them from C(group_vars/all/vars.yml), such as C(pki_ca_passphrase: \"{{ vault_pki_ca_passphrase }}\"). Run
+    without the vault (no C(--ask-vault-pass)), or with a vault that lacks the variable, the reference is undefined:
+    a CA would then be made with an unencrypted key."
+  - Returns one message per variable whose template uses an undefined C(vault_) variable (a C(default) in the
+    template makes it optional), per variable of O(needed) that is not set, and for C(pki_ca_passphrase) when a
+    key of O(ca_key_files) is encrypted and no passphrase is set. Each message names the variable, the file that
+    keeps it and C(--ask-vault-pass) / C(--vault-password-file).
+  - Reads the raw (untemplated) variables of C(localhost) and of the first host of each fleet group, so the cost
+    does not grow with the fleet; P(fleetpki.mtls.fleet_preflight#filter) includes these checks and those of
+    the Redis secrets of every host.
+  - When the vault cannot be decrypted, Ansible's own error stops the run before this check.
+author:
+  - fleetpki contributors (@fleetpki)
+positional: groups
+options:
+  _input:
+    description: The C(hostvars) magic variable.
+    type: dict
+    required: true
+  groups:
+    description: The C(groups) magic variable.
+    type: dict
+    required: true
+  needed:
+    description: Secrets the caller needs set and not empty on the control node, such as C(pki_backup_passphrase).
+    type: list
+    elements: str
+  ca_key_files:
+    description: CA key files; when one is encrypted, C(pki_ca_passphrase) must be set.
+    type: list
+    elements: path
+'''
+
+EXAMPLES = r'''
+- name: Stop before a backup when the vault was not opened
+  ansible.builtin.assert:
+    that: problems | length == 0
+    fail_msg: "{{ problems | join(' | ') }}"
+  vars:
+    problems: "{{ hostvars | fleetpki.mtls.fleet_vault_problems(groups, needed=['pki_backup_passphrase']) }}"
+'''
+
+RETURN = r'''
+_value:
+  description: One message per problem, naming the variable, the vault file and the options that open it.
+  type: list
+  elements: str
+'''
+
+import re
+
+from ansible.errors import AnsibleUndefinedVariable
+from jinja2 import Undefined
+from jinja2.exceptions import UndefinedError
+
+from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import CERT_ROLES
+
+# Where the scaffold (and inventories/example) keeps the secrets: the vault_ variables, encrypted.
+VAULT_FILE = 'group_vars/all/vault.yml'
+VAULT_HINT = ('keep it in %s beside the inventory (an encrypted file: ansible-vault edit <inventory>/%s), and '
+              'run with --ask-vault-pass or --vault-password-file <file>' % (VAULT_FILE, VAULT_FILE))
+# A vault_ variable used in a template, unless the template gives it a default (then it is optional).
+_TEMPLATE = re.compile(r'{{(.*?)}}', re.S)
+_VAULT_NAME = re.compile(r'\b(vault_[A-Za-z0-9_]+)\b')
+
+
+def _undefined_reference(host, variable, error):
+    """The problem of a variable whose template uses an undefined variable (a vault that was not opened)."""
+    missing = _VAULT_NAME.search(str(error))
+    if missing:
+        return '%s: %s refers to %s, which is not defined: %s' % (host, variable, missing.group(1), VAULT_HINT)
+    return '%s: %s cannot be resolved (%s): %s' % (host, variable, error, VAULT_HINT)
+
+
+def secret(host, host_vars, variable, problems, default=None):
+    """host_vars[variable], or default and a problem when its template refers to an undefined variable."""
+    try:
+        value = host_vars.get(variable, default)
+        if isinstance(value, Undefined):  # ansible-core 2.19 hands a marker back, which raises when used
+            value._fail_with_undefined_error()
+        return value
+    except (AnsibleUndefinedVariable, UndefinedError) as error:
+        problems.append(_undefined_reference(host, variable, error))
+        return default
+
+
+def _missing_vault_names(value):
+    """The vault_ names a raw (untemplated) value uses without a default, in nested lists and dicts too."""
+    if isinstance(value, dict):
+        return set(name for item in value.values() for name in _missing_vault_names(item))
+    if isinstance(value, (list, tuple)):
+        return set(name for item in value for name in _missing_vault_names(item))
+    if not isinstance(value, str) or 'vault_' not in value:
+        return set()
+    names = set()
+    for expression in _TEMPLATE.findall(value):
+        if 'default(' not in expression and '| d(' not in expression:
+            names.update(_VAULT_NAME.findall(expression))
+    return names
+
+
+def _is_encrypted_key(path):
+    """A PEM key file whose first line says it is encrypted (PKCS#8 or the traditional Proc-Type header)."""
+    try:
+        with open(path, 'r') as handle:
+            head = handle.read(200)
+    except (IOError, OSError):
+        return False
+    return 'ENCRYPTED' in head
+
+
+def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
+    """Secrets the vault should provide and does not, found before anything changes.
+
+    - every variable that uses a vault_ variable (the scaffold's group_vars/all/vars.yml: pki_ca_passphrase:
+      "{{ vault_pki_ca_passphrase }}") while that vault_ variable is not defined, because the vault was not opened
+      or lacks it: the variables of localhost and of the first host of each fleet group are read raw, so this is
+      cheap on a large fleet (group_vars/all reaches them all; the per-host secrets fleet_preflight reads are
+      checked on every host there);
+    - each variable of ``needed`` that is not set (or empty) on localhost;
+    - pki_ca_passphrase not set while a CA key of ``ca_key_files`` is encrypted.
+    """
+    problems = []
+    hosts = ['localhost'] + [(groups.get(group) or [None])[0] for group, _role, _usage in CERT_ROLES]
+    seen = set()
+    for host in hosts:
+        if host is None or host in seen:
+            continue
+        seen.add(host)
+        try:
+            raw = hostvars.raw_get(host)
+        except AttributeError:  # a plain dict (unit tests): its values are already raw
+            raw = hostvars.get(host) or {}
+        for variable in sorted(raw):
+            if variable.startswith('vault_'):
+                continue
+            for name in sorted(_missing_vault_names(raw[variable])):
+                if name not in raw:
+                    # group_vars/all reaches localhost: a variable only a fleet host has is named with its host.
+                    message = '%s%s refers to %s, which is not defined: %s' % (
+                        '' if host == 'localhost' else host + ': ', variable, name, VAULT_HINT)
+                    if message not in problems:
+                        problems.append(message)
+    localhost = hostvars['localhost'] if 'localhost' in hostvars else {}
+    wanted = list(needed or [])
+    if any(_is_encrypted_key(path) for path in ca_key_files or []):
+        wanted.append('pki_ca_passphrase')
+    for variable in wanted:
+        if any(problem.startswith(variable + ' refers to') for problem in problems):
+            continue
+        value = secret('localhost', localhost, variable, problems, default='')
+        if not value:
+            if variable == 'pki_ca_passphrase':
+                problems.append('the CA key (%s) is encrypted and pki_ca_passphrase is not set: set it from '
+                                'vault_pki_ca_passphrase in group_vars/all/vars.yml as the scaffold does, %s'
+                                % (', '.join(path for path in ca_key_files if _is_encrypted_key(path)),
+                                   VAULT_HINT.replace('keep it', 'keep vault_pki_ca_passphrase')))
+            else:
+                problems.append('%s is not set: set it from vault_%s in group_vars/all/vars.yml as the scaffold '
+                                'does, %s' % (variable, variable, VAULT_HINT.replace('keep it', 'keep vault_' + variable)))
+    return problems
+
+
+class FilterModule:
+    def filters(self):
+        return {'fleet_vault_problems': fleet_vault_problems}
