@@ -9,6 +9,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 VENV38 := .venv-c38
+# Galaxy's importer, antsibull-docs/-changelog, ansible-builder: their own pins never move the test venv's.
+VENVREL := .venv-release
 BIN := $(CURDIR)/$(VENV)/bin
 # ansible-test needs the tree at a path ending in ansible_collections/fleetpki/mtls (a copy: a symlink fails,
 # and a path with a hidden directory in it makes ansible-test skip every target). One copy per checkout, so two
@@ -21,8 +23,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONPATH := $(CURDIR)/collections
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup test unit unit-c38 redis tls integration crash sanity units lint build-check demo lab-down bench clean \
-	playbook-checks molecule bench-lab bench-rotate \
+.PHONY: setup setup-release test unit unit-c38 redis tls integration oldest-core crash sanity units lint build-check \
+	release-checks role-readmes install-path demo lab-down bench clean playbook-checks molecule bench-lab bench-rotate \
 	ansible-test-tree
 
 setup: $(VENV)/.done $(VENV38)/.done
@@ -40,8 +42,18 @@ $(VENV38)/.done: requirements-c38.txt
 	$(VENV38)/bin/pip install -q -r requirements-c38.txt
 	touch $@
 
-# Static checks first (fast to fail), then tests from the engine outwards to the lab fleet.
-test: setup lint sanity unit unit-c38 units redis tls integration crash build-check playbook-checks molecule
+setup-release: $(VENVREL)/.done
+
+$(VENVREL)/.done: requirements-release.txt
+	$(PYTHON) -m venv $(VENVREL)
+	$(VENVREL)/bin/pip install -q --upgrade pip
+	$(VENVREL)/bin/pip install -q -r requirements-release.txt
+	touch $@
+
+# Static checks first (fast to fail), then tests from the engine outwards to the lab fleet, and last the operator's
+# path: the built tarball installed into a project of its own, run over SSH on a lab of its own.
+test: setup lint sanity unit unit-c38 units redis tls integration oldest-core crash build-check release-checks \
+	playbook-checks molecule install-path
 	@echo "make test: all checks passed"
 
 unit: setup
@@ -61,6 +73,10 @@ tls: setup
 
 integration: setup
 	$(BIN)/ansible-playbook tests/integration/pki_engine.yml
+
+# The oldest ansible-core meta/runtime.yml claims (2.17): units and the localhost integration, in .venv-core217.
+oldest-core:
+	tests/tools/oldest_core.sh
 
 crash: setup
 	$(BIN)/python tests/crash/kill_pki_leaf.py
@@ -114,6 +130,28 @@ build-check: setup
 			|| { echo "ansible-doc fleetpki.mtls.$$module: not from the installed tarball, or no examples"; exit 1; }; \
 	done
 	@echo "build-check: tarball installs and ansible-doc shows every module"
+	$(BIN)/python -m pytest -q tests/build
+
+# What Galaxy and a release check: the role READMEs match meta/argument_specs.yml, galaxy-importer passes on the
+# tarball (ansible-test off: offline), antsibull-docs lint and the docs site build, the changelog fragments and
+# CHANGELOG.md, and ansible-builder create on an execution environment holding the tarball.
+release-checks: setup setup-release
+	$(BIN)/python tests/tools/role_readmes.py --check
+	tests/tools/galaxy_import.sh
+	tests/tools/build_docsite.sh
+	tests/tools/changelog_check.sh
+	tests/tools/ee_create.sh
+
+# Regenerate roles/*/README.md from their meta/argument_specs.yml (release-checks fails when they drift).
+role-readmes: setup
+	$(BIN)/python tests/tools/role_readmes.py
+
+# The operator's path: tarball, install, fleetpki.mtls.init, then site / verify / rotate / the renewal job's command
+# from that project over SSH with become, on a lab of its own (inst-* containers).
+install-path: setup
+	lab/ensure-docker.sh
+	lab/build-image.sh
+	tests/install/run.sh
 
 demo: setup
 	lab/demo.sh
@@ -135,4 +173,4 @@ bench-rotate: setup
 	$(BIN)/python benchmarks/bench_rotate.py
 
 clean:
-	rm -rf .build $(ACROOT) $(VENV) $(VENV38)
+	rm -rf .build $(ACROOT) $(VENV) $(VENV38) $(VENVREL) .venv-core217
