@@ -3,8 +3,8 @@
 #   1. every fragment in changelogs/fragments/ is valid (antsibull-changelog lint);
 #   2. CHANGELOG.md is what `antsibull-changelog generate` makes from changelogs/ (no hand edit, no drift);
 #   3. the pending release renders: `antsibull-changelog release` at galaxy.yml's version, in a copy, takes every
-#      fragment, and every module of plugins/modules/ is then listed as new in exactly one release (its
-#      version_added names a release of this changelog, never a later one).
+#      fragment, and every module and plugin is then listed as new in exactly one release, the one its
+#      version_added names (never a later one than galaxy.yml's).
 # Nothing in the checkout is changed: generate and release run in a temporary copy.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,36 +38,34 @@ if compgen -G "$tmp/changelogs/fragments/*.y*ml" >/dev/null; then
   echo "changelog_check: the release of $version left fragments behind: $(ls "$tmp/changelogs/fragments")" >&2
   exit 1
 fi
-"$BIN/python" - "$tmp/changelogs/changelog.yaml" "$version" plugins/modules <<'EOF'
-import ast
-import os
+"$BIN/python" - "$tmp/changelogs/changelog.yaml" "$tmp/changelogs/.plugin-cache.yaml" "$version" <<'EOF'
+# Every module and plugin (as antsibull-changelog reads them for the release) is new in exactly one release, the
+# one its version_added names.
 import sys
 
 import yaml
 
-changelog_path, version, modules_dir = sys.argv[1:]
+changelog_path, cache_path, version = sys.argv[1:]
 releases = yaml.safe_load(open(changelog_path))['releases']
 if version not in releases:
     sys.exit('changelog_check: no release %s after antsibull-changelog release' % version)
-named = {}
+listed = {}
 for release, data in releases.items():
     for module in data.get('modules', []):
-        named.setdefault(module['name'], []).append(release)
+        listed.setdefault(('module', module['name']), []).append(release)
+    for kind, plugins in data.get('plugins', {}).items():
+        for plugin in plugins:
+            listed.setdefault((kind, plugin['name']), []).append(release)
 problems = []
-for file_name in sorted(os.listdir(modules_dir)):
-    if not file_name.endswith('.py') or file_name.startswith('_'):
-        continue
-    module = file_name[:-3]
-    tree = ast.parse(open(os.path.join(modules_dir, file_name)).read())
-    doc = next(yaml.safe_load(node.value.value) for node in tree.body
-               if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'DOCUMENTATION')
-    added = str(doc.get('version_added'))
-    where = named.get(module, [])
-    if where != [added]:
-        problems.append('%s: version_added %s, listed as new in %s (a module is new in the one release that adds it:'
-                        ' set version_added to that release, %s for a module new since the last one)'
-                        % (module, added, where or 'no release', version))
+for kind, plugins in sorted(yaml.safe_load(open(cache_path))['plugins'].items()):
+    for name, doc in sorted(plugins.items()):
+        added = str(doc.get('version_added'))
+        where = listed.get((kind, name), [])
+        if where != [added]:
+            problems.append('%s %s: version_added %s, listed as new in %s (set version_added to the release that'
+                            ' added it: %s for one added since the last release)'
+                            % (kind, name, added, where or 'no release', version))
 if problems:
-    sys.exit('changelog_check: modules and releases disagree:\n  ' + '\n  '.join(problems))
-print('changelog_check: release %s renders; every module is new in exactly one release' % version)
+    sys.exit('changelog_check: plugins and releases disagree:\n  ' + '\n  '.join(problems))
+print('changelog_check: release %s renders; every module and plugin is new in exactly one release' % version)
 EOF
