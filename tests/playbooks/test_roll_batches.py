@@ -1,0 +1,43 @@
+"""A worker roll says at the start of each batch which batch of how many it is and which hosts it holds.
+
+Runs playbooks/roll.yml on an inventory of local hosts with --tags fleetpki_roll_batch: only the batch message
+runs (no role task, nothing on this machine changes), with Ansible's own serial batching.
+"""
+import re
+
+import pytest
+import yaml
+
+from test_preflight import run_playbook, ROOT
+
+WORKERS = ['worker%d' % number for number in range(1, 10)]  # 9 workers
+
+
+def roll(tmp_path, *extra):
+    path = tmp_path / 'hosts.yml'
+    path.write_text(yaml.safe_dump({'fleet': {
+        'vars': {'ansible_connection': 'local', 'fleetpki_pki_dir': str(tmp_path / 'pki')},
+        'children': {'workers': {'hosts': {host: None for host in WORKERS}}}}}))
+    rc, output = run_playbook(path, ROOT / 'playbooks' / 'roll.yml', '--tags', 'fleetpki_roll_batch',
+                              '-e', '{"fleetpki_roll_services": ["workers"]}', *extra)
+    assert rc == 0, output[-3000:]
+    assert not (tmp_path / 'pki').exists()
+    return re.findall(r'"msg": "(batch [^"]*)"', output)
+
+
+@pytest.mark.parametrize('batch_size, expected', [
+    ('2', ['batch 1 of 5: worker1, worker2', 'batch 2 of 5: worker3, worker4', 'batch 3 of 5: worker5, worker6',
+           'batch 4 of 5: worker7, worker8', 'batch 5 of 5: worker9']),          # the last batch is shorter
+    ('25%', ['batch 1 of 5: worker1, worker2', 'batch 2 of 5: worker3, worker4', 'batch 3 of 5: worker5, worker6',
+             'batch 4 of 5: worker7, worker8', 'batch 5 of 5: worker9']),        # 25% of 9, rounded down: 2
+    ('50%', ['batch 1 of 3: worker1, worker2, worker3, worker4', 'batch 2 of 3: worker5, worker6, worker7, worker8',
+             'batch 3 of 3: worker9']),
+    ('9', ['batch 1 of 1: ' + ', '.join(WORKERS)]),
+])
+def test_each_batch_says_which_of_how_many(tmp_path, batch_size, expected):
+    assert roll(tmp_path, '-e', 'fleetpki_worker_batch_size=%s' % batch_size) == expected
+
+
+def test_default_batch_of_one_under_limit(tmp_path):
+    """--limit shrinks the play: the count is of the limited hosts."""
+    assert roll(tmp_path, '--limit', 'worker2:worker7') == ['batch 1 of 2: worker2', 'batch 2 of 2: worker7']
