@@ -23,10 +23,11 @@ mkdir -m 0700 "$home"
 step() {  # step NAME COMMAND...: run, print its time, stop on failure
   local name=$1 start rc=0
   shift
-  start=$(date +%s.%N)
+  start=$(date +%s%N)
   echo "=== $name"
   "$@" || rc=$?
-  printf '=== %s: %.1f s (rc %d)\n' "$name" "$(echo "$(date +%s.%N) - $start" | bc)" "$rc"
+  local tenths=$((($(date +%s%N) - start) / 100000000))
+  printf '=== %s: %d.%d s (rc %d)\n' "$name" $((tenths / 10)) $((tenths % 10)) "$rc"
   return "$rc"
 }
 
@@ -37,6 +38,8 @@ cleanup() {
   echo "tests/install/run.sh: rc $rc"
 }
 trap cleanup EXIT
+
+# A summary line per step is printed as "=== <step>: <seconds> s (rc N)"; FLEETPKI_INSTALL_KEEP=1 keeps the temp dir.
 
 # An operator's shell: no ANSIBLE_* or PYTHONPATH of this checkout (make exports them), HOME of its own.
 clean() {
@@ -57,9 +60,9 @@ init_project() {
 # The operator's edit: the lab's hosts in the inventory, and the lab's connection settings for the fleet group.
 fill_inventory() {
   local inv=$proj/inventories/proj
-  "$bin/python" - "$inv/hosts.yml" "$net3" "$connection" "$root/.build/lab-ssh/id_ed25519" <<'PY'
+  "$bin/python" - "$inv/hosts.yml" "$net3" "$connection" "$root/.build/lab-ssh/id_ed25519" "$FLEETPKI_LAB_PREFIX" <<'PY'
 import sys, yaml
-path, net3, connection, key = sys.argv[1:]
+path, net3, connection, key, prefix = sys.argv[1:]
 data = yaml.safe_load(open(path))
 groups = data['fleet']['children']
 hosts = ['redis1', 'worker1', 'worker2', 'api1', 'pxe1']
@@ -72,7 +75,7 @@ if connection == 'docker':
     fleet_vars.update(ansible_connection='community.docker.docker', ansible_become=False)
     for group in groups.values():
         for name, host in group['hosts'].items():
-            host['ansible_host'] = 'inst-' + name
+            host['ansible_host'] = prefix + name
 else:
     fleet_vars.update(ansible_user='deploy', ansible_ssh_private_key_file=key,
                       ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null '
