@@ -84,16 +84,17 @@ class CallbackModule(CallbackBase):
         super(CallbackModule, self).__init__()
         self._hosts = OrderedDict()  # host -> {'changed': OrderedDict(name: count), 'failed': ..., 'unreachable': ...}
 
-    def _record(self, result, outcome):
-        host = result._host.get_name()
-        outcomes = self._hosts.setdefault(host, {'changed': OrderedDict(), 'failed': OrderedDict(),
-                                                  'unreachable': OrderedDict()})
-        name = _shown_name(result._task)
-        outcomes[outcome][name] = outcomes[outcome].get(name, 0) + 1
-
     def _seen(self, result):
-        self._hosts.setdefault(result._host.get_name(), {'changed': OrderedDict(), 'failed': OrderedDict(),
-                                                          'unreachable': OrderedDict()})
+        """The host's outcomes so far (a host with no change still gets its line)."""
+        host = result._host.get_name()
+        if host not in self._hosts:
+            self._hosts[host] = {'changed': OrderedDict(), 'failed': OrderedDict(), 'unreachable': OrderedDict()}
+        return self._hosts[host]
+
+    def _record(self, result, outcome):
+        names = self._seen(result)[outcome]
+        name = _shown_name(result._task)
+        names[name] = names.get(name, 0) + 1
 
     def v2_runner_on_ok(self, result):
         # A loop's items are counted in v2_runner_item_on_ok; the loop's own result repeats their changed flag.
