@@ -5,6 +5,7 @@
 #   lab/lab.sh down      remove the containers, the network and the lab's PKI (the key stays)
 #   lab/lab.sh down-all  the same, and the SSH key too
 #   lab/lab.sh ips       print each host's address
+#   lab/lab.sh key       only make the SSH key if missing (molecule mounts its public half into its containers)
 # A second lab beside molecule's or the demo's: another prefix and subnet, e.g.
 #   FLEETPKI_LAB_PREFIX=inst- FLEETPKI_LAB_SUBNET=172.30.101.0/24 lab/lab.sh up
 # Addresses: the subnet is a /24 (a.b.c.0/24); host number i of (redis1 worker1 worker2 api1 pxe1), from 1,
@@ -129,5 +130,6 @@ case "${1:-}" in
   down) down ;;
   down-all) down; rm -f "$key" "$key.pub"; echo "lab SSH key removed" ;;
   ips) ips ;;
-  *) echo "usage: $0 up|down|down-all|ips" >&2; exit 2 ;;
+  key) ensure_key ;;
+  *) echo "usage: $0 up|down|down-all|ips|key" >&2; exit 2 ;;
 esac

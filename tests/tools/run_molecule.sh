@@ -10,6 +10,9 @@ unset ANSIBLE_CONFIG   # molecule writes its own
 logs=.build/molecule-logs/$scenario
 mkdir -p "$logs"
 rm -rf .build/molecule-pki .build/molecule-old-scripts "$logs/figures.json"
+# The lab's SSH key (.build/lab-ssh, never committed): the scenarios mount its public half into the containers
+# and reach them over SSH as deploy with sudo.
+lab/lab.sh key
 
 cleanup() { molecule destroy -s "$scenario" >"$logs/destroy.log" 2>&1 || true; }
 trap cleanup EXIT
