@@ -37,9 +37,12 @@ packages=$(grep -v '^#' "$here/image-packages.txt" | tr '\n' ',' | sed 's/,*$//'
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Lab-only files (sshd, sudo, systemd drop-ins: lab/image/overlay) and lab/image/setup.sh, never the roles.
+# Lab-only files (sshd, sudo, systemd units: lab/image/overlay) and lab/image/setup.sh, never the roles.
+# Owned by root and not group/world-writable whoever checked them out and with whatever umask (sudoers, sshd and
+# systemd refuse or warn otherwise; the directory entries would also reset /etc's own mode).
+tar -C "$here/image/overlay" --owner=0 --group=0 --numeric-owner --mode='u+rwX,go+rX,go-w' -cf "$work/overlay.tar" .
 mmdebstrap --variant=apt --include="$packages" \
-  --customize-hook="sync-in $here/image/overlay /" \
+  --customize-hook="tar-in $work/overlay.tar /" \
   --customize-hook="copy-in $here/image/setup.sh /tmp" \
   --customize-hook='chroot "$1" sh /tmp/setup.sh && rm -f "$1"/tmp/setup.sh' \
   bookworm "$work/rootfs.tar"
