@@ -60,11 +60,11 @@ chmod 0755 "$out/sphinx"  # sphinx-init wants a directory only its owner can wri
 antsibull-docs sphinx-init --use-current --fail-on-error --dest-dir "$out/sphinx" \
     --project fleetpki.mtls --title "fleetpki.mtls" --copyright "fleetpki contributors" fleetpki.mtls > /dev/null
 # Offline: no inventories of other docs sites to fetch (each fetch would be a warning, and warnings fail the build).
-# The two labels of docs.ansible.com that antsibull-docs' own pages link to are then unknown: only they are let
-# through, so a broken reference of ours still fails the build.
+# The labels of docs.ansible.com that antsibull-docs' generated pages link to (return values, configuration, callback
+# plugins) are then unknown: only they are let through, so a broken reference of ours still fails the build.
 cat >> "$out/sphinx/conf.py" <<'PY'
 intersphinx_mapping = {}
-nitpick_ignore = [('std:ref', 'common_return_values'), ('std:ref', 'ansible_configuration_settings')]
+nitpick_ignore = [('std:ref', label) for label in ('common_return_values', 'ansible_configuration_settings', 'callback_plugins')]
 PY
 (cd "$out/sphinx" && ./build.sh)
 rm -rf "$out/html" && mv "$out/sphinx/build/html" "$out/html"
