@@ -8,7 +8,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 name: pki_dir
 short_description: Where the fleet's PKI (or its backups) lives on the control node
-version_added: 0.1.0
+version_added: 0.3.0
 description:
   - The one definition of the PKI directory that every role and playbook of the collection uses.
   - Returns C(fleetpki_pki_dir) (or C(pki_backup_dir) for O(kind=backups)) when the inventory or C(-e) sets it.

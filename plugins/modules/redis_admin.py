@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: redis_admin
 short_description: Administer the local Redis over TLS as its admin user, without a restart
-version_added: 0.2.0
+version_added: 0.3.0
 description:
   - Every administrative action of the C(fleetpki.mtls.redis_tls) role on the Redis host goes through this module,
     applying a new C(redis.conf) to the running Redis with one C(CONFIG SET), reloading the TLS files, checking

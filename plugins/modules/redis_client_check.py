@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: redis_client_check
 short_description: Connect to Redis as a client does, with the identity in its .env
-version_added: 0.2.0
+version_added: 0.3.0
 description:
   - Reads a client's C(.env) on the host as data (never sourced or executed) and connects to Redis with what it
     names (C(REDIS_HOST), C(REDIS_PORT), C(REDIS_USERNAME), C(REDIS_PASSWORD), C(REDIS_USE_TLS), C(REDIS_TLS_CERT),
