@@ -5,59 +5,9 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-DOCUMENTATION = r'''
-name: fleet_cert_requests
-short_description: The certificate requests a fleet inventory needs, for one batched pki_leaf call
-version_added: 0.1.0
-description:
-  - From inventory data only (inventory name, C(ansible_host), C(pki_extra_sans)), so no facts are gathered.
-  - One certificate per role a host holds, named C(<role>-<host>)
-    (C(redis-), C(api-) with usage both; C(worker-), C(client-) with usage client).
-  - With O(shared_worker_cert=true) all workers share one client certificate named C(worker-shared), as the old
-    scripts did.
-author:
-  - fleetpki contributors (@fleetpki)
-positional: hostvars, groups
-options:
-  _input:
-    description: Inventory host names to make requests for.
-    type: list
-    elements: str
-    required: true
-  hostvars:
-    description: The C(hostvars) magic variable.
-    type: dict
-    required: true
-  groups:
-    description: The C(groups) magic variable.
-    type: dict
-    required: true
-  shared_worker_cert:
-    description: One client certificate for all workers.
-    type: bool
-    default: false
-  skip_invalid:
-    description:
-      - Leave out the hosts whose certificate cannot be made (a name that is not a DNS name or an IP address, two
-        certificates with the same name) instead of failing on the first one.
-      - For a caller that lists those problems itself, as the preflight of C(playbooks/pki.yml) does with
-        P(fleetpki.mtls.fleet_preflight#filter), so that they are reported with every other problem of the fleet.
-    type: bool
-    default: false
-'''
-
-EXAMPLES = r'''
-- name: Compute every request of the fleet
-  ansible.builtin.set_fact:
-    requests: "{{ groups['all'] | fleetpki.mtls.fleet_cert_requests(hostvars, groups) }}"
-'''
-
-RETURN = r'''
-_value:
-  description: List of requests; each has name, host, role, common_name, dns, ip and usage.
-  type: list
-  elements: dict
-'''
+# The docs of this file's filters are the .yml files named after each filter, beside it: ansible-doc reads
+# such a file only when the .py holds no DOCUMENTATION (it would otherwise show this file's docs for every
+# filter in it).
 
 from ansible.errors import AnsibleFilterError
 

@@ -5,77 +5,9 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-DOCUMENTATION = r'''
-name: fleet_preflight
-short_description: Every inventory mistake that would break the rollout, found before anything changes
-version_added: 0.1.0
-description:
-  - Checks the whole fleet in one pass (so it costs the same under C(--limit) and stays linear in the number of
-    hosts) and returns a list of messages, empty when all is well.
-  - "Checks: every fleet host's inventory name, C(ansible_host) and C(pki_extra_sans) can be a certificate SAN (an
-    RFC 1123 DNS name or an IP address) and no two hosts get a certificate of the same name; a Redis server and a
-    worker exist; every Redis host has distinct TLS and plaintext ports; every Redis
-    password an operator sets (C(fleetpki_redis_admin_password), the values of C(fleetpki_redis_acl_passwords), a
-    worker's C(worker_tls_redis_password)) is 16 to 128 of letters, digits and C(. _ ~ + / = @ % : , -), so that
-    it survives module arguments and C(.env) lines unchanged; every Redis client host (workers, redis_clients) has
-    a name Redis accepts as an ACL user; each worker's C(REDIS_HOST) (C(worker_tls_redis_host), default the first
-    Redis server)
-    is a SAN of a Redis certificate, and its callback API host (C(worker_tls_callback_api_url)) a SAN of an API
-    certificate."
-  - Uses the same defaults as the roles C(redis_tls) and C(worker_tls).
-  - "Also checks that every certificate name a role variable sets (C(redis_tls_cert_name), C(worker_tls_cert_name),
-    C(api_tls_cert_name), C(client_tls_cert_name)) is a plain file name (C(^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$), no
-    C(..)), so that its key and certificate resolve inside the issued dir, and that it names the host's own
-    certificate: a host never gets another host's key or the CA key."
-  - "Also the secrets a vault should provide (see P(fleetpki.mtls.fleet_vault_problems#filter)): a variable whose
-    template uses a C(vault_) variable that is not defined, named with the file that keeps it
-    (C(group_vars/all/vault.yml), encrypted) and C(--ask-vault-pass) / C(--vault-password-file)."
-  - P(fleetpki.mtls.fleet_preflight_warnings#filter) returns (and shows as warnings) what works but weakens the
-    fleet, such as the CA going into hosts' system trust stores without nameConstraints.
-author:
-  - fleetpki contributors (@fleetpki)
-positional: hostvars, groups
-options:
-  _input:
-    description: The requests made by P(fleetpki.mtls.fleet_cert_requests#filter) for the whole fleet.
-    type: list
-    elements: dict
-    required: true
-  hostvars:
-    description: The C(hostvars) magic variable.
-    type: dict
-    required: true
-  groups:
-    description: The C(groups) magic variable.
-    type: dict
-    required: true
-  ca_key_files:
-    description:
-      - CA key files (those of the current and the next CA); when one is encrypted, C(pki_ca_passphrase) must be
-        set. See P(fleetpki.mtls.fleet_vault_problems#filter), whose checks this filter includes.
-    type: list
-    elements: path
-  needed:
-    description: Secrets the caller needs set and not empty, such as C(pki_backup_passphrase).
-    type: list
-    elements: str
-'''
-
-EXAMPLES = r'''
-- name: Stop before any change when the inventory is wrong
-  ansible.builtin.assert:
-    that: problems | length == 0
-    fail_msg: "{{ problems | join('; ') }}"
-  vars:
-    problems: "{{ pki_fleet_requests | fleetpki.mtls.fleet_preflight(hostvars, groups, ca_key_files=[pki_ca_dir ~ '/ca-key.pem']) }}"
-'''
-
-RETURN = r'''
-_value:
-  description: One message per problem, naming the host, the variable and the fix.
-  type: list
-  elements: str
-'''
+# The docs of this file's filters are the .yml files named after each filter, beside it: ansible-doc reads
+# such a file only when the .py holds no DOCUMENTATION (it would otherwise show this file's docs for every
+# filter in it).
 
 import posixpath
 import re
