@@ -4,6 +4,8 @@
 # with the settings of tests/tools/galaxy-importer.cfg (ansible-test off). Fails on a failed import and on any
 # ERROR line in its log. Needs .venv-release (python3 -m venv .venv-release && .venv-release/bin/pip install -r
 # requirements-release.txt), or RELEASE_VENV=<venv>.
+# galaxy.yml's repository (none committed: the release sets it): FLEETPKI_REPOSITORY_URL, else the checkout's
+# origin remote, else file://<checkout>; the script prints which.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${RELEASE_VENV:-$root/.venv-release}
@@ -15,7 +17,30 @@ rm -rf "$out" && mkdir -p "$out/home"
 # PYTHONPATH or the caller's ~/.ansible; the release venv's ansible-doc and ansible-lint first on PATH.
 cleanenv=(env -u ANSIBLE_CONFIG -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH HOME="$out/home" PATH="$venv/bin:$PATH"
           GALAXY_IMPORTER_CONFIG="$root/tests/tools/galaxy-importer.cfg")
-(cd "$root" && "${cleanenv[@]}" ansible-galaxy collection build --output-path "$out" .)
+# galaxy.yml names no repository (there is no public address yet) and galaxy-importer requires one: the release
+# sets it. The tarball is built here from a copy of the tree (tracked and new files, not ignored ones, without
+# collections/, the link back to the tree) whose galaxy.yml gets FLEETPKI_REPOSITORY_URL, else the checkout's
+# origin remote (a CI clone has one), else file://<checkout>, what it was really built from.
+copy=$out/tree
+mkdir -p "$copy"
+(cd "$root" && git ls-files -co --exclude-standard -z | grep -zv '^collections/' | tar --null -T - -cf -) | tar -xf - -C "$copy"
+committed=$("$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("repository") or "")' "$copy/galaxy.yml")
+if [[ -n $committed ]]; then
+    echo "galaxy_import.sh: galaxy.yml repository: $committed (galaxy.yml's own)"
+else
+    repository=${FLEETPKI_REPOSITORY_URL:-} source=FLEETPKI_REPOSITORY_URL
+    if [[ -z $repository ]]; then
+        repository=$(git -C "$root" remote get-url origin 2> /dev/null || true) source="the checkout's origin remote"
+    fi
+    if [[ -z $repository ]]; then
+        repository="file://$root" source="the checkout's path: no FLEETPKI_REPOSITORY_URL, no origin remote"
+    fi
+    echo "galaxy_import.sh: galaxy.yml repository: $repository (from $source)"
+    # Appended as text (a JSON string is a YAML string), so the rest of galaxy.yml builds exactly as committed.
+    "$venv/bin/python" -c 'import json, sys; open(sys.argv[1], "a").write("repository: %s\n" % json.dumps(sys.argv[2]))' \
+        "$copy/galaxy.yml" "$repository"
+fi
+(cd "$copy" && "${cleanenv[@]}" ansible-galaxy collection build --output-path "$out" .)
 tarball=$(echo "$out"/fleetpki-mtls-*.tar.gz)
 [[ -f $tarball ]] || { echo "galaxy_import.sh: no tarball built in $out" >&2; exit 1; }
 
