@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The collection's docs site, offline, into .build/docsite/html: the plugin and role pages antsibull-docs makes
 # from DOCUMENTATION and meta/argument_specs.yml, and the operator guides of docs/*.md as extra docs
-# (docs/docsite/extra-docs.yml). The guides are converted to reStructuredText here, at build time, from the
-# Markdown (the one source; nothing converted is committed). Fails on an antsibull-docs lint error, a Markdown
-# guide missing from extra-docs.yml (or the reverse), and any Sphinx warning.
+# (docs/docsite/extra-docs.yml), from the tarball installed into a collections path of its own. The guides' pages
+# are committed in docs/docsite/rst/ (made from the Markdown, the one source, by `make docs-rst`). Fails when those
+# pages drift from docs/*.md, on a Markdown guide missing from extra-docs.yml (or the reverse), an antsibull-docs
+# lint error on the installed collection, and any Sphinx warning.
 # Needs .venv-release (requirements-release.txt) or RELEASE_VENV=<venv>, and pandoc (apt-get install pandoc).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,19 +12,17 @@ venv=${RELEASE_VENV:-$root/.venv-release}
 out=$root/.build/docsite
 collections=$out/collections
 tree=$collections/ansible_collections/fleetpki/mtls
-label_prefix=ansible_collections.fleetpki.mtls.docsite.
 
 [[ -x $venv/bin/antsibull-docs && -x $venv/bin/sphinx-build ]] \
     || { echo "build_docsite.sh: no antsibull-docs and sphinx in $venv (see requirements-release.txt)" >&2; exit 2; }
 command -v pandoc > /dev/null || { echo "build_docsite.sh: pandoc is needed (apt-get install pandoc)" >&2; exit 2; }
 
-rm -rf "$out" && mkdir -p "$tree" "$out/sphinx"
-# The collection as a checkout holds it (tracked and new files, not ignored ones), without collections/, the
-# link back to the tree.
-(cd "$root" && git ls-files -co --exclude-standard -z | grep -zv '^collections/' | tar --null -T - -cf -) | tar -xf - -C "$tree"
+# The committed pages of the guides (docs/docsite/rst/) are what docs/*.md make.
+"$root/tests/tools/docs_rst.sh" --check
 
+rm -rf "$out" && mkdir -p "$out/tree" "$out/sphinx"
 # Every docs/<name>.md is an entry of extra-docs.yml and the reverse: a new guide is not left off the site.
-"$venv/bin/python" - "$tree/docs" <<'PY'
+"$venv/bin/python" - "$root/docs" <<'PY'
 import os, sys, yaml
 docs = sys.argv[1]
 with open(os.path.join(docs, 'docsite', 'extra-docs.yml')) as handle:
@@ -36,25 +35,19 @@ if missing or stray:
              % (missing, stray))
 PY
 
-# docs/<name>.md -> docs/docsite/rst/<name>.rst with the label antsibull-docs requires. Fixed up after pandoc:
-# links between guides (<name>.md, <name>.md#anchor) point at their pages of the site; a code block right under a
-# list item's text gets the blank line RST needs; pandoc's own section labels (.. _1-cron:) go, since antsibull-docs
-# refuses labels without the collection's prefix (docutils gives every section an id of its own anyway).
-mkdir -p "$tree/docs/docsite/rst"
-for md in "$tree"/docs/*.md; do
-    name=$(basename "$md" .md)
-    {
-        printf '.. _%s%s:\n\n' "$label_prefix" "$name"
-        pandoc --from gfm --to rst --wrap=none "$md" \
-            | awk 'prev !~ /^[ \t]*$/ && /^[ \t]*\.\. code::/ { print "" } { print; prev = $0 }' \
-            | sed -E -e '/^\.\. _[^:`]+:$/d' -e 's/<([A-Za-z0-9_-]+)\.md(#[^>]*)?>`/<\1.html\2>`/g'
-    } > "$tree/docs/docsite/rst/$name.rst"
-done
-
-# The release venv's ansible-doc, none of the checkout's ansible.cfg (its collections_path is the checkout itself).
+# The site is made from the collection as a user installs it: the tarball built from the tree (tracked and new
+# files, not ignored ones, without collections/, the link back to the tree), installed into a collections path of
+# its own. The lint then also proves the tarball ships every page extra-docs.yml names. The release venv's
+# ansible-galaxy (with distlib, which reads galaxy.yml's manifest) and ansible-doc; none of the checkout's
+# ansible.cfg (its collections_path is the checkout itself).
 export PATH=$venv/bin:$PATH ANSIBLE_COLLECTIONS_PATH=$collections
 unset ANSIBLE_CONFIG PYTHONPATH
+(cd "$root" && git ls-files -co --exclude-standard -z | grep -zv '^collections/' | tar --null -T - -cf -) | tar -xf - -C "$out/tree"
+(cd "$out/tree" && ansible-galaxy collection build --output-path "$out" . > /dev/null)
+(cd "$out" && ansible-galaxy collection install --force -p "$collections" "$out"/fleetpki-mtls-*.tar.gz > /dev/null)
+[[ -f $tree/docs/docsite/extra-docs.yml ]] || { echo "build_docsite.sh: the installed tarball has no docs/docsite" >&2; exit 1; }
 (cd "$tree" && antsibull-docs lint-collection-docs --plugin-docs .)
+echo "build_docsite.sh: antsibull-docs lint-collection-docs --plugin-docs is clean on the installed tarball ($tree)"
 
 chmod 0755 "$out/sphinx"  # sphinx-init wants a directory only its owner can write
 antsibull-docs sphinx-init --use-current --fail-on-error --dest-dir "$out/sphinx" \
