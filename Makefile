@@ -146,6 +146,12 @@ release-checks: setup setup-release
 role-readmes: setup
 	$(BIN)/python tests/tools/role_readmes.py
 
+# Regenerate docs/docsite/rst/*.rst, the docs site's pages of the guides, from docs/*.md with pandoc (committed so
+# the tarball ships them; release-checks fails when they drift).
+.PHONY: docs-rst
+docs-rst:
+	tests/tools/docs_rst.sh
+
 # The operator's path: tarball, install, fleetpki.mtls.init, then site / verify / rotate / the renewal job's command
 # from that project over SSH with become, on a lab of its own (inst-* containers).
 install-path: setup
