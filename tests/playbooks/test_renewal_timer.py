@@ -97,12 +97,13 @@ def test_renewal_timer_quotes_every_path(tmp_path):
     units = tmp_path / 'units'
     units.mkdir()
     rc, output = renewal_timer(hosts, units, '-e', '{"renewal_timer_project_dir": "%s"}' % project,
-                               '-e', '{"renewal_timer_vault_password_file": "%s/vault pass"}' % tmp_path)
+                               '-e', '{"renewal_timer_vault_password_file": "%s/vault pass"}' % tmp_path,
+                               '-e', '{"renewal_timer_extra_args": "-e renew_days=45"}')
     assert rc == 0, output[-3000:]
     service = (units / 'fleetpki-renewal.service').read_text()
     exec_start = re.search(r'^ExecStart=(.*)$', service, re.M).group(1)
     assert shlex.split(exec_start)[1:] == ['-i', str(hosts), 'fleetpki.mtls.scheduled_renewal',
-                                           '--vault-password-file', '%s/vault pass' % tmp_path]
+                                           '--vault-password-file', '%s/vault pass' % tmp_path, '-e', 'renew_days=45']
     assert 'Environment="ANSIBLE_CONFIG=%s/ansible.cfg"' % project in service
 
 
