@@ -194,6 +194,18 @@ def test_every_role_has_its_readme(built):
     assert not missing, 'roles without a README.md in the tarball: %s' % missing
 
 
+def test_every_extra_docs_page_ships(built):
+    """An installed collection's docs/docsite/extra-docs.yml names only pages it holds (docs/docsite/rst/, committed
+    by make docs-rst): antsibull-docs and docs.ansible.com read them from the tarball."""
+    members = built.members
+    assert 'docs/docsite/extra-docs.yml' in members
+    index = yaml.safe_load((built.tree / 'docs' / 'docsite' / 'extra-docs.yml').read_text())
+    pages = [entry if isinstance(entry, str) else entry['ref'] for section in index['sections'] for entry in section['toctree']]
+    assert pages, 'extra-docs.yml names no page'
+    missing = sorted('docs/docsite/rst/%s.rst' % page for page in pages if 'docs/docsite/rst/%s.rst' % page not in members)
+    assert not missing, 'pages extra-docs.yml names but the tarball lacks (make docs-rst, and commit): %s' % missing
+
+
 def test_every_collection_file_of_the_tree_ships(built):
     """The allowlist keeps up with the tree: a new file type under a collection directory is a decision."""
     tree, members = built.tree, built.members
