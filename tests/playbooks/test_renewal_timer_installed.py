@@ -5,11 +5,13 @@ with its own ansible.cfg runs fleetpki.mtls.renewal_timer by FQCN; the test then
 unit it wrote, with the unit's Environment and WorkingDirectory and nothing else from this checkout, and the
 command must resolve every playbook and role of the scheduled job (--list-tasks). No fleet host is contacted.
 """
+import atexit
 import functools
 import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 
@@ -40,6 +42,7 @@ def installed_collection():
     Run from a temp dir with no ANSIBLE_CONFIG: inside the checkout, ansible-galaxy reads its ansible.cfg and
     answers "already installed" (collections/ links back to the tree)."""
     work = pathlib.Path(tempfile.mkdtemp(prefix='fleetpki-installed-'))
+    atexit.register(shutil.rmtree, str(work), True)
     os.chmod(str(work), 0o755)
     env = clean_env()
     rc, output = run([BIN / 'ansible-galaxy', 'collection', 'build', '--output-path', work / 'dist', ROOT], work, env)
