@@ -80,7 +80,7 @@ def unit_settings(service):
     workdir = re.search(r'^WorkingDirectory=(.*)$', service, re.M).group(1)
     environment = {}
     for value in re.findall(r'^Environment=(.*)$', service, re.M):
-        key, _, val = shlex.split(value)[0].partition('=')
+        key, val = shlex.split(value)[0].split('=', 1)
         environment[key] = val
     return exec_start, workdir, environment
 
