@@ -57,6 +57,20 @@ DIRT = {
     'meta/runtime.yml.bak': 'backup\n',
     'tests/output/junit.xml': '<x/>\n',
     'notes.txt': 'an operator note\n',
+    # Inventories and vaults an operator keeps beside the playbooks (playbook-adjacent group_vars/host_vars are
+    # an Ansible feature) or under docs/, and anything in a dot-directory (an editor's, a tool's cache).
+    'playbooks/group_vars/all/vault.yml': '$ANSIBLE_VAULT;1.1;AES256\n',
+    'playbooks/group_vars/all/main.yml': 'fleet_name: prod\n',
+    'playbooks/host_vars/redis1.yml': 'ansible_host: 10.0.0.5\n',
+    'playbooks/inventories/prod/hosts.yml': 'all: {}\n',
+    'playbooks/inventories/prod/group_vars/all/vault.yml': '$ANSIBLE_VAULT;1.1;AES256\n',
+    'playbooks/vars/vault.yml': '$ANSIBLE_VAULT;1.1;AES256\n',
+    'playbooks/prod.vault-pass': 'a-vault-password\n',
+    'roles/pki/vars/vault.yaml': '$ANSIBLE_VAULT;1.1;AES256\n',
+    'docs/x/secrets.yaml': 'redis_password: x\n',
+    'plugins/modules/.hidden/a.yml': 'hidden: 1\n',
+    'roles/redis_tls/.cache/deep/er/x.yml': 'hidden: 1\n',
+    'plugins/module_utils/_pki/.idea/a/b/c/d.py': 'hidden = 1\n',
     'requirements-local.txt': 'something==1.0\n',
 }
 
@@ -106,8 +120,10 @@ Build = namedtuple('Build', 'tree members listed')
 @pytest.fixture(scope='module')
 def built(tmp_path_factory):
     """The Build of the collection from a dirty copy of the tree."""
-    tree = tmp_path_factory.mktemp('tree') / 'mtls'
-    tree.mkdir()
+    # Built from under a dot-directory (as from ~/.ansible/...): the manifest's patterns for dot-directories must
+    # be anchored at the collection's root, or they would leave out everything.
+    tree = tmp_path_factory.mktemp('tree') / '.checkout' / 'mtls'
+    tree.mkdir(parents=True)
     copy_tree(tree)
     for name, text in DIRT.items():
         path = tree / name
@@ -165,6 +181,33 @@ def test_every_member_is_allowlisted(built):
     wrong_type = sorted(name for name in members if '/' in name
                         and not name.endswith(SHIPPED_EXTENSIONS[name.split('/')[0]]))
     assert not wrong_type, 'tarball members of a type the allowlist does not name: %s' % wrong_type
+
+
+# galaxy.yml prunes dot-directories one depth at a time, down to a dot-directory at depth 6: a member deeper
+# than this could sit under a dot-directory the manifest does not prune (add a prune line, then raise this).
+MAX_MEMBER_DEPTH = 7
+
+
+def test_members_within_the_depth_dot_directories_are_pruned_to(built):
+    deep = sorted(name for name in built.members if name.count('/') + 1 > MAX_MEMBER_DEPTH)
+    assert not deep, 'members deeper than galaxy.yml prunes dot-directories: %s' % deep
+
+
+def test_playbooks_and_docs_ship_only_their_own_files(built):
+    """playbooks/: the playbooks and playbooks/vars; docs/: the pages, the docsite and the examples. Nothing an
+    operator keeps there (group_vars/, host_vars/, inventories/, a vault) ships."""
+    allowed = ('playbooks/*.yml', 'playbooks/vars/*.yml', 'docs/*.md', 'docs/docsite/*.yml', 'docs/docsite/rst/*.rst',
+               'docs/examples/*.yml')
+    outside = sorted(name for name in built.members if name.split('/')[0] in ('playbooks', 'docs')
+                     and not any(fnmatch.fnmatch(name, pattern) and name.count('/') == pattern.count('/')
+                                 for pattern in allowed))
+    assert not outside, 'playbooks/ or docs/ members the manifest should not ship: %s' % outside
+
+
+def test_no_vault_ships(built):
+    vaults = sorted(name for name in built.members
+                    if name.rsplit('/', 1)[-1] in ('vault.yml', 'vault.yaml') or name.endswith('.vault-pass'))
+    assert not vaults, 'vault files in the tarball: %s' % vaults
 
 
 def test_files_json_matches_members(built):
