@@ -5,14 +5,15 @@
 # ERROR line in its log. Needs .venv-release (python3 -m venv .venv-release && .venv-release/bin/pip install -r
 # requirements-release.txt), or RELEASE_VENV=<venv>.
 # galaxy.yml's repository (none committed: the release sets it): FLEETPKI_REPOSITORY_URL, else the checkout's
-# origin remote, else file://<checkout>; the script prints which.
+# origin remote, else file://<checkout>; the script prints which, without the URL's user and password (a CI clone's
+# origin is https://gitlab-ci-token:<token>@host/...: the token must reach neither the log nor MANIFEST.json).
+# --print-repository: print the repository the tarball would get, and stop (tests/build/test_galaxy_import.py).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${RELEASE_VENV:-$root/.venv-release}
 out=$root/.build/galaxy-import
 [[ -x $venv/bin/python ]] || { echo "galaxy_import.sh: no venv at $venv (see requirements-release.txt)" >&2; exit 2; }
 
-rm -rf "$out" && mkdir -p "$out/home"
 # As Galaxy sees it: none of the checkout's ansible.cfg (its collections_path points back at this tree), its
 # PYTHONPATH or the caller's ~/.ansible; the release venv's ansible-doc and ansible-lint first on PATH.
 cleanenv=(env -u ANSIBLE_CONFIG -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH HOME="$out/home" PATH="$venv/bin:$PATH"
@@ -21,12 +22,12 @@ cleanenv=(env -u ANSIBLE_CONFIG -u PYTHONPATH -u ANSIBLE_COLLECTIONS_PATH HOME="
 # sets it. The tarball is built here from a copy of the tree (tracked and new files, not ignored ones, without
 # collections/, the link back to the tree) whose galaxy.yml gets FLEETPKI_REPOSITORY_URL, else the checkout's
 # origin remote (a CI clone has one), else file://<checkout>, what it was really built from.
-copy=$out/tree
-mkdir -p "$copy"
-(cd "$root" && git ls-files -co --exclude-standard -z | grep -zv '^collections/' | tar --null -T - -cf -) | tar -xf - -C "$copy"
-committed=$("$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("repository") or "")' "$copy/galaxy.yml")
+without_userinfo() { sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://)[^@/]*@#\1#' <<< "$1"; }
+# The repository galaxy.yml's copy gets, and where it comes from; empty when galaxy.yml names its own.
+repository='' source=''
+committed=$("$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("repository") or "")' "$root/galaxy.yml")
 if [[ -n $committed ]]; then
-    echo "galaxy_import.sh: galaxy.yml repository: $committed (galaxy.yml's own)"
+    source="galaxy.yml's own"
 else
     repository=${FLEETPKI_REPOSITORY_URL:-} source=FLEETPKI_REPOSITORY_URL
     if [[ -z $repository ]]; then
@@ -35,7 +36,17 @@ else
     if [[ -z $repository ]]; then
         repository="file://$root" source="the checkout's path: no FLEETPKI_REPOSITORY_URL, no origin remote"
     fi
-    echo "galaxy_import.sh: galaxy.yml repository: $repository (from $source)"
+    repository=$(without_userinfo "$repository")
+fi
+echo "galaxy_import.sh: galaxy.yml repository: $(without_userinfo "${repository:-$committed}") (from $source)"
+if [[ ${1:-} == --print-repository ]]; then exit 0; fi
+
+rm -rf "$out" && mkdir -p "$out/home"
+
+copy=$out/tree
+mkdir -p "$copy"
+(cd "$root" && git ls-files -co --exclude-standard -z | grep -zv '^collections/' | tar --null -T - -cf -) | tar -xf - -C "$copy"
+if [[ -n $repository ]]; then
     # Appended as text (a JSON string is a YAML string), so the rest of galaxy.yml builds exactly as committed.
     "$venv/bin/python" -c 'import json, sys; open(sys.argv[1], "a").write("repository: %s\n" % json.dumps(sys.argv[2]))' \
         "$copy/galaxy.yml" "$repository"

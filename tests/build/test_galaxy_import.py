@@ -1,0 +1,61 @@
+"""tests/tools/galaxy_import.sh names the repository without the URL's credentials.
+
+A CI clone's origin is https://gitlab-ci-token:<token>@host/...: the script prints the repository it gives
+galaxy.yml and writes it into MANIFEST.json, so the token must be gone before either. The test runs the script's
+--print-repository mode (no build, no galaxy-importer) from a temporary checkout whose origin carries a fake token.
+"""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TOKEN = 'glcbt-fake-token-0123456789'
+
+
+def python_with_yaml_venv():
+    """A venv whose python has PyYAML, for RELEASE_VENV: .venv-release, else .venv, else the one running pytest."""
+    for venv in (ROOT / '.venv-release', ROOT / '.venv', pathlib.Path(sys.executable).parent.parent):
+        if (venv / 'bin' / 'python').exists():
+            return str(venv)
+    pytest.skip('no venv: run make setup')
+    return None
+
+
+@pytest.fixture(name='checkout')
+def fixture_checkout(tmp_path):
+    """A git checkout holding the script and galaxy.yml (without a repository key), and no origin yet."""
+    (tmp_path / 'tests' / 'tools').mkdir(parents=True)
+    shutil.copy2(str(ROOT / 'tests' / 'tools' / 'galaxy_import.sh'), str(tmp_path / 'tests' / 'tools'))
+    shutil.copy2(str(ROOT / 'galaxy.yml'), str(tmp_path))
+    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+    return tmp_path
+
+
+def print_repository(checkout, **env):
+    env = dict(env, PATH='/usr/bin:/bin', HOME=str(checkout), RELEASE_VENV=python_with_yaml_venv())
+    proc = subprocess.run(['bash', str(checkout / 'tests' / 'tools' / 'galaxy_import.sh'), '--print-repository'],
+                          cwd=str(checkout), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout
+    return proc.stdout
+
+
+@pytest.mark.parametrize('url, expected', [
+    ('https://gitlab-ci-token:%s@gitlab.internal/ops/fleetpki.git' % TOKEN, 'https://gitlab.internal/ops/fleetpki.git'),
+    ('https://%s@github.com/ops/fleetpki.git' % TOKEN, 'https://github.com/ops/fleetpki.git'),
+    ('https://gitlab.internal/ops/fleetpki.git', 'https://gitlab.internal/ops/fleetpki.git'),
+])
+def test_origin_credentials_are_stripped(checkout, url, expected):
+    subprocess.run(['git', '-C', str(checkout), 'remote', 'add', 'origin', url], check=True)
+    out = print_repository(checkout)
+    assert TOKEN not in out
+    assert "galaxy.yml repository: %s (from the checkout's origin remote)" % expected in out
+
+
+def test_repository_variable_credentials_are_stripped(checkout):
+    out = print_repository(checkout, FLEETPKI_REPOSITORY_URL='https://ci:%s@gitlab.internal/ops/fleetpki' % TOKEN)
+    assert TOKEN not in out
+    assert 'galaxy.yml repository: https://gitlab.internal/ops/fleetpki (from FLEETPKI_REPOSITORY_URL)' in out
