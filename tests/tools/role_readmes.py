@@ -48,12 +48,27 @@ _MARKUP = [
 ]
 
 
+# A code span: the text from a run of backticks to the next run of the same length (CommonMark).
+_CODE_SPAN = re.compile(r'(`+)(?:(?!\1).)+?\1(?!`)')
+
+
+def _escape_html(text):
+    return text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+
+
 def markdown(text):
-    # < and > would be read as HTML by Galaxy's renderer (<pki_dir> would vanish).
-    text = ' '.join(str(text).split()).replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+    """Ansible markup to Markdown. Outside code spans, < > & are escaped: Galaxy's renderer would read <pki_dir> as
+    HTML and drop it. Inside a code span (`...`, from C() and the like or written so) they stay: Markdown shows a
+    code span literally, so &lt;dir&gt; there would show as such."""
+    text = ' '.join(str(text).split())
     for pattern, replacement in _MARKUP:
         text = pattern.sub(replacement, text)
-    return text
+    out, last = [], 0
+    for span in _CODE_SPAN.finditer(text):
+        out += [_escape_html(text[last:span.start()]), span.group(0)]
+        last = span.end()
+    out.append(_escape_html(text[last:]))
+    return ''.join(out)
 
 
 def paragraphs(value):
