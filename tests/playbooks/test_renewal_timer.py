@@ -3,6 +3,7 @@
 The units are written to a temp dir; the checks the role makes before it installs anything are driven with
 inventories and projects another user could write. No fleet host is contacted.
 """
+import json
 import os
 import re
 import shlex
@@ -115,3 +116,128 @@ def test_renewal_timer_refuses_paths_that_do_not_quote_the_same_for_cron_and_sys
     rc, output = renewal_timer(hosts, units, '-e', '{"renewal_timer_vault_password_file": "%s"}' % path)
     assert rc != 0
     assert 'renewal_timer_vault_password_file must be absolute paths' in ' '.join(output.split()), output[-3000:]
+
+
+def vault_script(directory):
+    """A vault password script that leaves a marker when it runs: the role must never run it before its checks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / 'ran'
+    script = directory / 'vault-pass.sh'
+    script.write_text('#!/bin/sh\ntouch %s\necho not-a-real-vault-password\n' % marker)
+    os.chmod(str(script), 0o755)
+    return script, marker
+
+
+@pytest.mark.parametrize('make_unsafe, expected', [
+    (lambda script: os.chown(str(script), 65534, -1), '(owner uid 65534)'),
+    (lambda script: os.chmod(str(script), 0o757), '(writable by others, mode 757)'),
+    (lambda script: (os.chown(str(script), 0, 12345), os.chmod(str(script), 0o775)), '(group-writable, gid 12345)'),
+])
+def test_a_vault_password_script_the_project_names_is_checked_before_it_can_run(tmp_path, make_unsafe, expected):
+    """ansible.cfg's vault_password_file is executed by the job's command (as root): another user's script is
+    refused before anything runs as the job's user, and the role itself never ran it."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    script, marker = vault_script(tmp_path / 'tools')
+    with (project / 'ansible.cfg').open('a') as cfg:
+        cfg.write('vault_password_file = %s\n' % script)
+    make_unsafe(script)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'these paths can be written by another user' in flat and '%s %s' % (script, expected) in flat, flat[-3000:]
+    assert not marker.exists(), 'the role ran the vault password script before refusing it'
+    assert list(units.iterdir()) == [], 'units were written before the check failed'
+
+
+def test_a_writable_collections_path_entry_that_could_shadow_the_collection_is_refused(tmp_path):
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    shadow = tmp_path / 'shared-collections'
+    shadow.mkdir()
+    os.chmod(str(shadow), 0o777)
+    (project / 'ansible.cfg').write_text('[defaults]\ninject_facts_as_vars = False\ncollections_path = %s:%s\n'
+                                         % (shadow, ROOT / 'collections'))
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'these paths can be written by another user' in flat, flat[-3000:]
+    assert '%s (writable by others, mode 777)' % shadow in flat, flat[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def fake_venv(tmp_path):
+    """A venv of links to this checkout's tools, with a pyvenv.cfg and a site-packages of its own."""
+    venv = tmp_path / 'venv'
+    (venv / 'bin').mkdir(parents=True)
+    for tool in ['ansible-playbook', 'ansible-doc', 'ansible-config']:
+        (venv / 'bin' / tool).symlink_to(ROOT / '.venv' / 'bin' / tool)
+    (venv / 'pyvenv.cfg').write_text('home = /usr/bin\n')
+    (venv / 'lib' / 'site-packages').mkdir(parents=True)
+    (venv / 'lib' / 'site-packages' / 'sitecustomize.py').write_text('')
+    return venv
+
+
+@pytest.mark.parametrize('make_unsafe', [
+    lambda tmp_path, project: (project / 'roles' / 'local' / 'tasks' / 'main.yml', 0o666, None),
+    lambda tmp_path, project: (tmp_path / 'inv' / 'group_vars' / 'all.yml', 0o644, 12345),
+    lambda tmp_path, project: (tmp_path / 'venv' / 'lib' / 'site-packages' / 'sitecustomize.py', 0o664, None),
+])
+def test_files_inside_the_project_the_inventory_dir_and_the_venv_are_checked(tmp_path, make_unsafe):
+    """Not only the top directories: a role of the project, the inventory's group_vars or a module of the venv
+    another user can write would run as the job's user. The message names the file."""
+    (tmp_path / 'inv' / 'group_vars').mkdir(parents=True)
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    (project / 'roles' / 'local' / 'tasks').mkdir(parents=True)
+    venv = fake_venv(tmp_path)
+    path, mode, owner = make_unsafe(tmp_path, project)
+    path.write_text('---\n')
+    os.chmod(str(path), mode)
+    if owner:
+        os.chown(str(path), owner, -1)
+    if mode & 0o020:
+        os.chown(str(path), -1, 12345)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'these paths can be written by another user' in flat and '%s (' % path in flat, flat[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_the_projects_pki_and_backups_are_not_searched(tmp_path):
+    """pki/ and backups/ hold keys and archives the job writes, not code: their owners are not the job's concern."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    for name in ['pki', 'backups']:
+        (project / name).mkdir()
+        (project / name / 'file').write_text('')
+        os.chown(str(project / name / 'file'), 12345, -1)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
+    assert rc == 0, output[-3000:]
+
+
+@pytest.mark.parametrize('extra_args, bad', [('-e renew_days=50%', 'renew_days=50%'),
+                                             ('-e pki=$HOME/pki', 'pki=$HOME/pki'),
+                                             ("-e name='a'", "name='a'")])
+def test_extra_args_that_systemd_or_cron_would_change_are_refused(tmp_path, extra_args, bad):
+    hosts = inventory(tmp_path, FLEET)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', json.dumps({'renewal_timer_extra_args': extra_args}))
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'renewal_timer_extra_args: %s may hold only' % bad in flat, flat[-3000:]
+    assert list(units.iterdir()) == []
