@@ -1,40 +1,104 @@
 """fleetpki.mtls.init from the installed tarball writes a project that works: inventory, encrypted vault, preflight.
 
-The collection comes from the built tarball (test_renewal_timer_installed.installed_collection); every command
-runs from the new project with its own ansible.cfg and nothing from this checkout. No fleet host is contacted: the
-PKI play runs on the control node, and the hosts filled in are never reached.
+Steps 1 and 2 of README.md's operator path are run exactly as written there (read from README.md: the tarball
+install into ~/fleets/prod/collections, then init with ANSIBLE_COLLECTIONS_PATH), by bash, with a HOME of the test
+and an environment with nothing of this checkout; every later command runs from the new project with its own
+ansible.cfg. No fleet host is contacted: the PKI play runs on the control node, and the hosts filled in are never
+reached.
 """
+import hashlib
+import json
 import os
+import pathlib
+import re
+import shutil
 import stat
+import subprocess
 
 import yaml
 
 from test_renewal_timer_installed import BIN, ROOT, clean_env, installed_collection, run
 
+STEP_1 = 'ansible-galaxy collection install '
+STEP_2 = 'ANSIBLE_COLLECTIONS_PATH='
 
-def init(tmp_path, *extra, check=False):
-    collections = installed_collection()
-    env = clean_env(ANSIBLE_COLLECTIONS_PATH=str(collections), HOME=str(tmp_path / 'home'))
-    argv = [BIN / 'ansible-playbook', 'fleetpki.mtls.init', '-e', 'dest=%s' % (tmp_path / 'prod')] + list(extra)
-    if check:
-        argv.append('--check')
-    return run(argv, tmp_path, env)
+
+def readme_steps():
+    """The install and init command lines of README.md's operator section, as written."""
+    text = (ROOT / 'README.md').read_text()
+    block = text[text.index('## Operators'):]
+    block = block[block.index('```sh\n') + 6:]
+    block = block[:block.index('```')]
+    lines = [line for line in block.splitlines() if line.startswith((STEP_1, STEP_2))]
+    assert [line.startswith(STEP_1) for line in lines] == [True, False], lines
+    assert not any(line.endswith('\\') for line in lines), 'a continued line: extend readme_steps()'
+    return lines
+
+
+def operator_env(tmp_path):
+    home = tmp_path / 'home'
+    home.mkdir(exist_ok=True)
+    return clean_env(HOME=str(home), PATH='%s:/usr/local/bin:/usr/bin:/bin' % BIN)
+
+
+def tarball_dir(tmp_path):
+    """A directory holding only the built tarball, as the operator downloads it."""
+    dist = tmp_path / 'downloads'
+    if not dist.exists():
+        dist.mkdir()
+        tarball, = (installed_collection().parent / 'dist').glob('fleetpki-mtls-*.tar.gz')
+        shutil.copy(str(tarball), str(dist))
+    return dist
+
+
+def version():
+    return yaml.safe_load((ROOT / 'galaxy.yml').read_text())['version']
+
+
+def readme_init(tmp_path, check=False):
+    """README steps 1 and 2 by bash, exactly as written (<version> filled in); the project is ~/fleets/prod."""
+    env = operator_env(tmp_path)
+    install, init_line = readme_steps()
+    for line in [install.replace('<version>', version()), init_line + (' --check' if check else '')]:
+        rc, output = run(['bash', '-c', line], tarball_dir(tmp_path), env)
+        if rc != 0:
+            return rc, output
+    return rc, output
+
+
+def init_from(tmp_path, dest, *extra, check=False):
+    """init with the shared installed collection (cheaper than a fresh install) into DEST."""
+    env = dict(operator_env(tmp_path), ANSIBLE_COLLECTIONS_PATH=str(installed_collection()))
+    argv = [BIN / 'ansible-playbook', 'fleetpki.mtls.init', '-e', 'dest=%s' % dest] + list(extra)
+    return run(argv + (['--check'] if check else []), tmp_path, env)
 
 
 def in_project(proj, tmp_path, argv):
-    return run(argv, proj, clean_env(HOME=str(tmp_path / 'home')))
+    return run(argv, proj, operator_env(tmp_path))
 
 
-def test_init_writes_a_project_whose_vault_and_inventory_work(tmp_path):
-    (tmp_path / 'home').mkdir()
-    rc, output = init(tmp_path, check=True)
+def password_file_of(tmp_path, name, dest):
+    digest = hashlib.sha256(os.path.realpath(str(dest)).encode()).hexdigest()[:8]
+    return tmp_path / 'home' / '.fleetpki' / ('%s-%s.vault-pass' % (name, digest))
+
+
+def vault_view(proj, tmp_path, password_file, vault):
+    rc, output = in_project(proj, tmp_path, [BIN / 'ansible-vault', 'view', '--vault-password-file', password_file, vault])
+    assert rc == 0, output
+    return yaml.safe_load(output)
+
+
+def test_the_readme_steps_write_a_project_whose_vault_and_inventory_work(tmp_path):
+    rc, output = readme_init(tmp_path, check=True)
     assert rc == 0, output[-3000:]
-    assert not (tmp_path / 'prod').exists(), 'check mode wrote the project'
-    rc, output = init(tmp_path)
+    proj = tmp_path / 'home' / 'fleets' / 'prod'
+    assert not (proj / 'ansible.cfg').exists(), 'check mode wrote the project'
+    assert 'would write it (check mode)' in output, output[-3000:]
+    rc, output = readme_init(tmp_path)
     assert rc == 0, output[-3000:]
-    proj = tmp_path / 'prod'
+    assert 'written.' in output
     inventory = proj / 'inventories' / 'prod'
-    password_file = tmp_path / 'home' / '.fleetpki' / 'prod.vault-pass'
+    password_file = password_file_of(tmp_path, 'prod', proj)
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(password_file.parent.stat().st_mode) == 0o700
     password = password_file.read_text().strip()
@@ -43,26 +107,87 @@ def test_init_writes_a_project_whose_vault_and_inventory_work(tmp_path):
     assert vault.read_text().startswith('$ANSIBLE_VAULT;1.1;AES256')
     assert stat.S_IMODE(vault.stat().st_mode) == 0o600
     config = (proj / 'ansible.cfg').read_text()
-    assert 'inject_facts_as_vars = False' in config and 'collections_path = %s' % installed_collection() in config
+    assert 'inject_facts_as_vars = False' in config and 'collections_path = %s/collections' % proj in config
     assert 'pipelining = true' in config and 'ControlPersist' in config
+    assert 'vault_password_file = %s' % password_file in config
     assert str(ROOT) not in config
-    # No secret in the run's output.
-    rc, output = in_project(proj, tmp_path, [BIN / 'ansible-vault', 'view', '--vault-password-file', password_file,
-                                             vault])
-    assert rc == 0, output
-    secrets = yaml.safe_load(output)
+    secrets = vault_view(proj, tmp_path, password_file, vault)
     assert set(secrets) >= {'vault_pki_ca_passphrase', 'vault_pki_backup_passphrase'}
     assert all(len(value) >= 32 for value in secrets.values())
-    rc, run_output = init(tmp_path)
+    # The second run: no secret in its output, nothing changed, the vault kept.
+    rc, run_output = readme_init(tmp_path)
     assert not any(value in run_output for value in list(secrets.values()) + [password])
-    # Idempotent: the second run changes nothing and keeps the vault.
     assert rc == 0 and 'changed=0' in run_output[run_output.rindex('PLAY RECAP'):], run_output[-3000:]
     assert 'kept as they were' in run_output
+    assert vault_view(proj, tmp_path, password_file, vault) == secrets
     rc, output = in_project(proj, tmp_path, [BIN / 'ansible-inventory', '--graph'])
     assert rc == 0 and 'WARNING' not in output, output
     for group in ['redis_servers', 'workers', 'api_servers', 'pki_clients', 'redis_clients']:
         assert '@%s:' % group in output, output
     assert not (inventory / 'pki').exists()
+    # The CA's name constraints are a decision made in the open, not a commented-out line.
+    settings = yaml.safe_load((inventory / 'group_vars' / 'all' / 'vars.yml').read_text())
+    assert settings['pki_ca_name_constraints_permitted_dns'] == [] and settings['ca_trust_system_store'] is True
+
+
+def test_the_example_hosts_once_uncommented_as_told_are_an_inventory(tmp_path):
+    dest = tmp_path / 'prod'
+    rc, output = init_from(tmp_path, dest)
+    assert rc == 0, output[-3000:]
+    hosts = dest / 'inventories' / 'prod' / 'hosts.yml'
+    # The operator's edit: every commented example line under a group's "hosts:" uncommented in place.
+    lines = hosts.read_text().splitlines()
+    edited = [re.sub(r'^(\s*)# ', r'\1', line) if re.match(r'^ {8,}# ', line) else line for line in lines]
+    assert edited != lines
+    hosts.write_text('\n'.join(edited) + '\n')
+    rc, output = in_project(dest, tmp_path, [BIN / 'ansible-inventory', '--list'])
+    assert rc == 0 and 'WARNING' not in output, output
+    listed = json.loads(output)
+    for group, host in [('redis_servers', 'redis-01.example.com'), ('workers', 'worker-01.example.com'),
+                        ('api_servers', 'api-01.example.com'), ('pki_clients', 'pxe-01.example.com'),
+                        ('redis_clients', 'pxe-01.example.com')]:
+        assert listed[group]['hosts'] == [host], listed
+    assert listed['_meta']['hostvars']['api-01.example.com']['pki_extra_sans'] == ['callback.example.com']
+
+
+def test_a_trailing_slash_in_dest_names_the_fleet_as_without_it(tmp_path):
+    dest = tmp_path / 'fleets' / 'stage'
+    rc, output = init_from(tmp_path, str(dest) + '/')
+    assert rc == 0, output[-3000:]
+    assert (dest / 'inventories' / 'stage' / 'hosts.yml').is_file()
+    assert password_file_of(tmp_path, 'stage', dest).is_file()
+
+
+def test_a_bad_name_says_which_input_and_the_fix(tmp_path):
+    rc, output = init_from(tmp_path, tmp_path / 'bad!name')
+    flat = ' '.join(output.split())
+    assert rc != 0 and 'project_init_name "bad!name"' in flat and '-e project_init_name=<name>' in flat, flat[-2000:]
+    assert 'vault password file' not in flat, 'the message blames an input that is fine'
+    assert not (tmp_path / 'bad!name').exists()
+
+
+def test_two_projects_with_the_same_name_get_their_own_password(tmp_path):
+    for parent in ['a', 'b']:
+        rc, output = init_from(tmp_path, tmp_path / parent / 'prod')
+        assert rc == 0, output[-3000:]
+    first, second = (password_file_of(tmp_path, 'prod', tmp_path / parent / 'prod') for parent in ['a', 'b'])
+    assert first != second and first.read_text() != second.read_text()
+    for parent, password_file in [('a', first), ('b', second)]:
+        proj = tmp_path / parent / 'prod'
+        assert vault_view(proj, tmp_path, password_file, proj / 'inventories/prod/group_vars/all/vault.yml')
+
+
+def test_an_existing_password_file_others_can_read_is_made_private(tmp_path):
+    password_file = tmp_path / 'secrets' / 'prod.pass'
+    password_file.parent.mkdir()
+    password_file.write_text('an-existing-vault-password\n')
+    os.chmod(str(password_file), 0o644)
+    dest = tmp_path / 'prod'
+    rc, output = init_from(tmp_path, dest, '-e', 'project_init_vault_password_file=%s' % password_file)
+    assert rc == 0, output[-3000:]
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    assert password_file.read_text() == 'an-existing-vault-password\n', 'an existing password file was rewritten'
+    assert vault_view(dest, tmp_path, password_file, dest / 'inventories/prod/group_vars/all/vault.yml')
 
 
 def fill_hosts(proj, hosts):
@@ -76,10 +201,14 @@ def fill_hosts(proj, hosts):
 
 
 def test_the_pki_play_runs_on_the_new_project_once_the_hosts_are_filled_in(tmp_path):
-    (tmp_path / 'home').mkdir()
-    rc, output = init(tmp_path)
-    assert rc == 0, output[-3000:]
     proj = tmp_path / 'prod'
+    rc, output = init_from(tmp_path, proj)
+    assert rc == 0, output[-3000:]
+    # A fresh scaffold: site says the fleet's groups are empty and where to add the hosts.
+    rc, output = in_project(proj, tmp_path, [BIN / 'ansible-playbook', 'fleetpki.mtls.site'])
+    flat = ' '.join(output.split())
+    assert rc != 0 and 'no host in the fleet\'s groups' in flat and 'inventories/prod/hosts.yml' in flat, flat[-3000:]
+    assert 'no inventory host to find the fleet by' not in flat
     fill_hosts(proj, {'redis_servers': ['redis-01.fleet.test'], 'workers': ['worker-01.fleet.test'],
                       'api_servers': ['api-01.fleet.test'], 'pki_clients': ['pxe-01.fleet.test']})
     rc, output = in_project(proj, tmp_path, [BIN / 'ansible-playbook', 'fleetpki.mtls.pki'])
@@ -89,3 +218,14 @@ def test_the_pki_play_runs_on_the_new_project_once_the_hosts_are_filled_in(tmp_p
     assert (proj / 'pki' / 'prod' / 'ca' / 'ca-cert.pem').is_file()
     assert not (proj / 'inventories' / 'prod' / 'pki').exists()
     assert os.path.isfile(str(proj / 'pki' / 'prod' / 'issued' / 'worker-worker-01.fleet.test-cert.pem'))
+
+
+def test_readme_installs_nothing_but_the_collection_in_the_project(tmp_path):
+    """Step 1 as written puts the collection where step 2's ANSIBLE_COLLECTIONS_PATH and the project look."""
+    install, init_line = readme_steps()
+    target = re.search(r' -p (\S+)', install).group(1)
+    assert re.match(r'ANSIBLE_COLLECTIONS_PATH=%s ' % re.escape(target), init_line), (install, init_line)
+    dest = re.search(r'-e dest=(\S+)', init_line).group(1)
+    assert target == dest + '/collections', (target, dest)
+    assert pathlib.PurePosixPath(target).name == 'collections'
+    assert subprocess.run(['bash', '-n', '-c', init_line], check=False).returncode == 0
