@@ -29,7 +29,8 @@ def test_a_non_root_user_stops_the_roll_before_any_role(tmp_path):
     assert rc != 0
     flat = ' '.join(output.split())
     assert 'worker1: the roles run there as uid 65534' in flat, flat[-3000:]
-    assert 'Set ansible_become: true for the fleet in the inventory' in flat, flat[-3000:]
+    assert 'Set ansible_become: true for the fleet\'s hosts in the inventory (under "fleet: vars:" in hosts.yml, ' \
+        'or in group_vars/fleet/; not in group_vars/all' in flat, flat[-3000:]
     assert 'batch 1 of' not in flat, 'the roll went on past the check'
 
 
