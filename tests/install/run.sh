@@ -16,9 +16,10 @@ connection=${FLEETPKI_INSTALL_CONNECTION:-ssh}
 net3=${FLEETPKI_LAB_SUBNET%.0/24}
 work=$(mktemp -d /tmp/fleetpki-install.XXXXXX)
 chmod 0755 "$work"
-proj=$work/proj
 home=$work/home
 mkdir -m 0700 "$home"
+# README's project: ~/fleets/prod with HOME=$home.
+proj=$home/fleets/prod
 
 step() {  # step NAME COMMAND...: run, print its time, stop on failure
   local name=$1 start rc=0
@@ -47,19 +48,33 @@ clean() {
     HOME="$home" ANSIBLE_NOCOLOR=1 PATH="$bin:/usr/local/bin:/usr/bin:/bin" "$@"
 }
 
+# README.md's operator steps 1 and 2, read from README.md and run by bash as written (<version> filled in): the
+# install path is the documented one, with the same environment (nothing but HOME and PATH of an operator's shell).
+readme_line() {  # readme_line PREFIX: the first line of README.md starting with PREFIX (no regex characters)
+  local line
+  line=$(grep -m1 -e "^$1" "$root/README.md") || { echo "README.md has no line starting with '$1'" >&2; return 1; }
+  printf '%s\n' "$line"
+}
+
 build_and_install() {
+  local version install
+  version=$("$bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["version"])' "$root/galaxy.yml")
+  install=$(readme_line 'ansible-galaxy collection install ')
   (cd "$work" && clean "$bin/ansible-galaxy" collection build --output-path "$work/dist" "$root")
-  (cd "$work" && clean "$bin/ansible-galaxy" collection install --force -p "$work/collections" "$work"/dist/fleetpki-mtls-*.tar.gz)
+  echo "+ ${install//<version>/$version}"
+  (cd "$work/dist" && clean bash -c "${install//<version>/$version}")
 }
 
 init_project() {
-  (cd "$work" && clean ANSIBLE_COLLECTIONS_PATH="$work/collections" "$bin/ansible-playbook" fleetpki.mtls.init \
-     -e "dest=$proj" -e "project_init_collections_path=$work/collections")
+  local init
+  init=$(readme_line 'ANSIBLE_COLLECTIONS_PATH=')
+  echo "+ $init"
+  (cd "$work" && clean bash -c "$init")
 }
 
 # The operator's edit: the lab's hosts in the inventory, and the lab's connection settings for the fleet group.
 fill_inventory() {
-  local inv=$proj/inventories/proj
+  local inv=$proj/inventories/prod
   "$bin/python" - "$inv/hosts.yml" "$net3" "$connection" "$root/.build/lab-ssh/id_ed25519" "$FLEETPKI_LAB_PREFIX" <<'PY'
 import sys, yaml
 path, net3, connection, key, prefix = sys.argv[1:]
