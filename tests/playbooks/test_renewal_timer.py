@@ -241,3 +241,19 @@ def test_extra_args_that_systemd_or_cron_would_change_are_refused(tmp_path, extr
     flat = ' '.join(output.split())
     assert 'renewal_timer_extra_args: %s may hold only' % bad in flat, flat[-3000:]
     assert list(units.iterdir()) == []
+
+
+def test_a_vault_script_named_in_extra_args_is_checked_like_the_paths(tmp_path):
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    script, marker = vault_script(tmp_path / 'tools')
+    os.chown(str(script), 65534, -1)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', json.dumps({'renewal_timer_extra_args': '--vault-id prod@%s' % script}))
+    assert rc != 0
+    assert '%s (owner uid 65534)' % script in ' '.join(output.split()), output[-3000:]
+    assert not marker.exists(), 'the role ran the vault password script before refusing it'
+    assert list(units.iterdir()) == []
