@@ -54,4 +54,3 @@ def test_become_on_the_fleet_group_does_not_reach_the_control_node(tmp_path):
     assert rc == 0, output[-3000:]
     assert (tmp_path / 'pki' / 'ca' / 'ca-cert.pem').is_file()
     assert (tmp_path / 'pki' / 'ca' / 'ca-key.pem').stat().st_uid == os.getuid()
-
