@@ -39,3 +39,18 @@ def test_passphrase_is_not_in_the_result(tmp_path, pki, run_module):
     run = run_module(pki_crl, {'ca_dir': ca_dir, 'ca_passphrase': pki.PASSPHRASE})
     assert run.rc == 0 and run.result['changed'] is True
     assert pki.PASSPHRASE not in run.stdout
+
+
+def test_check_mode_without_a_ca_yet_reports_the_crl_to_sign(tmp_path, run_module):
+    """pki.yml --check on a new fleet: pki_ca only said it would make the CA, so the CRL would be signed too."""
+    ca_dir = str(tmp_path / 'ca')
+    check = run_module(pki_crl, {'ca_dir': ca_dir}, check_mode=True, diff=True)
+    assert check.rc == 0, check.result
+    assert check.result['changed'] is True
+    assert 'no CA in %s yet' % ca_dir in check.result['resign_reason']
+    assert any('fleetpki.mtls.pki_ca' in warning for warning in check.result.get('warnings', []))
+    assert not os.path.exists(ca_dir)
+    # A real run still refuses: it never makes a CA.
+    real = run_module(pki_crl, {'ca_dir': ca_dir})
+    assert real.rc == 1 and 'no CA in %s' % ca_dir in real.result['msg']
+    assert not os.path.exists(ca_dir)

@@ -108,3 +108,19 @@ def test_encrypted_ca_passphrase_never_in_the_output(tmp_path, pki, run_module):
     missing = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}, check_mode=True)
     assert missing.rc == 1 and 'give its passphrase in ca_passphrase' in missing.result['msg']
     assert pki.snapshot(tmp_path) == before
+
+
+def test_check_mode_without_a_ca_yet_reports_every_certificate_to_issue(tmp_path, run_module):
+    """pki.yml --check on a new fleet: pki_ca only said it would make the CA; every certificate would be issued."""
+    ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
+    check = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}, check_mode=True, diff=True)
+    assert check.rc == 0, check.result
+    assert check.result['changed'] is True and check.result['issued'] == len(CERTS)
+    assert all(cert['action'] == 'issue' and 'no CA in %s yet' % ca_dir in cert['reason']
+               for cert in check.result['certs'])
+    assert check.result['ca_not_after'] is None
+    assert any('fleetpki.mtls.pki_ca' in warning for warning in check.result.get('warnings', []))
+    assert not os.path.exists(ca_dir) and not os.path.exists(out_dir)
+    real = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS})
+    assert real.rc == 1 and 'no CA in %s' % ca_dir in real.result['msg']
+    assert not os.path.exists(out_dir)
