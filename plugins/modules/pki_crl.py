@@ -28,7 +28,11 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Reports what would change and writes nothing (the CA key is not even loaded).
+    description:
+      - Reports what would change and writes nothing (the CA key is not even loaded).
+      - When O(ca_dir) holds no CA yet (neither key nor certificate, as in a check-mode run where M(fleetpki.mtls.pki_ca)
+        only reported the CA it would make), the CRL is reported as to be signed, with a warning; a real run without
+        the CA fails.
   diff_mode:
     support: full
     description: Shows the revoked serials before and after.
@@ -180,7 +184,14 @@ def main():
         force=params['force'],
     )
     try:
-        manager.plan()
+        # pki.yml --check on a new fleet: pki_ca only reported the CA it would make, so preview the CRL that a real
+        # run would sign instead of failing on the CA check mode did not make.
+        if module.check_mode and manager.store.ca_absent():
+            manager.plan_before_the_ca()
+            module.warn('check mode: no CA in %s yet; the CRL is reported as it would be signed once the CA is made '
+                        '(fleetpki.mtls.pki_ca before this task); a real run without the CA fails' % params['ca_dir'])
+        else:
+            manager.plan()
         diff = manager.diff() if module._diff else None
         result = manager.result() if module.check_mode else manager.apply()
     except PkiError as exc:

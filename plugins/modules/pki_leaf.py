@@ -37,7 +37,11 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Reports per certificate what would change and why; writes nothing and takes no lock.
+    description:
+      - Reports per certificate what would change and why; writes nothing and takes no lock.
+      - When O(ca_dir) holds no CA yet (neither key nor certificate, as in a check-mode run where M(fleetpki.mtls.pki_ca)
+        only reported the CA it would make), every certificate is reported as to be issued, with a warning; a real run
+        without the CA fails.
   diff_mode:
     support: full
     description: Shows serial, expiry, SANs, usage and key type of each changed certificate; never key material.
@@ -256,7 +260,9 @@ metadata_path:
   returned: always
   type: str
 ca_not_after:
-  description: End of the CA's validity, ISO 8601 UTC.
+  description:
+    - End of the CA's validity, ISO 8601 UTC.
+    - V(null) in check mode when the CA is not made yet.
   returned: always
   type: str
 '''
@@ -318,8 +324,9 @@ def main():
         issued=actions.count(ISSUE),
         updated=actions.count(UPDATE),
         unchanged=actions.count('none'),
-        metadata_path=issuer.metadata.path,
-        ca_not_after=crypto.iso8601(issuer.ca.not_after),
+        metadata_path=issuer.store.metadata_path,
+        # None only in check mode before the CA is made.
+        ca_not_after=crypto.iso8601(issuer.ca.not_after) if issuer.ca is not None else None,
     )
     if module._diff:
         result['diff'] = issuer.diff()

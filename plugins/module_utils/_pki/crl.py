@@ -73,6 +73,19 @@ class CrlManager:
         self.resign_reason = self._resign_reason(known)
         return self.resign_reason
 
+    def plan_before_the_ca(self):
+        """Check mode only, when the CA is not made yet (pki_ca reported it would make it): the CRL would then be
+        signed. Nothing can be revoked from a CA that issued nothing, so revocations still fail."""
+        self.validate()
+        if self.revoke_serials or self.revoke_names:
+            raise PkiError('no CA in %s yet, so nothing it issued can be revoked (revoke_serials / revoke_names); '
+                           'point ca_dir at the CA that issued the certificates' % self.ca_dir)
+        self.record = {'crl_number': 0, 'revoked': []}
+        self.new_entries = []
+        self.current_crl = None
+        self.resign_reason = 'no CA in %s yet: signed once the CA is made' % self.ca_dir
+        return self.resign_reason
+
     def _targets(self):
         """(serial, name) of every serial and name to revoke, each checked against metadata.json."""
         if not (self.revoke_serials or self.revoke_names):

@@ -248,6 +248,21 @@ class LeafIssuer:
                                    % (plan.request.name, plan.request.directory, reason))
         return self.plans
 
+    def plan_before_the_ca(self):
+        """Check mode only, when the CA is not made yet (pki_ca reported it would make it): every certificate would
+        be issued by it. The CA's nameConstraints are not known yet, so only what needs no CA is checked."""
+        reason = 'no CA in %s yet: issued once the CA is made' % self.ca_dir
+        self.plans = [CertPlan(request, ISSUE, reason, self._current_cert(request)) for request in self.requests]
+        for plan in self.plans:
+            unwritable = files.unwritable_reason(plan.request.directory)
+            if unwritable:
+                raise PkiError('certs entry %s: dir %s cannot be written: %s; choose a writable directory'
+                               % (plan.request.name, plan.request.directory, unwritable))
+        self.warnings.append('check mode: no CA in %s yet; every certificate is reported as it would be issued once '
+                             'the CA is made (fleetpki.mtls.pki_ca before this task); a real run without the CA fails'
+                             % self.ca_dir)
+        return self.plans
+
     def _check_name_constraints(self):
         """Refuse, before any write, a request the CA's nameConstraints do not permit (every client would)."""
         ca_constraints = constraints.CaConstraints(self.ca.cert)
@@ -366,7 +381,10 @@ class LeafIssuer:
     def run(self, check_mode=False, details=True):
         """Plan and, unless in check mode, apply under the CA directory lock."""
         if check_mode:
-            self.plan()
+            if self.store.ca_absent():
+                self.plan_before_the_ca()
+            else:
+                self.plan()
             return self.results(details)
         self.load()  # outside the lock only to fail fast (no CA, wrong passphrase) without waiting for it
         with self.store.lock():

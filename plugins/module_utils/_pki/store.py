@@ -78,6 +78,10 @@ class CaStore:
     def ca_files_present(self):
         return os.path.lexists(self.key_path), os.path.lexists(self.cert_path)
 
+    def ca_absent(self):
+        """Neither the CA key nor its certificate is there: a CA not made yet (not a damaged one)."""
+        return self.ca_files_present() == (False, False)
+
     def read_ca_cert(self):
         """The bytes of ca-cert.pem, or None when there is no such file."""
         return files.read_bytes(self.cert_path) if os.path.isfile(self.cert_path) else None

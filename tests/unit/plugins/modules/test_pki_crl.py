@@ -48,7 +48,7 @@ def test_check_mode_without_a_ca_yet_reports_the_crl_to_sign(tmp_path, run_modul
     assert check.rc == 0, check.result
     assert check.result['changed'] is True
     assert 'no CA in %s yet' % ca_dir in check.result['resign_reason']
-    assert any('fleetpki.mtls.pki_ca' in warning for warning in check.result.get('warnings', []))
+    assert any('fleetpki.mtls.pki_ca' in warning for warning in check.warnings), check.warnings
     assert not os.path.exists(ca_dir)
     # A real run still refuses: it never makes a CA.
     real = run_module(pki_crl, {'ca_dir': ca_dir})

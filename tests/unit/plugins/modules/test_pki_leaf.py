@@ -119,7 +119,7 @@ def test_check_mode_without_a_ca_yet_reports_every_certificate_to_issue(tmp_path
     assert all(cert['action'] == 'issue' and 'no CA in %s yet' % ca_dir in cert['reason']
                for cert in check.result['certs'])
     assert check.result['ca_not_after'] is None
-    assert any('fleetpki.mtls.pki_ca' in warning for warning in check.result.get('warnings', []))
+    assert any('fleetpki.mtls.pki_ca' in warning for warning in check.warnings), check.warnings
     assert not os.path.exists(ca_dir) and not os.path.exists(out_dir)
     real = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS})
     assert real.rc == 1 and 'no CA in %s' % ca_dir in real.result['msg']
