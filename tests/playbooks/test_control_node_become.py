@@ -1,12 +1,17 @@
 """The PKI tasks run on the control node as the user running the playbook, never become another user there.
 
 -b, become in ansible.cfg or AWX's privilege escalation turn become on for localhost too: the PKI would then be
-written by root. pki.yml (site's first play) stops before any change, naming the causes and the fix. Fleet hosts
+written by root. Every playbook that writes in the PKI directory on the control node (pki.yml, which site.yml and
+rotate.yml import, ca_rollover, ca_renew, revoke, pki_backup, pki_restore, expiry_report) stops before any change,
+naming the causes and the fix, also when the become times out (Ansible then reports localhost unreachable). Fleet hosts
 are local (ansible_connection: local) and nothing is contacted; `su -s /bin/sh nobody` stands in for a become to
 another user (root, in a real run by a non-root operator), since these tests run as any user.
 """
 import os
+import shutil
+import stat
 
+import pytest
 import yaml
 
 from test_preflight import ROOT, run_playbook
@@ -26,6 +31,65 @@ def inventory(tmp_path, fleet_vars=None):
 
 def pki(tmp_path, *extra, fleet_vars=None):
     return run_playbook(inventory(tmp_path, fleet_vars), ROOT / 'playbooks' / 'pki.yml', *extra)
+
+
+def snapshot(pki_dir):
+    """Every entry of the PKI directory: its mode, owner and content (a file's bytes)."""
+    return {str(path.relative_to(pki_dir)): (path.lstat().st_mode, path.lstat().st_uid,
+                                             path.read_bytes() if stat.S_ISREG(path.lstat().st_mode) else None)
+            for path in sorted(pki_dir.rglob('*'))}
+
+
+@pytest.fixture(scope='module')
+def built_pki(tmp_path_factory):
+    """A fleet's PKI made once, without become: each test below gets a copy to leave untouched."""
+    base = tmp_path_factory.mktemp('built')
+    rc, output = pki(base)
+    assert rc == 0, output[-3000:]
+    return base / 'pki'
+
+
+def assert_stopped(tmp_path, rc, output, before):
+    flat = ' '.join(output.split())
+    assert rc != 0
+    assert 'The PKI tasks would run on the control node as' in flat, flat[-3000:]
+    assert 'not as you (uid %d)' % os.getuid() in flat, flat[-3000:]
+    assert 'Nothing was changed.' in flat
+    assert snapshot(tmp_path / 'pki') == before, 'the PKI directory changed'
+
+
+# Each with the options that make it write in the PKI directory (ca_renew: renew now; expiry_report: its metrics).
+WRITERS = [('ca_rollover.yml', []), ('ca_renew.yml', ['-e', 'ca_renew_days=4000']),
+           ('revoke.yml', ['-e', 'revoke_host=cb-worker1']),
+           ('pki_backup.yml', ['-e', 'pki_backup_passphrase=control-node-become-backup']),
+           ('pki_restore.yml', ['-e', 'pki_backup_passphrase=control-node-become-backup', '-e', 'pki_restore_force=true']),
+           ('expiry_report.yml', []), ('rotate.yml', ['-e', 'force=true'])]
+
+
+@pytest.mark.parametrize('name,extra', WRITERS, ids=[name for name, _ in WRITERS])
+def test_every_playbook_that_writes_the_pki_stops_under_become(tmp_path, built_pki, name, extra):
+    shutil.copytree(built_pki, tmp_path / 'pki', symlinks=True)
+    archive = tmp_path / 'backups' / 'pki.fpkb'
+    before = snapshot(tmp_path / 'pki')
+    rc, output = run_playbook(inventory(tmp_path), ROOT / 'playbooks' / name, '-b', *BECOME_NOBODY,
+                              '-e', 'pki_backup_archive=%s' % archive, *extra)
+    assert_stopped(tmp_path, rc, output, before)
+    assert not archive.exists()
+
+
+def test_a_become_that_times_out_is_named_not_reported_unreachable(tmp_path, built_pki):
+    """A sudo password prompt nobody answers: Ansible gives up after the become timeout and calls localhost
+    unreachable. A become executable that never answers stands in for it."""
+    shutil.copytree(built_pki, tmp_path / 'pki', symlinks=True)
+    silent = tmp_path / 'silent-sudo'
+    silent.write_text('#!/bin/sh\nexec sleep 5\n')
+    silent.chmod(0o755)
+    before = snapshot(tmp_path / 'pki')
+    rc, output = run_playbook(inventory(tmp_path), ROOT / 'playbooks' / 'ca_renew.yml', '-b', '--become-method', 'sudo', '--become-user', 'nobody',
+                              '-e', 'ansible_become_exe=%s' % silent, '-e', 'ansible_local_become_success_timeout=1',
+                              '-e', 'ca_renew_days=4000')
+    assert_stopped(tmp_path, rc, output, before)
+    assert 'the become there timed out' in ' '.join(output.split())
 
 
 def test_become_on_the_command_line_stops_before_the_pki(tmp_path):
