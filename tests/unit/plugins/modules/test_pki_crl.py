@@ -54,3 +54,9 @@ def test_check_mode_without_a_ca_yet_reports_the_crl_to_sign(tmp_path, run_modul
     real = run_module(pki_crl, {'ca_dir': ca_dir})
     assert real.rc == 1 and 'no CA in %s' % ca_dir in real.result['msg']
     assert not os.path.exists(ca_dir)
+
+
+def test_check_mode_without_a_ca_yet_still_refuses_revocations(tmp_path, run_module):
+    ca_dir = str(tmp_path / 'ca')
+    check = run_module(pki_crl, {'ca_dir': ca_dir, 'revoke_names': ['web1']}, check_mode=True)
+    assert check.rc == 1 and 'no CA in %s yet' % ca_dir in check.result['msg'] and 'revoke_names' in check.result['msg']

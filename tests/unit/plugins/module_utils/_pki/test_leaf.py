@@ -553,18 +553,36 @@ def _break_ca(tmp_path, pki, problem):
     if problem == 'key missing':
         os.unlink(key_path)
         return ca_dir, None, [key_path, 'is missing']
+    if problem == 'cert missing':
+        os.unlink(cert_path)
+        return ca_dir, None, [ca_dir, 'no CA in', 'ca_dir']
     raise AssertionError(problem)
 
 
 @pytest.mark.parametrize('problem', ['missing CA', 'expired', 'wrong passphrase', 'missing passphrase',
                                      'passphrase not needed', 'key not matching', 'corrupt cert', 'corrupt key',
-                                     'key missing'])
+                                     'key missing', 'cert missing'])
 @pytest.mark.parametrize('check_mode', [False, True])
 def test_bad_ca(tmp_path, pki, problem, check_mode):
+    if problem == 'missing CA' and check_mode:
+        pytest.skip('check mode previews a CA not made yet: test_check_mode_before_the_ca_is_made')
     ca_dir, passphrase, needles = _break_ca(tmp_path, pki, problem)
     out_dir = str(tmp_path / 'out')
     pki.expect_error(lambda: pki.issue(ca_dir, [entry()], default_dir=out_dir, ca_passphrase=passphrase,
                                        check_mode=check_mode), tmp_path, *needles)
+
+
+def test_check_mode_before_the_ca_is_made(tmp_path, pki):
+    """A CA directory with neither key nor cert (pki_ca in check mode only said it would make it): every certificate
+    is planned for issue, with a warning, and nothing is written; half a CA (cert missing) still fails above."""
+    ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
+    os.makedirs(ca_dir)
+    before = pki.snapshot(tmp_path)
+    issuer, results = pki.issue(ca_dir, [entry(), entry('web2')], default_dir=out_dir, check_mode=True)
+    assert [results[name]['action'] for name in ('web1', 'web2')] == ['issue', 'issue']
+    assert all('no CA in %s yet' % ca_dir in result['reason'] for result in results.values())
+    assert issuer.changed and len(issuer.warnings) == 1 and 'a real run without the CA fails' in issuer.warnings[0]
+    assert pki.snapshot(tmp_path) == before
 
 
 def test_encrypted_ca_with_the_right_passphrase(tmp_path, pki):
