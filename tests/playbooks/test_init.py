@@ -229,3 +229,72 @@ def test_readme_installs_nothing_but_the_collection_in_the_project(tmp_path):
     assert target == dest + '/collections', (target, dest)
     assert pathlib.PurePosixPath(target).name == 'collections'
     assert subprocess.run(['bash', '-n', '-c', init_line], check=False).returncode == 0
+
+
+VAULT = 'inventories/prod/group_vars/all/vault.yml'
+
+
+def config_password_file(proj):
+    return re.search(r'^vault_password_file = (.*)$', (proj / 'ansible.cfg').read_text(), re.M).group(1)
+
+
+def vault_opens_from_the_project(proj, tmp_path):
+    """ansible-vault as the operator's next run uses it: the password file the project's ansible.cfg names."""
+    rc, output = in_project(proj, tmp_path, [BIN / 'ansible-vault', 'view', VAULT])
+    assert rc == 0, output
+    return yaml.safe_load(output)
+
+
+def test_a_moved_project_rewritten_with_force_keeps_the_password_file_of_its_vault(tmp_path):
+    old, proj = tmp_path / 'a' / 'prod', tmp_path / 'b' / 'prod'
+    rc, output = init_from(tmp_path, old)
+    assert rc == 0, output[-3000:]
+    secrets = vault_opens_from_the_project(old, tmp_path)
+    proj.parent.mkdir()
+    shutil.move(str(old), str(proj))
+    rc, output = init_from(tmp_path, proj, '-e', 'project_init_force=true')
+    assert rc == 0, output[-3000:]
+    assert config_password_file(proj) == str(password_file_of(tmp_path, 'prod', old))
+    assert vault_opens_from_the_project(proj, tmp_path) == secrets
+    assert not password_file_of(tmp_path, 'prod', proj).exists(), 'a password file no vault uses was made'
+    assert str(password_file_of(tmp_path, 'prod', old)) in output
+
+
+def test_a_project_of_an_older_init_keeps_its_name_vault_pass_file(tmp_path):
+    """An older init wrote ~/.fleetpki/<name>.vault-pass; the project's ansible.cfg may be gone too."""
+    proj = tmp_path / 'prod'
+    rc, output = init_from(tmp_path, proj)
+    assert rc == 0, output[-3000:]
+    secrets = vault_opens_from_the_project(proj, tmp_path)
+    legacy = tmp_path / 'home' / '.fleetpki' / 'prod.vault-pass'
+    password_file_of(tmp_path, 'prod', proj).rename(legacy)
+    config = (proj / 'ansible.cfg').read_text()
+    (proj / 'ansible.cfg').write_text(config.replace(str(password_file_of(tmp_path, 'prod', proj)), str(legacy)))
+    rc, output = init_from(tmp_path, proj, '-e', 'project_init_force=true')
+    assert rc == 0, output[-3000:]
+    assert config_password_file(proj) == str(legacy)
+    assert vault_opens_from_the_project(proj, tmp_path) == secrets
+    (proj / 'ansible.cfg').unlink()
+    rc, output = init_from(tmp_path, proj)
+    assert rc == 0, output[-3000:]
+    assert config_password_file(proj) == str(legacy)
+    assert not password_file_of(tmp_path, 'prod', proj).exists(), 'a password file no vault uses was made'
+
+
+def test_a_vault_no_password_file_opens_is_refused_before_anything_changes(tmp_path):
+    proj = tmp_path / 'prod'
+    rc, output = init_from(tmp_path, proj)
+    assert rc == 0, output[-3000:]
+    password_file = password_file_of(tmp_path, 'prod', proj)
+    password_file.write_text('not-the-password-of-this-vault\n')
+    hosts = proj / 'inventories' / 'prod' / 'hosts.yml'
+    hosts.write_text(hosts.read_text() + '# the operator\'s edit\n')
+    before = {path: path.read_bytes() for path in [proj / 'ansible.cfg', hosts, proj / VAULT, password_file]}
+    for check in (True, False):
+        rc, output = init_from(tmp_path, proj, '-e', 'project_init_force=true', check=check)
+        flat = ' '.join(output.split())
+        assert rc != 0, flat[-3000:]
+        assert 'The vault %s' % (proj / VAULT) in flat and str(password_file) in flat, flat[-3000:]
+        assert str(tmp_path / 'home' / '.fleetpki' / 'prod.vault-pass') in flat, 'the files tried are not named'
+        assert '-e project_init_vault_password_file=' in flat, 'the fix is not named'
+        assert {path: path.read_bytes() for path in before} == before, 'the refused run changed the project'
