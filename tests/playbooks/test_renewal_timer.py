@@ -257,3 +257,65 @@ def test_a_vault_script_named_in_extra_args_is_checked_like_the_paths(tmp_path):
     assert '%s (owner uid 65534)' % script in ' '.join(output.split()), output[-3000:]
     assert not marker.exists(), 'the role ran the vault password script before refusing it'
     assert list(units.iterdir()) == []
+
+
+def fake_crontab(tmp_path, monkeypatch):
+    """A crontab command first on PATH keeping each user's table in a file: the real crontabs are never touched.
+    Returns the directory of the tables (one file per user)."""
+    tables = tmp_path / 'crontabs'
+    tables.mkdir()
+    bindir = tmp_path / 'fake-bin'
+    bindir.mkdir()
+    (bindir / 'crontab').write_text(
+        '#!/bin/sh\nuser=$(id -un)\nif [ "$1" = -u ]; then user=$2; shift 2; fi\n'
+        'if [ "$1" = -l ]; then cat "%s/$user" 2>/dev/null || { echo "no crontab for $user" >&2; exit 1; }; exit 0; fi\n'
+        'cat "$1" > "%s/$user"\n' % (tables, tables))
+    os.chmod(str(bindir / 'crontab'), 0o755)
+    monkeypatch.setenv('PATH', '%s:%s' % (bindir, os.environ['PATH']))
+    return tables
+
+
+def test_the_cron_entry_and_its_log_in_a_directory_of_its_own(tmp_path, monkeypatch):
+    """Ubuntu's /var/log is root:syslog 0775: the log goes to a directory the role creates (root:root 0755), and the
+    log's grandparents are not refused (the job only appends to the log; nothing there is run)."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    var_log = tmp_path / 'var-log'
+    var_log.mkdir()
+    os.chown(str(var_log), 0, 12345)
+    os.chmod(str(var_log), 0o775)
+    log = var_log / 'fleetpki' / 'fleetpki-renewal.log'
+    hosts = inventory(tmp_path, FLEET)
+    units = tmp_path / 'units'
+    units.mkdir()
+    args = ['-e', 'renewal_timer_method=cron', '-e', 'renewal_timer_cron_log=%s' % log]
+    rc, output = renewal_timer(hosts, units, *args)
+    assert rc == 0, output[-3000:]
+    table = (tables / 'root').read_text()
+    line, = [line for line in table.splitlines() if line.startswith('17 3 * * * ')]
+    assert line.startswith('17 3 * * * cd %s && ANSIBLE_CONFIG=%s/ansible.cfg ' % (ROOT, ROOT)), line
+    assert line.endswith(' fleetpki.mtls.scheduled_renewal >> %s 2>&1' % log), line
+    directory = log.parent.stat()
+    assert (directory.st_uid, directory.st_gid, directory.st_mode & 0o7777) == (0, 0, 0o755)
+    assert (log.stat().st_uid, log.stat().st_mode & 0o7777) == (0, 0o640)
+    rc, output = renewal_timer(hosts, units, *args)
+    assert rc == 0 and 'changed=0' in output[output.rindex('PLAY RECAP'):], output[-3000:]
+
+
+def test_a_cron_log_directory_another_user_owns_is_refused(tmp_path, monkeypatch):
+    tables = fake_crontab(tmp_path, monkeypatch)
+    (tmp_path / 'logs').mkdir()
+    os.chown(str(tmp_path / 'logs'), 12345, -1)
+    hosts = inventory(tmp_path, FLEET)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_method=cron',
+                               '-e', 'renewal_timer_cron_log=%s' % (tmp_path / 'logs' / 'renewal.log'))
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert '%s (owner uid 12345)' % (tmp_path / 'logs') in flat, flat[-3000:]
+    assert list(tables.iterdir()) == [] and not (tmp_path / 'logs' / 'renewal.log').exists()
+
+
+def test_the_default_cron_log_is_in_a_directory_of_its_own():
+    defaults = (ROOT / 'roles' / 'renewal_timer' / 'defaults' / 'main.yml').read_text()
+    assert 'renewal_timer_cron_log: "/var/log/fleetpki/{{ renewal_timer_unit_name }}.log"' in defaults
