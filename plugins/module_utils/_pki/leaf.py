@@ -240,24 +240,23 @@ class LeafIssuer:
             self.load()
         self._check_name_constraints()
         self.plans = [self._plan_one(request) for request in self.requests]
+        self._check_writable()
+        return self.plans
+
+    def _check_writable(self):
         for plan in self.plans:
             if plan.changed:
                 reason = files.unwritable_reason(plan.request.directory)
                 if reason:
                     raise PkiError('certs entry %s: dir %s cannot be written: %s; choose a writable directory'
                                    % (plan.request.name, plan.request.directory, reason))
-        return self.plans
 
     def plan_before_the_ca(self):
         """Check mode only, when the CA is not made yet (pki_ca reported it would make it): every certificate would
         be issued by it. The CA's nameConstraints are not known yet, so only what needs no CA is checked."""
         reason = 'no CA in %s yet: issued once the CA is made' % self.ca_dir
         self.plans = [CertPlan(request, ISSUE, reason, self._current_cert(request)) for request in self.requests]
-        for plan in self.plans:
-            unwritable = files.unwritable_reason(plan.request.directory)
-            if unwritable:
-                raise PkiError('certs entry %s: dir %s cannot be written: %s; choose a writable directory'
-                               % (plan.request.name, plan.request.directory, unwritable))
+        self._check_writable()
         self.warnings.append('check mode: no CA in %s yet; every certificate is reported as it would be issued once '
                              'the CA is made (fleetpki.mtls.pki_ca before this task); a real run without the CA fails'
                              % self.ca_dir)
