@@ -284,7 +284,8 @@ def test_the_cron_entry_and_its_log_in_a_directory_of_its_own(tmp_path, monkeypa
     os.chown(str(var_log), 0, 12345)
     os.chmod(str(var_log), 0o775)
     log = var_log / 'fleetpki' / 'fleetpki-renewal.log'
-    hosts = inventory(tmp_path, FLEET)
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
     units = tmp_path / 'units'
     units.mkdir()
     args = ['-e', 'renewal_timer_method=cron', '-e', 'renewal_timer_cron_log=%s' % log]
@@ -305,7 +306,8 @@ def test_a_cron_log_directory_another_user_owns_is_refused(tmp_path, monkeypatch
     tables = fake_crontab(tmp_path, monkeypatch)
     (tmp_path / 'logs').mkdir()
     os.chown(str(tmp_path / 'logs'), 12345, -1)
-    hosts = inventory(tmp_path, FLEET)
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
     units = tmp_path / 'units'
     units.mkdir()
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_method=cron',
