@@ -321,3 +321,40 @@ def test_a_cron_log_directory_another_user_owns_is_refused(tmp_path, monkeypatch
 def test_the_default_cron_log_is_in_a_directory_of_its_own():
     defaults = (ROOT / 'roles' / 'renewal_timer' / 'defaults' / 'main.yml').read_text()
     assert 'renewal_timer_cron_log: "/var/log/fleetpki/{{ renewal_timer_unit_name }}.log"' in defaults
+
+
+@pytest.mark.parametrize('extra_args, bad', [('-e @../shared/vars.yml', '../shared/vars.yml'),
+                                             ('--vault-id prod@tools/../../pass.sh', 'tools/../../pass.sh'),
+                                             ('--vault-password-file ../pass', '../pass')])
+def test_relative_paths_in_extra_args_that_leave_the_project_are_refused(tmp_path, extra_args, bad):
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', json.dumps({'renewal_timer_extra_args': extra_args}))
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'renewal_timer_extra_args: %s leaves the project' % bad in flat, flat[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_a_relative_vault_script_in_extra_args_is_checked_where_the_job_finds_it(tmp_path):
+    """--vault-password-file tools/pass.sh is read from the job's WorkingDirectory (the project): a link there to
+    another user's script is followed and refused."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    script, marker = vault_script(tmp_path / 'elsewhere')
+    os.chown(str(script), 65534, -1)
+    (project / 'tools').mkdir()
+    (project / 'tools' / 'pass.sh').symlink_to(script)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', json.dumps({'renewal_timer_extra_args': '--vault-password-file tools/pass.sh'}))
+    assert rc != 0
+    assert '%s (owner uid 65534)' % script in ' '.join(output.split()), output[-3000:]
+    assert not marker.exists(), 'the role ran the vault password script before refusing it'
+    assert list(units.iterdir()) == []
