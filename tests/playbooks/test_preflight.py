@@ -109,3 +109,15 @@ def test_limit_issues_only_the_limited_hosts_certificates(tmp_path):
     assert rc != 0
     issued = sorted(p.name for p in (tmp_path / 'pki' / 'issued').glob('*-cert.pem'))
     assert issued == ['redis-pf-redis1-cert.pem'], output[-2500:]
+
+
+@pytest.mark.parametrize('name', ['pki.yml', 'roll.yml'])
+def test_a_fleet_without_hosts_is_named_with_where_to_add_them(tmp_path, name):
+    """A fresh project's groups are empty: the first task says so and names the inventory file (one task file, used
+    by pki.yml and by roll.yml run alone), before a lookup fails for want of a host to find the PKI by."""
+    path = inventory(tmp_path, {group: [] for group in FLEET})
+    rc, output = playbook(path, name)
+    assert_stopped_before_any_change(tmp_path, rc, output, "There is no host in the fleet's groups (redis_servers, "
+                                     "workers, api_servers, pki_clients) of the inventory %s: add the hosts to %s "
+                                     "(uncomment and rename its examples), then run again." % (path, path))
+    assert 'no inventory host to find the fleet by' not in output
