@@ -76,6 +76,15 @@ DIRT = {
     'requirements-local.txt': 'something==1.0\n',
 }
 
+# Vaults and keys with innocent names where the allowlist ships files of their type: the manifest picks by name,
+# so only a check of the content (tests/build/collection_tarball.py, the build every test and release uses) stops
+# them.
+CONTENT_DIRT = {
+    'docs/examples/x.yml': '$ANSIBLE_VAULT;1.1;AES256\n3132\n',
+    'playbooks/vars/x.yml': 'redis_password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3132\n',
+    'roles/pki/templates/notes.j2': KEY_HEADER % '',
+}
+
 # Extensions that may ship under each directory (the same list as galaxy.yml's manifest).
 SHIPPED_EXTENSIONS = {
     'plugins': ('.py', '.yml', '.yaml'),
@@ -116,7 +125,7 @@ def copy_tree(dest):
 
 
 # tree: the dirty copy built from; members: the tarball's file names; listed: the file names FILES.json lists.
-Build = namedtuple('Build', 'tree members listed')
+Build = namedtuple('Build', 'tree members listed tarball')
 
 
 @pytest.fixture(scope='module')
@@ -127,7 +136,7 @@ def built(tmp_path_factory):
     tree = tmp_path_factory.mktemp('tree') / '.checkout' / 'mtls'
     tree.mkdir(parents=True)
     copy_tree(tree)
-    for name, text in DIRT.items():
+    for name, text in list(DIRT.items()) + list(CONTENT_DIRT.items()):
         path = tree / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -145,7 +154,7 @@ def built(tmp_path_factory):
                    for member in tar.getmembers() if member.isfile()}
         files_json = json.load(tar.extractfile('FILES.json'))
     listed = {entry['name'] for entry in files_json['files'] if entry['ftype'] == 'file'}
-    return Build(tree, members, listed)
+    return Build(tree, members, listed, tarballs[0])
 
 
 def test_no_dirt_in_tarball(built):
@@ -267,3 +276,11 @@ def test_galaxy_yml_has_no_placeholder():
         assert not value or 'example.' not in value, '%s: %s is a placeholder' % (key, value)
     assert 'build_ignore' not in galaxy, 'build_ignore is a blocklist; galaxy.yml manifest: is the allowlist'
     assert galaxy.get('manifest', {}).get('omit_default_directives') is True
+
+
+def test_no_member_holds_a_vault_or_a_private_key(built):
+    with tarfile.open(str(built.tarball)) as tar:
+        bad = sorted(member.name for member in tar.getmembers() if member.isfile()
+                     and (b'$ANSIBLE_VAULT;' in tar.extractfile(member).read()
+                          or b'PRIVATE KEY-----' in tar.extractfile(member).read()))
+    assert not bad, 'vault-encrypted or private key content in the tarball: %s' % bad
