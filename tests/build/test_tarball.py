@@ -3,7 +3,8 @@
 An operator's checkout gathers things that must never reach Galaxy or an Automation Hub: a virtualenv, test
 caches, bytecode, and above all a PKI directory with a CA key (`make demo` and a first site.yml make one in the
 project). The test copies the tree as git sees it into a temporary directory, adds that dirt, builds with the
-same ansible-galaxy as `make build-check`, and reads the tarball back.
+same build as `make build-check` (tests/build/collection_tarball.py: ansible-galaxy, then a check of the
+content), and reads the tarball back.
 """
 import fnmatch
 import json
@@ -17,6 +18,8 @@ from collections import namedtuple
 
 import pytest
 import yaml
+
+from collection_tarball import ROOT as BUILT_ROOT, Refused, build, cached_tarball, secrets_in
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -96,15 +99,6 @@ SHIPPED_EXTENSIONS = {
 }
 
 
-def ansible_galaxy():
-    """The ansible-galaxy of .venv (the one `make build-check` uses), else the one beside this Python."""
-    for candidate in (ROOT / '.venv' / 'bin' / 'ansible-galaxy', pathlib.Path(sys.executable).parent / 'ansible-galaxy'):
-        if candidate.exists():
-            return str(candidate)
-    pytest.skip('no ansible-galaxy: run make setup')
-    return None
-
-
 def tracked_files():
     """Tracked and new (not ignored) files, as `make ansible-test-tree` copies them."""
     out = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard', '-z'], cwd=str(ROOT), check=True,
@@ -125,12 +119,12 @@ def copy_tree(dest):
 
 
 # tree: the dirty copy built from; members: the tarball's file names; listed: the file names FILES.json lists.
-Build = namedtuple('Build', 'tree members listed tarball')
+Build = namedtuple('Build', 'tree members listed tarball refused')
 
 
 @pytest.fixture(scope='module')
 def built(tmp_path_factory):
-    """The Build of the collection from a dirty copy of the tree."""
+    """The Build of the collection from a dirty copy of the tree, by the build make build-check and the tests use."""
     # Built from under a dot-directory (as from ~/.ansible/...): the manifest's patterns for dot-directories must
     # be anchored at the collection's root, or they would leave out everything.
     tree = tmp_path_factory.mktemp('tree') / '.checkout' / 'mtls'
@@ -141,20 +135,19 @@ def built(tmp_path_factory):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     out = tmp_path_factory.mktemp('out')
-    env = {key: value for key, value in os.environ.items() if key not in ('ANSIBLE_CONFIG', 'PYTHONPATH')}
-    env['ANSIBLE_NOCOLOR'] = '1'
-    proc = subprocess.run([ansible_galaxy(), 'collection', 'build', '--output-path', str(out), str(tree)],
-                          cwd=str(tree), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout
-    tarballs = list(out.glob('fleetpki-mtls-*.tar.gz'))
-    assert len(tarballs) == 1, proc.stdout
+    # The build every test and release uses refuses the content dirt; the rest of the dirt is the manifest's.
+    with pytest.raises(Refused) as refused:
+        build(tree, out / 'with-content-dirt')
+    assert not list((out / 'with-content-dirt').iterdir()), 'a refused tarball was left behind'
+    for name in CONTENT_DIRT:
+        (tree / name).unlink()
+    tarballs = [build(tree, out)]
     with tarfile.open(str(tarballs[0])) as tar:
         members = {member.name[2:] if member.name.startswith('./') else member.name
                    for member in tar.getmembers() if member.isfile()}
         files_json = json.load(tar.extractfile('FILES.json'))
     listed = {entry['name'] for entry in files_json['files'] if entry['ftype'] == 'file'}
-    return Build(tree, members, listed, tarballs[0])
+    return Build(tree, members, listed, tarballs[0], ' '.join(str(refused.value).split()))
 
 
 def test_no_dirt_in_tarball(built):
@@ -278,9 +271,31 @@ def test_galaxy_yml_has_no_placeholder():
     assert galaxy.get('manifest', {}).get('omit_default_directives') is True
 
 
+def members_holding_a_vault_or_a_private_key(tarball):
+    """A vault file starts with $ANSIBLE_VAULT;, a vaulted value in YAML has it after "!vault |"."""
+    with tarfile.open(str(tarball)) as tar:
+        contents = {member.name: tar.extractfile(member).read() for member in tar.getmembers() if member.isfile()}
+    return sorted(name for name, data in contents.items() if b'$ANSIBLE_VAULT;' in data or b'PRIVATE KEY-----' in data)
+
+
 def test_no_member_holds_a_vault_or_a_private_key(built):
-    with tarfile.open(str(built.tarball)) as tar:
-        bad = sorted(member.name for member in tar.getmembers() if member.isfile()
-                     and (b'$ANSIBLE_VAULT;' in tar.extractfile(member).read()
-                          or b'PRIVATE KEY-----' in tar.extractfile(member).read()))
+    bad = members_holding_a_vault_or_a_private_key(built.tarball)
     assert not bad, 'vault-encrypted or private key content in the tarball: %s' % bad
+
+
+def test_the_build_refuses_a_vault_or_key_the_allowlist_would_ship(built):
+    """The message names every such member and what it holds, and says what to do."""
+    for name in ['docs/examples/x.yml', 'playbooks/vars/x.yml']:
+        assert '%s (vault-encrypted content)' % name in built.refused, built.refused
+    assert 'roles/pki/templates/notes.j2 (a private key)' in built.refused, built.refused
+    assert 'move the file out of the collection' in built.refused
+
+
+def test_the_tarball_of_this_tree_is_built_once_and_holds_no_vault_or_key(tmp_path):
+    tarball = cached_tarball()
+    assert BUILT_ROOT == ROOT and not members_holding_a_vault_or_a_private_key(tarball) and not secrets_in(tarball)
+    built_at = tarball.stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, str(ROOT / 'tests' / 'build' / 'collection_tarball.py'), '--output-path',
+                           str(tmp_path)], stdout=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(tmp_path / tarball.name)
+    assert tarball.stat().st_mtime_ns == built_at, 'the same tree was built again'
