@@ -34,13 +34,19 @@ def fixture_checkout(tmp_path):
     return tmp_path
 
 
-def print_repository(checkout, **env):
+def galaxy_import(checkout, mode, **env):
+    """galaxy_import.sh MODE run from CHECKOUT: (exit status, output)."""
     env = dict(env, PATH='/usr/bin:/bin', HOME=str(checkout), RELEASE_VENV=python_with_yaml_venv())
-    proc = subprocess.run(['bash', str(checkout / 'tests' / 'tools' / 'galaxy_import.sh'), '--print-repository'],
+    proc = subprocess.run(['bash', str(checkout / 'tests' / 'tools' / 'galaxy_import.sh'), mode],
                           cwd=str(checkout), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stdout
-    return proc.stdout
+                          universal_newlines=True, timeout=300, check=False)
+    return proc.returncode, proc.stdout
+
+
+def print_repository(checkout, **env):
+    rc, out = galaxy_import(checkout, '--print-repository', **env)
+    assert rc == 0, out
+    return out
 
 
 @pytest.mark.parametrize('url, expected', [
@@ -59,3 +65,13 @@ def test_repository_variable_credentials_are_stripped(checkout):
     out = print_repository(checkout, FLEETPKI_REPOSITORY_URL='https://ci:%s@gitlab.internal/ops/fleetpki' % TOKEN)
     assert TOKEN not in out
     assert 'galaxy.yml repository: https://gitlab.internal/ops/fleetpki (from FLEETPKI_REPOSITORY_URL)' in out
+
+
+@pytest.mark.parametrize('userinfo', ['ci:%s' % TOKEN, TOKEN])
+def test_a_committed_repository_with_credentials_is_refused(checkout, userinfo):
+    """A token in galaxy.yml is in git already: the release stops and says so, without printing it again."""
+    with open(str(checkout / 'galaxy.yml'), 'a') as galaxy:
+        galaxy.write('repository: https://%s@gitlab.internal/ops/fleetpki.git\n' % userinfo)
+    rc, out = galaxy_import(checkout, '--print-repository')
+    assert rc != 0 and TOKEN not in out, out
+    assert "galaxy.yml's repository has a user or password in it" in out and 'https://gitlab.internal/ops/fleetpki.git' in out
