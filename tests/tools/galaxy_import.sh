@@ -7,7 +7,11 @@
 # galaxy.yml's repository (none committed: the release sets it): FLEETPKI_REPOSITORY_URL, else the checkout's
 # origin remote, else file://<checkout>; the script prints which, without the URL's user and password (a CI clone's
 # origin is https://gitlab-ci-token:<token>@host/...: the token must reach neither the log nor MANIFEST.json).
-# --print-repository: print the repository the tarball would get, and stop (tests/build/test_galaxy_import.py).
+# A repository committed in galaxy.yml with a user or password in it is refused (the token is in git already: revoke
+# it). The built tarball goes through tests/build/collection_tarball.py --check (no vault, private key or URL with
+# credentials in any member, MANIFEST.json included) before galaxy-importer sees it.
+# --print-repository: print the repository the tarball would get, and stop; --build-only: build and check the
+# tarball, print its path, and stop (both for tests/build/test_galaxy_import.py).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${RELEASE_VENV:-$root/.venv-release}
@@ -28,6 +32,11 @@ repository='' source=''
 committed=$("$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get("repository") or "")' "$root/galaxy.yml")
 if [[ -n $committed ]]; then
     source="galaxy.yml's own"
+    if [[ $(without_userinfo "$committed") != "$committed" ]]; then
+        echo "galaxy_import.sh: galaxy.yml's repository has a user or password in it: make it" \
+             "$(without_userinfo "$committed") (and revoke the token: it is in git)" >&2
+        exit 1
+    fi
 else
     repository=${FLEETPKI_REPOSITORY_URL:-} source=FLEETPKI_REPOSITORY_URL
     if [[ -z $repository ]]; then
@@ -54,6 +63,8 @@ fi
 (cd "$copy" && "${cleanenv[@]}" ansible-galaxy collection build --output-path "$out" .)
 tarball=$(echo "$out"/fleetpki-mtls-*.tar.gz)
 [[ -f $tarball ]] || { echo "galaxy_import.sh: no tarball built in $out" >&2; exit 1; }
+"$venv/bin/python" "$root/tests/build/collection_tarball.py" --check "$tarball" || { rm -f "$tarball"; exit 1; }
+if [[ ${1:-} == --build-only ]]; then echo "$tarball"; exit 0; fi
 
 status=0
 (cd "$out" && "${cleanenv[@]}" python -m galaxy_importer.main "$tarball") > "$out/import.log" 2>&1 || status=$?
