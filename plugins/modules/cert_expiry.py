@@ -31,10 +31,9 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to diff.
-  action_group:
-    support: full
-    membership: [fleetpki.mtls.pki]
-    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
+extends_documentation_fragment:
+  - fleetpki.mtls.pki_group
+  - fleetpki.mtls.pki_group.action_group
 options:
   paths:
     description: Certificate files, or directories whose C(*-cert.pem) files are read.
@@ -76,18 +75,6 @@ options:
     type: list
     elements: path
     default: []
-  ca_dir:
-    description:
-      - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
-        every module of the group (a module refuses an argument it does not know).
-    type: path
-    version_added: 0.3.0
-  ca_passphrase:
-    description:
-      - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
-        every module of the group. Never logged.
-    type: str
-    version_added: 0.3.0
 notes:
   - The key beside C(name-cert.pem) is C(name-key.pem); beside C(name.crt) it is C(name.key).
 seealso:

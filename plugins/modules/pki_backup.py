@@ -42,10 +42,9 @@ attributes:
   diff_mode:
     support: none
     description: No diff is shown; the result says what changed, never file content.
-  action_group:
-    support: full
-    membership: [fleetpki.mtls.pki]
-    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
+extends_documentation_fragment:
+  - fleetpki.mtls.pki_group
+  - fleetpki.mtls.pki_group.action_group
 options:
   state:
     description: What to do.
@@ -72,18 +71,6 @@ options:
     type: str
     required: true
     aliases: [passphrase]
-  ca_dir:
-    description:
-      - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
-        every module of the group (a module refuses an argument it does not know).
-    type: path
-    version_added: 0.3.0
-  ca_passphrase:
-    description:
-      - Not used by this module. Accepted so that C(module_defaults) for C(group/fleetpki.mtls.pki) can set it for
-        every module of the group. Never logged.
-    type: str
-    version_added: 0.3.0
   force:
     description:
       - With O(state=restore) only. Restore even when O(pki_dir) holds another CA or files that differ from the
