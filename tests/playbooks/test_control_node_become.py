@@ -66,7 +66,7 @@ WRITERS = [('ca_rollover.yml', []), ('ca_renew.yml', ['-e', 'ca_renew_days=4000'
            ('expiry_report.yml', []), ('rotate.yml', ['-e', 'force=true'])]
 
 
-@pytest.mark.parametrize('name,extra', WRITERS, ids=[name for name, _ in WRITERS])
+@pytest.mark.parametrize('name,extra', WRITERS, ids=[name for name, extra in WRITERS])
 def test_every_playbook_that_writes_the_pki_stops_under_become(tmp_path, built_pki, name, extra):
     shutil.copytree(built_pki, tmp_path / 'pki', symlinks=True)
     archive = tmp_path / 'backups' / 'pki.fpkb'
