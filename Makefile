@@ -73,6 +73,7 @@ tls: setup
 
 integration: setup
 	$(BIN)/ansible-playbook tests/integration/pki_engine.yml
+	$(BIN)/ansible-playbook tests/integration/reference_services_user.yml
 
 # The oldest ansible-core meta/runtime.yml claims (2.17): units and the localhost integration, in .venv-core217.
 oldest-core:
