@@ -358,3 +358,66 @@ def test_a_relative_vault_script_in_extra_args_is_checked_where_the_job_finds_it
     assert '%s (owner uid 65534)' % script in ' '.join(output.split()), output[-3000:]
     assert not marker.exists(), 'the role ran the vault password script before refusing it'
     assert list(units.iterdir()) == []
+
+
+def test_a_link_in_the_project_to_a_directory_elsewhere_has_that_directory_searched(tmp_path):
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    shared = tmp_path / 'shared-roles' / 'common' / 'tasks'
+    shared.mkdir(parents=True)
+    (shared / 'main.yml').write_text('---\n')
+    os.chmod(str(shared / 'main.yml'), 0o666)
+    (project / 'roles').mkdir()
+    (project / 'roles' / 'common').symlink_to(tmp_path / 'shared-roles' / 'common')
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
+    assert rc != 0
+    assert '%s (writable by others, mode 666)' % (shared / 'main.yml') in ' '.join(output.split()), output[-3000:]
+    assert list(units.iterdir()) == []
+
+
+@pytest.mark.parametrize('section, setting', [('ssh_connection', 'ssh_executable'), ('sudo_become_plugin', 'executable')])
+def test_a_plugin_setting_of_the_project_naming_another_users_executable_is_refused(tmp_path, section, setting):
+    """ansible.cfg's plugin settings name programs the job runs (ssh_executable, become_exe): checked like the
+    paths of [defaults] (ansible-config dump -t all)."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    tool = tmp_path / 'tools' / 'wrapper'
+    tool.parent.mkdir()
+    tool.write_text('#!/bin/sh\nexit 1\n')
+    os.chmod(str(tool), 0o755)
+    os.chown(str(tool), 65534, -1)
+    with (project / 'ansible.cfg').open('a') as cfg:
+        cfg.write('[%s]\n%s = %s\n' % (section, setting, tool))
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
+    assert rc != 0
+    assert '%s (owner uid 65534)' % tool in ' '.join(output.split()), output[-3000:]
+    assert list(units.iterdir()) == []
+
+
+@pytest.mark.parametrize('unsafe', ['bin/python3', 'lib/python3.11/os.py'])
+def test_the_base_python_of_the_venv_is_checked(tmp_path, unsafe):
+    """A venv's python runs its base interpreter and standard library (pyvenv.cfg's home): another user's would
+    run their code as the job's user. Read from pyvenv.cfg, never run."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    venv = fake_venv(tmp_path)
+    base = tmp_path / 'base'
+    for name in ['bin/python3', 'lib/python3.11/os.py']:
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / name).write_text('')
+    (venv / 'pyvenv.cfg').write_text('home = %s/bin\nversion = 3.11.2\n' % base)
+    os.chown(str(base / unsafe), 65534, -1)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    assert rc != 0
+    assert '%s (owner uid 65534)' % (base / unsafe) in ' '.join(output.split()), output[-3000:]
+    assert list(units.iterdir()) == []
