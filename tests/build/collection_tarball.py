@@ -129,6 +129,7 @@ def cached_tarball():
         CACHE.mkdir(parents=True, exist_ok=True)
         staging = pathlib.Path(tempfile.mkdtemp(prefix='building-', dir=str(CACHE)))
         try:
+            print('collection_tarball.py: building the tree %s' % entry.name, file=sys.stderr)
             build(ROOT, staging)
             try:
                 os.rename(str(staging), str(entry))

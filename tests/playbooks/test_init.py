@@ -17,7 +17,7 @@ import subprocess
 
 import yaml
 
-from test_renewal_timer_installed import BIN, ROOT, clean_env, installed_collection, run
+from test_renewal_timer_installed import BIN, ROOT, clean_env, run
 
 STEP_1 = 'ansible-galaxy collection install '
 STEP_2 = 'ANSIBLE_COLLECTIONS_PATH='
@@ -41,12 +41,11 @@ def operator_env(tmp_path):
     return clean_env(HOME=str(home), PATH='%s:/usr/local/bin:/usr/bin:/bin' % BIN)
 
 
-def tarball_dir(tmp_path):
+def tarball_dir(tmp_path, tarball):
     """A directory holding only the built tarball, as the operator downloads it."""
     dist = tmp_path / 'downloads'
     if not dist.exists():
         dist.mkdir()
-        tarball, = (installed_collection().parent / 'dist').glob('fleetpki-mtls-*.tar.gz')
         shutil.copy(str(tarball), str(dist))
     return dist
 
@@ -55,20 +54,22 @@ def version():
     return yaml.safe_load((ROOT / 'galaxy.yml').read_text())['version']
 
 
-def readme_init(tmp_path, check=False):
-    """README steps 1 and 2 by bash, exactly as written (<version> filled in); the project is ~/fleets/prod."""
+def readme_init(tmp_path, tarball, check=False, install=True):
+    """README steps 1 and 2 by bash, exactly as written (<version> filled in); the project is ~/fleets/prod.
+    install=False: step 2 only, to run it again (the operator installs once)."""
     env = operator_env(tmp_path)
-    install, init_line = readme_steps()
-    for line in [install.replace('<version>', version()), init_line + (' --check' if check else '')]:
-        rc, output = run(['bash', '-c', line], tarball_dir(tmp_path), env)
+    install_line, init_line = readme_steps()
+    lines = [install_line.replace('<version>', version())] if install else []
+    for line in lines + [init_line + (' --check' if check else '')]:
+        rc, output = run(['bash', '-c', line], tarball_dir(tmp_path, tarball), env)
         if rc != 0:
             return rc, output
     return rc, output
 
 
-def init_from(tmp_path, dest, *extra, check=False):
-    """init with the shared installed collection (cheaper than a fresh install) into DEST."""
-    env = dict(operator_env(tmp_path), ANSIBLE_COLLECTIONS_PATH=str(installed_collection()))
+def init_from(collections, tmp_path, dest, *extra, check=False):
+    """init with the session's installed collection (cheaper than a fresh install) into DEST."""
+    env = dict(operator_env(tmp_path), ANSIBLE_COLLECTIONS_PATH=str(collections))
     argv = [BIN / 'ansible-playbook', 'fleetpki.mtls.init', '-e', 'dest=%s' % dest] + list(extra)
     return run(argv + (['--check'] if check else []), tmp_path, env)
 
@@ -88,13 +89,13 @@ def vault_view(proj, tmp_path, password_file, vault):
     return yaml.safe_load(output)
 
 
-def test_the_readme_steps_write_a_project_whose_vault_and_inventory_work(tmp_path):
-    rc, output = readme_init(tmp_path, check=True)
+def test_the_readme_steps_write_a_project_whose_vault_and_inventory_work(tmp_path, collection_tarball):
+    rc, output = readme_init(tmp_path, collection_tarball, check=True)
     assert rc == 0, output[-3000:]
     proj = tmp_path / 'home' / 'fleets' / 'prod'
     assert not (proj / 'ansible.cfg').exists(), 'check mode wrote the project'
     assert 'would write it (check mode)' in output, output[-3000:]
-    rc, output = readme_init(tmp_path)
+    rc, output = readme_init(tmp_path, collection_tarball, install=False)
     assert rc == 0, output[-3000:]
     assert 'written.' in output
     inventory = proj / 'inventories' / 'prod'
@@ -115,7 +116,7 @@ def test_the_readme_steps_write_a_project_whose_vault_and_inventory_work(tmp_pat
     assert set(secrets) >= {'vault_pki_ca_passphrase', 'vault_pki_backup_passphrase'}
     assert all(len(value) >= 32 for value in secrets.values())
     # The second run: no secret in its output, nothing changed, the vault kept.
-    rc, run_output = readme_init(tmp_path)
+    rc, run_output = readme_init(tmp_path, collection_tarball, install=False)
     assert not any(value in run_output for value in list(secrets.values()) + [password])
     assert rc == 0 and 'changed=0' in run_output[run_output.rindex('PLAY RECAP'):], run_output[-3000:]
     assert 'kept as they were' in run_output
@@ -130,9 +131,9 @@ def test_the_readme_steps_write_a_project_whose_vault_and_inventory_work(tmp_pat
     assert settings['pki_ca_name_constraints_permitted_dns'] == [] and settings['ca_trust_system_store'] is True
 
 
-def test_the_example_hosts_once_uncommented_as_told_are_an_inventory(tmp_path):
+def test_the_example_hosts_once_uncommented_as_told_are_an_inventory(tmp_path, installed_collections):
     dest = tmp_path / 'prod'
-    rc, output = init_from(tmp_path, dest)
+    rc, output = init_from(installed_collections, tmp_path, dest)
     assert rc == 0, output[-3000:]
     hosts = dest / 'inventories' / 'prod' / 'hosts.yml'
     # The operator's edit: every commented example line under a group's "hosts:" uncommented in place.
@@ -150,25 +151,25 @@ def test_the_example_hosts_once_uncommented_as_told_are_an_inventory(tmp_path):
     assert listed['_meta']['hostvars']['api-01.example.com']['pki_extra_sans'] == ['callback.example.com']
 
 
-def test_a_trailing_slash_in_dest_names_the_fleet_as_without_it(tmp_path):
+def test_a_trailing_slash_in_dest_names_the_fleet_as_without_it(tmp_path, installed_collections):
     dest = tmp_path / 'fleets' / 'stage'
-    rc, output = init_from(tmp_path, str(dest) + '/')
+    rc, output = init_from(installed_collections, tmp_path, str(dest) + '/')
     assert rc == 0, output[-3000:]
     assert (dest / 'inventories' / 'stage' / 'hosts.yml').is_file()
     assert password_file_of(tmp_path, 'stage', dest).is_file()
 
 
-def test_a_bad_name_says_which_input_and_the_fix(tmp_path):
-    rc, output = init_from(tmp_path, tmp_path / 'bad!name')
+def test_a_bad_name_says_which_input_and_the_fix(tmp_path, installed_collections):
+    rc, output = init_from(installed_collections, tmp_path, tmp_path / 'bad!name')
     flat = ' '.join(output.split())
     assert rc != 0 and 'project_init_name "bad!name"' in flat and '-e project_init_name=<name>' in flat, flat[-2000:]
     assert 'vault password file' not in flat, 'the message blames an input that is fine'
     assert not (tmp_path / 'bad!name').exists()
 
 
-def test_two_projects_with_the_same_name_get_their_own_password(tmp_path):
+def test_two_projects_with_the_same_name_get_their_own_password(tmp_path, installed_collections):
     for parent in ['a', 'b']:
-        rc, output = init_from(tmp_path, tmp_path / parent / 'prod')
+        rc, output = init_from(installed_collections, tmp_path, tmp_path / parent / 'prod')
         assert rc == 0, output[-3000:]
     first, second = (password_file_of(tmp_path, 'prod', tmp_path / parent / 'prod') for parent in ['a', 'b'])
     assert first != second and first.read_text() != second.read_text()
@@ -177,13 +178,13 @@ def test_two_projects_with_the_same_name_get_their_own_password(tmp_path):
         assert vault_view(proj, tmp_path, password_file, proj / 'inventories/prod/group_vars/all/vault.yml')
 
 
-def test_an_existing_password_file_others_can_read_is_made_private(tmp_path):
+def test_an_existing_password_file_others_can_read_is_made_private(tmp_path, installed_collections):
     password_file = tmp_path / 'secrets' / 'prod.pass'
     password_file.parent.mkdir()
     password_file.write_text('an-existing-vault-password\n')
     os.chmod(str(password_file), 0o644)
     dest = tmp_path / 'prod'
-    rc, output = init_from(tmp_path, dest, '-e', 'project_init_vault_password_file=%s' % password_file)
+    rc, output = init_from(installed_collections, tmp_path, dest, '-e', 'project_init_vault_password_file=%s' % password_file)
     assert rc == 0, output[-3000:]
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert password_file.read_text() == 'an-existing-vault-password\n', 'an existing password file was rewritten'
@@ -200,9 +201,9 @@ def fill_hosts(proj, hosts):
     path.write_text(yaml.safe_dump(data))
 
 
-def test_the_pki_play_runs_on_the_new_project_once_the_hosts_are_filled_in(tmp_path):
+def test_the_pki_play_runs_on_the_new_project_once_the_hosts_are_filled_in(tmp_path, installed_collections):
     proj = tmp_path / 'prod'
-    rc, output = init_from(tmp_path, proj)
+    rc, output = init_from(installed_collections, tmp_path, proj)
     assert rc == 0, output[-3000:]
     # A fresh scaffold: site says the fleet's groups are empty and where to add the hosts.
     rc, output = in_project(proj, tmp_path, [BIN / 'ansible-playbook', 'fleetpki.mtls.site'])
@@ -245,14 +246,14 @@ def vault_opens_from_the_project(proj, tmp_path):
     return yaml.safe_load(output)
 
 
-def test_a_moved_project_rewritten_with_force_keeps_the_password_file_of_its_vault(tmp_path):
+def test_a_moved_project_rewritten_with_force_keeps_the_password_file_of_its_vault(tmp_path, installed_collections):
     old, proj = tmp_path / 'a' / 'prod', tmp_path / 'b' / 'prod'
-    rc, output = init_from(tmp_path, old)
+    rc, output = init_from(installed_collections, tmp_path, old)
     assert rc == 0, output[-3000:]
     secrets = vault_opens_from_the_project(old, tmp_path)
     proj.parent.mkdir()
     shutil.move(str(old), str(proj))
-    rc, output = init_from(tmp_path, proj, '-e', 'project_init_force=true')
+    rc, output = init_from(installed_collections, tmp_path, proj, '-e', 'project_init_force=true')
     assert rc == 0, output[-3000:]
     assert config_password_file(proj) == str(password_file_of(tmp_path, 'prod', old))
     assert vault_opens_from_the_project(proj, tmp_path) == secrets
@@ -260,30 +261,30 @@ def test_a_moved_project_rewritten_with_force_keeps_the_password_file_of_its_vau
     assert str(password_file_of(tmp_path, 'prod', old)) in output
 
 
-def test_a_project_of_an_older_init_keeps_its_name_vault_pass_file(tmp_path):
+def test_a_project_of_an_older_init_keeps_its_name_vault_pass_file(tmp_path, installed_collections):
     """An older init wrote ~/.fleetpki/<name>.vault-pass; the project's ansible.cfg may be gone too."""
     proj = tmp_path / 'prod'
-    rc, output = init_from(tmp_path, proj)
+    rc, output = init_from(installed_collections, tmp_path, proj)
     assert rc == 0, output[-3000:]
     secrets = vault_opens_from_the_project(proj, tmp_path)
     legacy = tmp_path / 'home' / '.fleetpki' / 'prod.vault-pass'
     password_file_of(tmp_path, 'prod', proj).rename(legacy)
     config = (proj / 'ansible.cfg').read_text()
     (proj / 'ansible.cfg').write_text(config.replace(str(password_file_of(tmp_path, 'prod', proj)), str(legacy)))
-    rc, output = init_from(tmp_path, proj, '-e', 'project_init_force=true')
+    rc, output = init_from(installed_collections, tmp_path, proj, '-e', 'project_init_force=true')
     assert rc == 0, output[-3000:]
     assert config_password_file(proj) == str(legacy)
     assert vault_opens_from_the_project(proj, tmp_path) == secrets
     (proj / 'ansible.cfg').unlink()
-    rc, output = init_from(tmp_path, proj)
+    rc, output = init_from(installed_collections, tmp_path, proj)
     assert rc == 0, output[-3000:]
     assert config_password_file(proj) == str(legacy)
     assert not password_file_of(tmp_path, 'prod', proj).exists(), 'a password file no vault uses was made'
 
 
-def test_a_vault_no_password_file_opens_is_refused_before_anything_changes(tmp_path):
+def test_a_vault_no_password_file_opens_is_refused_before_anything_changes(tmp_path, installed_collections):
     proj = tmp_path / 'prod'
-    rc, output = init_from(tmp_path, proj)
+    rc, output = init_from(installed_collections, tmp_path, proj)
     assert rc == 0, output[-3000:]
     password_file = password_file_of(tmp_path, 'prod', proj)
     password_file.write_text('not-the-password-of-this-vault\n')
@@ -291,7 +292,7 @@ def test_a_vault_no_password_file_opens_is_refused_before_anything_changes(tmp_p
     hosts.write_text(hosts.read_text() + '# the operator\'s edit\n')
     before = {path: path.read_bytes() for path in [proj / 'ansible.cfg', hosts, proj / VAULT, password_file]}
     for check in (True, False):
-        rc, output = init_from(tmp_path, proj, '-e', 'project_init_force=true', check=check)
+        rc, output = init_from(installed_collections, tmp_path, proj, '-e', 'project_init_force=true', check=check)
         flat = ' '.join(output.split())
         assert rc != 0, flat[-3000:]
         assert 'The vault %s' % (proj / VAULT) in flat and str(password_file) in flat, flat[-3000:]
