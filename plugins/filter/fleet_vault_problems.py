@@ -18,9 +18,16 @@ description:
     template makes it optional), per variable of O(needed) that is not set, and for C(pki_ca_passphrase) when a
     key of O(ca_key_files) is encrypted and no passphrase is set. Each message names the variable, the file that
     keeps it and C(--ask-vault-pass) / C(--vault-password-file).
-  - Reads the raw (untemplated) variables of C(localhost) and of the first host of each fleet group, so the cost
-    does not grow with the fleet; P(fleetpki.mtls.fleet_preflight#filter) includes these checks and those of
-    the Redis secrets of every host.
+  - Reads the raw (untemplated) variables of C(localhost) and of the first host of each fleet group for the
+    C(vault_) references; P(fleetpki.mtls.fleet_preflight#filter) includes these checks and those of the Redis
+    secrets of every host.
+  - "C(pki_ca_passphrase) must have one value on C(localhost) and on every fleet host: the PKI tasks of
+    C(playbooks/pki.yml) run once, delegated to C(localhost), with the variables of the fleet play's first host
+    (another one under C(--limit)), while C(ca_renew.yml), C(revoke.yml) and C(ca_rollover.yml) use the value of C(localhost).
+    A value set only for the fleet group, one group or C(localhost) is refused with where each value was read
+    (file and line, when Ansible knows it) and the fix: set it once in C(group_vars/all). The raw value of every
+    host is read once and one host per distinct raw value is templated, so the cost is linear in hosts; the
+    values themselves are never shown."
   - When the vault cannot be decrypted, Ansible's own error stops the run before this check.
 author:
   - fleetpki contributors (@fleetpki)
@@ -68,6 +75,11 @@ from jinja2.exceptions import UndefinedError
 
 from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import CERT_ROLES
 
+try:  # ansible-core 2.19+: where a value was read (file and line), for the operator's message only
+    from ansible._internal._datatag._tags import Origin
+except ImportError:  # pragma: no cover (older ansible-core: the message names the hosts, not the files)
+    Origin = None
+
 # Where the scaffold (and inventories/example) keeps the secrets: the vault_ variables, encrypted.
 VAULT_FILE = 'group_vars/all/vault.yml'
 VAULT_HINT = ('keep it in %s beside the inventory (an encrypted file: ansible-vault edit <inventory>/%s), and '
@@ -112,6 +124,102 @@ def _missing_vault_names(value):
     return names
 
 
+# The fleet play of playbooks/pki.yml, in the order of its host pattern (redis_servers:workers:api_servers:
+# pki_clients): its PKI tasks run once, delegated to localhost, with the variables of the play's first host.
+FLEET_PLAY_GROUPS = ('redis_servers', 'workers', 'api_servers', 'pki_clients')
+# Secrets those PKI tasks read from that fleet host while ca_renew.yml, revoke.yml and ca_rollover.yml read them
+# from localhost: each must have one value everywhere, or a CA made by one play cannot be opened by another.
+SHARED_SECRETS = ('pki_ca_passphrase',)
+_SHOWN_HOSTS = 5
+
+
+def _raw_vars(hostvars, host):
+    """The host's variables untemplated (no secret is decrypted or resolved)."""
+    try:
+        return hostvars.raw_get(host)
+    except AttributeError:  # a plain dict (unit tests): its values are already raw
+        return hostvars.get(host) or {}
+
+
+def _origin(value):
+    """The file (and line) a raw value was read from, or None when Ansible does not say."""
+    tag = Origin.get_tag(value) if Origin is not None else None
+    if tag is None or not tag.path:
+        return None
+    return '%s:%s' % (tag.path, tag.line_num) if tag.line_num else tag.path
+
+
+def _raw_key(value, raw):
+    """Equal for two hosts whose raw values resolve alike: the value (or where it was read, for a value that
+    is not a plain string, such as an inline vault) and the same for the vault_ variables it refers to."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        key = (type(value).__name__, value)
+    else:
+        key = ('origin', _origin(value) or id(value))
+    names = sorted(_VAULT_NAME.findall(value)) if isinstance(value, str) else []
+    return (key,) + tuple((name, _raw_key(raw.get(name), {})) for name in names)
+
+
+def _hosts_text(hosts):
+    shown = ', '.join(hosts[:_SHOWN_HOSTS])
+    return shown + (' and %d more' % (len(hosts) - _SHOWN_HOSTS) if len(hosts) > _SHOWN_HOSTS else '')
+
+
+def fleet_play_hosts(groups):
+    """The hosts of the fleet play in the order it runs them (its first one runs the PKI tasks)."""
+    hosts = []
+    seen = set()
+    for group in FLEET_PLAY_GROUPS:
+        for host in groups.get(group) or []:
+            if host not in seen:
+                seen.add(host)
+                hosts.append(host)
+    return hosts
+
+
+def shared_secret_problem(hostvars, groups, variable, problems):
+    """A message when localhost and the fleet hosts do not all see the same value of ``variable``, else None.
+
+    Every host's raw value is read once (linear in hosts); one host per distinct raw value is templated.
+    """
+    fleet = fleet_play_hosts(groups)
+    if not fleet:
+        return None
+    buckets = {}  # raw key -> hosts with it, in inventory order (dicts keep it)
+    raws = {}
+    for host in ['localhost'] + [host for host in fleet if host != 'localhost']:
+        raw = _raw_vars(hostvars, host)
+        value = raw.get(variable)
+        key = _raw_key(value, raw)
+        buckets.setdefault(key, []).append(host)
+        raws.setdefault(key, value)
+    if len(buckets) == 1:
+        return None
+    resolved = {}  # resolved value -> raw keys; the values stay in memory, never in a message
+    for key, hosts in buckets.items():
+        value = '' if raws[key] is None else secret(hosts[0], hostvars[hosts[0]], variable, problems, default='')
+        resolved.setdefault(str(value or ''), []).append(key)
+    if len(resolved) == 1:
+        return None
+    places = []
+    number = 0
+    for value, keys in resolved.items():
+        hosts = [host for key in keys for host in buckets[key]]
+        origins = sorted(set(origin for origin in (_origin(raws[key]) for key in keys) if origin))
+        if not value:
+            places.append('not set on %s' % _hosts_text(hosts))
+            continue
+        number += 1
+        places.append('value %d on %s (%s)' % (number, _hosts_text(hosts),
+                                              'from ' + ', '.join(origins) if origins else 'where from is not known'))
+    return ('%s is not the same on localhost and every fleet host: the PKI tasks of pki.yml read it from the fleet '
+            'play\'s first host (%s; another one under --limit) and ca_renew.yml, revoke.yml and ca_rollover.yml '
+            'from localhost, so a CA made by one cannot be opened by another. Today: %s. Set it once in '
+            'group_vars/all beside the inventory (as the scaffold does: %s: "{{ vault_%s }}" in '
+            'group_vars/all/vars.yml, the value in %s, an encrypted file) and remove the other settings'
+            % (variable, fleet[0], '; '.join(places), variable, variable, VAULT_FILE))
+
+
 def _is_encrypted_key(path):
     """A PEM key file whose first line says it is encrypted (PKCS#8 or the traditional Proc-Type header)."""
     try:
@@ -130,6 +238,7 @@ def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
       or lacks it: the variables of localhost and of the first host of each fleet group are read raw, so this is
       cheap on a large fleet (group_vars/all reaches them all; the per-host secrets fleet_preflight reads are
       checked on every host there);
+    - pki_ca_passphrase not the same on localhost and every fleet host (shared_secret_problem);
     - each variable of ``needed`` that is not set (or empty) on localhost;
     - pki_ca_passphrase not set while a CA key of ``ca_key_files`` is encrypted.
     """
@@ -140,10 +249,7 @@ def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
         if host is None or host in seen:
             continue
         seen.add(host)
-        try:
-            raw = hostvars.raw_get(host)
-        except AttributeError:  # a plain dict (unit tests): its values are already raw
-            raw = hostvars.get(host) or {}
+        raw = _raw_vars(hostvars, host)
         for variable in sorted(raw):
             if variable.startswith('vault_'):
                 continue
@@ -154,12 +260,23 @@ def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
                         '' if host == 'localhost' else host + ': ', variable, name, VAULT_HINT)
                     if message not in problems:
                         problems.append(message)
+    differ = set()
+    for variable in SHARED_SECRETS:
+        found = []
+        problem = shared_secret_problem(hostvars, groups, variable, found)
+        # localhost's own messages are worded without its name by the check above
+        problems.extend(message for message in (m[len('localhost: '):] if m.startswith('localhost: ') else m
+                                                for m in found) if message not in problems)
+        if problem:
+            differ.add(variable)
+            problems.append(problem)
+    # Past the check above, localhost's value of a shared secret is the one every play sees.
     localhost = hostvars['localhost'] if 'localhost' in hostvars else {}
     wanted = list(needed or [])
     if any(_is_encrypted_key(path) for path in ca_key_files or []):
         wanted.append('pki_ca_passphrase')
     for variable in wanted:
-        if any(problem.startswith(variable + ' refers to') for problem in problems):
+        if variable in differ or any(problem.startswith(variable + ' refers to') for problem in problems):
             continue
         value = secret('localhost', localhost, variable, problems, default='')
         if not value:

@@ -1,28 +1,26 @@
-"""The preflight reads the CA passphrase from the host whose variables the PKI tasks use.
+"""pki_ca_passphrase has one value on localhost and on every fleet host, or the preflight refuses the run.
 
 The PKI tasks of playbooks/pki.yml run once for the fleet play (run_once, delegated to the control node), so
-they template pki_ca_passphrase with the variables of the play's first fleet host, not with localhost's. A
-passphrase set for the fleet group only (fleet: vars:, group_vars/fleet) makes an encrypted CA and must keep
-working on the next run; a passphrase only localhost has is not seen by the PKI tasks and must be refused before
-a CA key is written unencrypted. Each case runs the real playbooks/pki.yml, which contacts no fleet host.
+they template pki_ca_passphrase with the variables of the play's first fleet host, while ca_renew.yml, revoke.yml
+and ca_rollover.yml run on localhost with localhost's. The preflight read localhost's only: a passphrase set for
+the fleet group only (fleet: vars:, group_vars/fleet) made an encrypted CA, then every later run was refused with
+"pki_ca_passphrase is not set"; a passphrase only localhost had passed while the PKI tasks saw none (an unencrypted
+CA key). Now both, and a value of one group only, are refused before anything is written, naming where each value
+comes from and the fix (group_vars/all). Each case runs the real playbooks/pki.yml, which contacts no fleet host.
 """
 import pathlib
 
 import yaml
 
-from test_preflight import FLEET, playbook
+from test_preflight import FLEET, inventory, playbook
 
 PASSPHRASE = 'scope-test-ca-passphrase-0123456789'
 
 
 def fleet_inventory(tmp_path, fleet_vars=None, localhost_vars=None, all_vars=None):
-    """hosts.yml with the fleet's groups, and the given group_vars/all and host_vars/localhost beside it."""
-    fleet = {'vars': dict({'ansible_connection': 'community.docker.docker',
-                           'fleetpki_pki_dir': str(tmp_path / 'pki'),
-                           'fleetpki_redis_password': 'preflight-test-password'}, **(fleet_vars or {})),
-             'children': {group: {'hosts': {host: None for host in hosts}} for group, hosts in FLEET.items()}}
-    path = tmp_path / 'hosts.yml'
-    path.write_text(yaml.safe_dump({'fleet': fleet}))
+    """hosts.yml with the fleet's groups (fleet_vars under fleet: vars:), and the given group_vars/all and
+    host_vars/localhost beside it."""
+    path = inventory(tmp_path, FLEET, fleet_vars)
     for directory, name, values in (('group_vars', 'all', all_vars), ('host_vars', 'localhost', localhost_vars)):
         if values:
             (tmp_path / directory).mkdir()
@@ -38,15 +36,21 @@ def is_encrypted(path):
     return 'ENCRYPTED' in path.read_text().split('\n', 1)[0]
 
 
-def test_a_passphrase_of_the_fleet_group_only_makes_an_encrypted_ca_and_is_found_on_the_next_run(tmp_path):
+def test_a_passphrase_of_the_fleet_group_only_is_refused_on_every_run_before_a_ca_is_made(tmp_path):
+    """pki.yml would make an encrypted CA with it (its PKI tasks read the fleet host's variables) that the plays run
+    on localhost (ca_renew.yml, revoke.yml, ca_rollover.yml) cannot open; today the first run made the CA and every
+    later run was refused with "pki_ca_passphrase is not set"."""
     path = fleet_inventory(tmp_path, fleet_vars={'pki_ca_passphrase': PASSPHRASE})
-    rc, output = playbook(path, 'pki.yml')
-    assert rc == 0, output[-3000:]
-    assert is_encrypted(ca_key(tmp_path)), 'the PKI tasks did not use the fleet group passphrase'
-    rc, output = playbook(path, 'pki.yml')
-    assert rc == 0, output[-3000:]
-    assert 'pki_ca_passphrase is not set' not in output
-    assert PASSPHRASE not in output
+    for _run in range(2):
+        rc, output = playbook(path, 'pki.yml')
+        flat = ' '.join(output.split())
+        assert rc != 0, 'the passphrase of the fleet group only was taken: %s' % output[-2000:]
+        assert not ca_key(tmp_path).exists(), 'the PKI was touched before the preflight failed'
+        assert 'pki_ca_passphrase is not set' not in flat, output[-3000:]
+        assert 'pki_ca_passphrase is not the same on localhost and every fleet host' in flat, output[-3000:]
+        assert 'not set on localhost' in flat and '%s:' % path in flat, output[-3000:]
+        assert 'Set it once in group_vars/all' in flat, output[-3000:]
+        assert PASSPHRASE not in output
 
 
 def test_a_passphrase_only_localhost_has_is_refused_before_a_ca_is_made(tmp_path):
