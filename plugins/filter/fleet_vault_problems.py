@@ -210,8 +210,8 @@ def shared_secret_problem(hostvars, groups, variable, problems):
             places.append('not set on %s' % _hosts_text(hosts))
             continue
         number += 1
-        places.append('value %d on %s (%s)' % (number, _hosts_text(hosts),
-                                              'from ' + ', '.join(origins) if origins else 'where from is not known'))
+        source = 'from ' + ', '.join(origins) if origins else 'where from is not known'
+        places.append('value %d on %s (%s)' % (number, _hosts_text(hosts), source))
     return ('%s is not the same on localhost and every fleet host: the PKI tasks of pki.yml read it from the fleet '
             'play\'s first host (%s; another one under --limit) and ca_renew.yml, revoke.yml and ca_rollover.yml '
             'from localhost, so a CA made by one cannot be opened by another. Today: %s. Set it once in '

@@ -61,8 +61,8 @@ def test_one_value_everywhere_passes_without_templating_it():
 
 
 def test_a_value_of_the_fleet_only_names_where_it_is_missing_and_the_fix():
-    hostvars = fleet(**dict((host, {'pki_ca_passphrase': SECRET}) for host in ['redis1', 'worker1', 'worker2',
-                                                                                'api1', 'pxe1']))
+    fleet_hosts = ['redis1', 'worker1', 'worker2', 'api1', 'pxe1']
+    hostvars = fleet(**dict((host, {'pki_ca_passphrase': SECRET}) for host in fleet_hosts))
     problems = scope_problems(hostvars)
     assert len(problems) == 1
     assert "the fleet play's first host (redis1; another one under --limit)" in problems[0]
