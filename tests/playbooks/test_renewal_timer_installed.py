@@ -1,19 +1,16 @@
 """The renewal job installed from the built tarball runs from the operator's project, not from the collection.
 
-The collection is built and installed into a temp collections path (as an operator installs it); a project dir
-with its own ansible.cfg runs fleetpki.mtls.renewal_timer by FQCN; the test then runs the exact ExecStart of the
-unit it wrote, with the unit's Environment and WorkingDirectory and nothing else from this checkout, and the
-command must resolve every playbook and role of the scheduled job (--list-tasks). No fleet host is contacted.
+The collection is built and installed into a temp collections path once per session (conftest.py's
+installed_collections, as an operator installs it); a project dir with its own ansible.cfg runs
+fleetpki.mtls.renewal_timer by FQCN; the test then runs the exact ExecStart of the unit it wrote, with the unit's
+Environment and WorkingDirectory and nothing else from this checkout, and the command must resolve every playbook
+and role of the scheduled job (--list-tasks). No fleet host is contacted.
 """
-import atexit
-import functools
 import os
 import pathlib
 import re
 import shlex
-import shutil
 import subprocess
-import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(os.environ.get('VIRTUAL_ENV') or ROOT / '.venv') / 'bin'
@@ -33,26 +30,6 @@ def run(argv, cwd, env, timeout=300):
     proc = subprocess.run([str(a) for a in argv], cwd=str(cwd), env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout, check=False)
     return proc.returncode, proc.stdout
-
-
-@functools.lru_cache(maxsize=None)
-def installed_collection():
-    """Build the tarball from this tree and install it into a temp collections path; returns that path.
-
-    Run from a temp dir with no ANSIBLE_CONFIG: inside the checkout, ansible-galaxy reads its ansible.cfg and
-    answers "already installed" (collections/ links back to the tree)."""
-    work = pathlib.Path(tempfile.mkdtemp(prefix='fleetpki-installed-'))
-    atexit.register(shutil.rmtree, str(work), True)
-    os.chmod(str(work), 0o755)
-    env = clean_env()
-    rc, output = run([BIN / 'ansible-galaxy', 'collection', 'build', '--output-path', work / 'dist', ROOT], work, env)
-    assert rc == 0, output
-    tarball, = (work / 'dist').glob('fleetpki-mtls-*.tar.gz')
-    rc, output = run([BIN / 'ansible-galaxy', 'collection', 'install', '--force', '-p', work / 'collections', tarball], work, env)
-    assert rc == 0, output
-    installed = work / 'collections' / 'ansible_collections' / 'fleetpki' / 'mtls'
-    assert (installed / 'playbooks' / 'scheduled_renewal.yml').is_file(), output
-    return work / 'collections'
 
 
 def make_project(tmp_path, collections):
@@ -94,8 +71,8 @@ def run_as_systemd_would(service, *append):
     return proc.returncode, proc.stdout
 
 
-def test_the_job_from_an_installed_collection_runs_from_the_operators_project(tmp_path):
-    collections = installed_collection()
+def test_the_job_from_an_installed_collection_runs_from_the_operators_project(tmp_path, installed_collections):
+    collections = installed_collections
     proj = make_project(tmp_path, collections)
     units = tmp_path / 'units'
     units.mkdir()
@@ -117,10 +94,10 @@ def test_the_job_from_an_installed_collection_runs_from_the_operators_project(tm
     assert rc == 0 and 'changed=0' in output[output.rindex('PLAY RECAP'):], output[-3000:]
 
 
-def test_a_project_whose_config_does_not_find_the_collection_is_refused_before_anything_is_installed(tmp_path):
+def test_a_project_whose_config_does_not_find_the_collection_is_refused_before_anything_is_installed(tmp_path, installed_collections):
     """The collection was installed for this run (ANSIBLE_COLLECTIONS_PATH) but the project's ansible.cfg does not
     name it: the nightly job would fail with "role not found", so the role refuses now and says how to fix it."""
-    collections = installed_collection()
+    collections = installed_collections
     proj = make_project(tmp_path, tmp_path / 'nowhere')
     units = tmp_path / 'units'
     units.mkdir()
@@ -134,9 +111,9 @@ def test_a_project_whose_config_does_not_find_the_collection_is_refused_before_a
     assert list(units.iterdir()) == [], 'units were written before the check failed'
 
 
-def test_a_collection_another_user_can_write_is_refused(tmp_path):
+def test_a_collection_another_user_can_write_is_refused(tmp_path, installed_collections):
     """The job runs the collection's code as root: its install dir is checked like the project and the venv."""
-    collections = installed_collection()
+    collections = installed_collections
     proj = make_project(tmp_path, collections)
     units = tmp_path / 'units'
     units.mkdir()
@@ -154,8 +131,8 @@ def test_a_collection_another_user_can_write_is_refused(tmp_path):
     assert list(units.iterdir()) == []
 
 
-def test_no_ansible_cfg_in_use_is_refused_with_the_fix(tmp_path):
-    collections = installed_collection()
+def test_no_ansible_cfg_in_use_is_refused_with_the_fix(tmp_path, installed_collections):
+    collections = installed_collections
     proj = make_project(tmp_path, collections)
     (proj / 'ansible.cfg').unlink()
     units = tmp_path / 'units'
