@@ -295,7 +295,9 @@ def test_a_vault_no_password_file_opens_is_refused_before_anything_changes(tmp_p
         rc, output = init_from(installed_collections, tmp_path, proj, '-e', 'project_init_force=true', check=check)
         flat = ' '.join(output.split())
         assert rc != 0, flat[-3000:]
-        assert 'The vault %s' % (proj / VAULT) in flat and flat.count(str(password_file)) == 1, flat[-3000:]
+        message = re.search(r'"msg": "(The vault .*?)"', flat)
+        assert message and 'The vault %s' % (proj / VAULT) in flat, flat[-3000:]
+        assert message.group(1).count(str(password_file)) == 1, 'a file tried is named twice: %s' % message.group(1)
         assert str(tmp_path / 'home' / '.fleetpki' / 'prod.vault-pass') in flat, 'the files tried are not named'
         assert '-e project_init_vault_password_file=' in flat, 'the fix is not named'
         assert {path: path.read_bytes() for path in before} == before, 'the refused run changed the project'
