@@ -286,14 +286,16 @@ def test_the_cron_entry_and_its_log_in_a_directory_of_its_own(tmp_path, monkeypa
     log = var_log / 'fleetpki' / 'fleetpki-renewal.log'
     (tmp_path / 'inv').mkdir()
     hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
     units = tmp_path / 'units'
     units.mkdir()
-    args = ['-e', 'renewal_timer_method=cron', '-e', 'renewal_timer_cron_log=%s' % log]
+    args = ['-e', 'renewal_timer_method=cron', '-e', 'renewal_timer_cron_log=%s' % log,
+            '-e', 'renewal_timer_project_dir=%s' % project]
     rc, output = renewal_timer(hosts, units, *args)
     assert rc == 0, output[-3000:]
     table = (tables / 'root').read_text()
     line, = [line for line in table.splitlines() if line.startswith('17 3 * * * ')]
-    assert line.startswith('17 3 * * * cd %s && ANSIBLE_CONFIG=%s/ansible.cfg ' % (ROOT, ROOT)), line
+    assert line.startswith('17 3 * * * cd %s && ANSIBLE_CONFIG=%s/ansible.cfg ' % (project, project)), line
     assert line.endswith(' fleetpki.mtls.scheduled_renewal >> %s 2>&1' % log), line
     directory = log.parent.stat()
     assert (directory.st_uid, directory.st_gid, directory.st_mode & 0o7777) == (0, 0, 0o755)
@@ -308,9 +310,10 @@ def test_a_cron_log_directory_another_user_owns_is_refused(tmp_path, monkeypatch
     os.chown(str(tmp_path / 'logs'), 12345, -1)
     (tmp_path / 'inv').mkdir()
     hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
     units = tmp_path / 'units'
     units.mkdir()
-    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_method=cron',
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_method=cron', '-e', 'renewal_timer_project_dir=%s' % project,
                                '-e', 'renewal_timer_cron_log=%s' % (tmp_path / 'logs' / 'renewal.log'))
     assert rc != 0
     flat = ' '.join(output.split())
