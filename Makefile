@@ -120,7 +120,7 @@ units: setup ansible-test-tree
 # The built tarball installs and ansible-doc prints every module with its examples.
 build-check: setup
 	rm -rf .build/galaxy && mkdir -p .build/galaxy
-	$(BIN)/ansible-galaxy collection build --output-path .build/galaxy .
+	$(BIN)/python tests/build/collection_tarball.py --output-path .build/galaxy
 	env -u ANSIBLE_CONFIG -u PYTHONPATH $(BIN)/ansible-galaxy collection install --force \
 		-p $(CURDIR)/.build/galaxy/installed $(CURDIR)/.build/galaxy/fleetpki-mtls-*.tar.gz
 	for module in pki_ca pki_leaf pki_crl cert_expiry pki_backup pki_rollover redis_admin redis_client_check; do \

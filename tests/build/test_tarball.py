@@ -225,6 +225,7 @@ def test_expected_files_ship(built):
                 'meta/ee-requirements.txt', 'meta/ee-bindep.txt',
                 'changelogs/config.yaml', 'changelogs/changelog.yaml'}
     expected.update(str(path.relative_to(tree)) for path in (tree / 'plugins' / 'modules').glob('*.py'))
+    expected.update(str(path.relative_to(tree)) for path in (tree / 'plugins' / 'doc_fragments').glob('*.py'))
     expected.update(str(path.relative_to(tree)) for path in (tree / 'playbooks').glob('*.yml'))
     for role in sorted(path.parent.parent for path in (tree / 'roles').glob('*/meta/argument_specs.yml')):
         expected.update('roles/%s/%s' % (role.name, name) for name in ('meta/argument_specs.yml', 'meta/main.yml',
