@@ -31,10 +31,8 @@ attributes:
   diff_mode:
     support: full
     description: Shows subject, serial, fingerprint and expiry before and after; never key material.
-  action_group:
-    support: full
-    membership: [fleetpki.mtls.pki]
-    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
+extends_documentation_fragment:
+  - fleetpki.mtls.pki_group.action_group
 options:
   ca_dir:
     description: Directory that holds (or will hold) C(ca-key.pem) and C(ca-cert.pem). Created with mode 0700.

@@ -45,10 +45,8 @@ attributes:
   diff_mode:
     support: full
     description: Shows serial, expiry, SANs, usage and key type of each changed certificate; never key material.
-  action_group:
-    support: full
-    membership: [fleetpki.mtls.pki]
-    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
+extends_documentation_fragment:
+  - fleetpki.mtls.pki_group.action_group
 options:
   ca_dir:
     description: Directory of the CA made by M(fleetpki.mtls.pki_ca) (C(ca-key.pem), C(ca-cert.pem)).

@@ -36,10 +36,8 @@ attributes:
   diff_mode:
     support: none
     description: The result's C(state) is the state after the run.
-  action_group:
-    support: full
-    membership: [fleetpki.mtls.pki]
-    description: Use C(group/fleetpki.mtls.pki) in C(module_defaults) to set O(ca_dir) and O(ca_passphrase) once.
+extends_documentation_fragment:
+  - fleetpki.mtls.pki_group.action_group
 options:
   state_file:
     description: The rollover state file (in the roles, C(pki_rollover_state_file), default C(<pki_dir>/rollover.json)).

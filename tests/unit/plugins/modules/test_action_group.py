@@ -28,3 +28,12 @@ def test_every_module_of_the_group_accepts_ca_dir_and_ca_passphrase(name, tmp_pa
     run = run_module(module, {'ca_dir': str(tmp_path / 'ca'), 'ca_passphrase': 'a-passphrase-of-the-group'})
     assert 'Unsupported parameters' not in run.result.get('msg', ''), run.result
     assert 'a-passphrase-of-the-group' not in run.stdout
+
+
+@pytest.mark.parametrize('name', group_modules())
+def test_every_module_of_the_group_takes_its_membership_from_the_fragment(name):
+    # Written once in plugins/doc_fragments/pki_group.py: a copy in a module drifts when the group changes.
+    module = importlib.import_module('ansible_collections.fleetpki.mtls.plugins.modules.' + name)
+    documentation = yaml.safe_load(module.DOCUMENTATION)
+    assert 'fleetpki.mtls.pki_group.action_group' in documentation.get('extends_documentation_fragment', []), name
+    assert 'action_group' not in documentation.get('attributes', {}), name
