@@ -167,8 +167,9 @@ class Pki:
     def issue(ca_dir, certs, **kwargs):
         """Run a LeafIssuer; returns (issuer, {name: result})."""
         check_mode = kwargs.pop('check_mode', False)
+        ca_planned = kwargs.pop('ca_planned', False)
         issuer = LeafIssuer(str(ca_dir), certs, **kwargs)
-        results = issuer.run(check_mode=check_mode)
+        results = issuer.run(check_mode=check_mode, ca_planned=ca_planned)
         return issuer, dict((entry['name'], entry) for entry in results)
 
     @staticmethod

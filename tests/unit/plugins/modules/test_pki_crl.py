@@ -44,7 +44,7 @@ def test_passphrase_is_not_in_the_result(tmp_path, pki, run_module):
 def test_check_mode_without_a_ca_yet_reports_the_crl_to_sign(tmp_path, run_module):
     """pki.yml --check on a new fleet: pki_ca only said it would make the CA, so the CRL would be signed too."""
     ca_dir = str(tmp_path / 'ca')
-    check = run_module(pki_crl, {'ca_dir': ca_dir}, check_mode=True, diff=True)
+    check = run_module(pki_crl, {'ca_dir': ca_dir, 'ca_planned': True}, check_mode=True, diff=True)
     assert check.rc == 0, check.result
     assert check.result['changed'] is True
     assert 'no CA in %s yet' % ca_dir in check.result['resign_reason']
@@ -58,5 +58,14 @@ def test_check_mode_without_a_ca_yet_reports_the_crl_to_sign(tmp_path, run_modul
 
 def test_check_mode_without_a_ca_yet_still_refuses_revocations(tmp_path, run_module):
     ca_dir = str(tmp_path / 'ca')
-    check = run_module(pki_crl, {'ca_dir': ca_dir, 'revoke_names': ['web1']}, check_mode=True)
+    check = run_module(pki_crl, {'ca_dir': ca_dir, 'revoke_names': ['web1'], 'ca_planned': True}, check_mode=True)
     assert check.rc == 1 and 'no CA in %s yet' % ca_dir in check.result['msg'] and 'revoke_names' in check.result['msg']
+
+
+def test_check_mode_without_a_ca_not_planned_fails_like_a_real_run(tmp_path, run_module):
+    """A mistyped ca_dir (or a trusted CA directory no task of the run makes) must not pass --check."""
+    ca_dir = str(tmp_path / 'mistyped')
+    check = run_module(pki_crl, {'ca_dir': ca_dir}, check_mode=True)
+    assert check.rc == 1, check.result
+    assert 'no CA in %s' % ca_dir in check.result['msg'] and 'ca_dir' in check.result['msg']
+    assert not os.path.exists(ca_dir)

@@ -113,7 +113,8 @@ def test_encrypted_ca_passphrase_never_in_the_output(tmp_path, pki, run_module):
 def test_check_mode_without_a_ca_yet_reports_every_certificate_to_issue(tmp_path, run_module):
     """pki.yml --check on a new fleet: pki_ca only said it would make the CA; every certificate would be issued."""
     ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
-    check = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}, check_mode=True, diff=True)
+    check = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS, 'ca_planned': True},
+                       check_mode=True, diff=True)
     assert check.rc == 0, check.result
     assert check.result['changed'] is True and check.result['issued'] == len(CERTS)
     assert all(cert['action'] == 'issue' and 'no CA in %s yet' % ca_dir in cert['reason']
@@ -123,4 +124,13 @@ def test_check_mode_without_a_ca_yet_reports_every_certificate_to_issue(tmp_path
     assert not os.path.exists(ca_dir) and not os.path.exists(out_dir)
     real = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS})
     assert real.rc == 1 and 'no CA in %s' % ca_dir in real.result['msg']
+    assert not os.path.exists(out_dir)
+
+
+def test_check_mode_without_a_ca_not_planned_fails_like_a_real_run(tmp_path, run_module):
+    """A mistyped ca_dir must not pass --check with only a warning."""
+    ca_dir, out_dir = str(tmp_path / 'mistyped'), str(tmp_path / 'out')
+    check = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}, check_mode=True)
+    assert check.rc == 1, check.result
+    assert 'no CA in %s' % ca_dir in check.result['msg'] and 'ca_dir' in check.result['msg']
     assert not os.path.exists(out_dir)
