@@ -301,3 +301,37 @@ def test_a_vault_no_password_file_opens_is_refused_before_anything_changes(tmp_p
         assert str(tmp_path / 'home' / '.fleetpki' / 'prod.vault-pass') in flat, 'the files tried are not named'
         assert '-e project_init_vault_password_file=' in flat, 'the fix is not named'
         assert {path: path.read_bytes() for path in before} == before, 'the refused run changed the project'
+
+
+def test_a_password_script_the_project_names_is_kept_and_never_run(tmp_path, installed_collections):
+    """A received project's ansible.cfg may name a script (relative to the project): init -e dest=<it> must not run
+    it, in check mode or not; it keeps it, says so, and does not claim it checked the vault with it."""
+    proj = tmp_path / 'prod'
+    rc, output = init_from(installed_collections, tmp_path, proj)
+    assert rc == 0, output[-3000:]
+    marker = tmp_path / 'the-script-ran'
+    script = proj / 'get-vault-pass.sh'
+    script.write_text('#!/bin/sh\ntouch %s\ncat %s\n' % (marker, password_file_of(tmp_path, 'prod', proj)))
+    os.chmod(str(script), 0o755)
+    config = (proj / 'ansible.cfg').read_text()
+    (proj / 'ansible.cfg').write_text(config.replace(str(password_file_of(tmp_path, 'prod', proj)), 'get-vault-pass.sh'))
+    for check in (True, False):
+        rc, output = init_from(installed_collections, tmp_path, proj, '-e', 'project_init_force=true', check=check)
+        flat = ' '.join(output.split())
+        assert not marker.exists(), 'init ran the password script the project names'
+        assert rc == 0, flat[-3000:]
+        assert 'names a password script %s: init keeps it and does not run it' % script in flat, flat[-3000:]
+    assert config_password_file(proj) == str(script)
+
+
+def test_a_vault_that_is_not_encrypted_is_named_with_the_fix(tmp_path, installed_collections):
+    proj = tmp_path / 'prod'
+    rc, output = init_from(installed_collections, tmp_path, proj)
+    assert rc == 0, output[-3000:]
+    (proj / VAULT).write_text('vault_pki_ca_passphrase: in-the-clear\n')
+    for check in (True, False):
+        rc, output = init_from(installed_collections, tmp_path, proj, check=check)
+        flat = ' '.join(output.split())
+        assert rc != 0 and 'the vault is not encrypted: ansible-vault encrypt %s' % (proj / VAULT) in flat, flat[-3000:]
+        assert 'is not opened by any of the password files' not in flat, 'the message blames the password files'
+    assert (proj / VAULT).read_text() == 'vault_pki_ca_passphrase: in-the-clear\n'
