@@ -5,12 +5,16 @@ inventories and projects another user could write. No fleet host is contacted.
 """
 import json
 import os
+import pwd
+import shutil
 import re
 import shlex
+import sys
 
 import pytest
 
 from test_preflight import FLEET, ROOT, inventory, playbook
+from test_renewal_timer_nonroot import as_operator, operator, run  # noqa: F401 (operator: a fixture of a throwaway user)
 
 
 def test_renewal_timer_renders_units_that_run_the_scheduled_playbook_from_the_checkout(tmp_path):
@@ -178,7 +182,7 @@ def fake_venv(tmp_path):
     (venv / 'bin').mkdir(parents=True)
     for tool in ['ansible-playbook', 'ansible-doc', 'ansible-config']:
         (venv / 'bin' / tool).symlink_to(ROOT / '.venv' / 'bin' / tool)
-    (venv / 'pyvenv.cfg').write_text('home = /usr/bin\n')
+    (venv / 'pyvenv.cfg').write_text('home = /usr/bin\nversion = %d.%d.0\n' % sys.version_info[:2])
     (venv / 'lib' / 'site-packages').mkdir(parents=True)
     (venv / 'lib' / 'site-packages' / 'sitecustomize.py').write_text('')
     return venv
@@ -321,14 +325,13 @@ def test_a_cron_log_directory_another_user_owns_is_refused(tmp_path, monkeypatch
     assert list(tables.iterdir()) == [] and not (tmp_path / 'logs' / 'renewal.log').exists()
 
 
-def test_the_default_cron_log_is_in_a_directory_of_its_own():
-    defaults = (ROOT / 'roles' / 'renewal_timer' / 'defaults' / 'main.yml').read_text()
-    assert 'renewal_timer_cron_log: "/var/log/fleetpki/{{ renewal_timer_unit_name }}.log"' in defaults
-
-
-@pytest.mark.parametrize('extra_args, bad', [('-e @../shared/vars.yml', '../shared/vars.yml'),
-                                             ('--vault-id prod@tools/../../pass.sh', 'tools/../../pass.sh'),
-                                             ('--vault-password-file ../pass', '../pass')])
+@pytest.mark.parametrize('extra_args, bad', [('-e @../shared/vars.yml', '@../shared/vars.yml'),
+                                             ('--vault-id prod@tools/../../pass.sh', 'prod@tools/../../pass.sh'),
+                                             ('--vault-password-file ../pass', '../pass'),
+                                             ('-e@../shared/vars.yml', '-e@../shared/vars.yml'),
+                                             ('--extra-vars=@../shared/vars.yml', '--extra-vars=@../shared/vars.yml'),
+                                             ('-i../inv', '-i../inv'),
+                                             ('-e pki_dir=/srv/x/../pki', 'pki_dir=/srv/x/../pki')])
 def test_relative_paths_in_extra_args_that_leave_the_project_are_refused(tmp_path, extra_args, bad):
     (tmp_path / 'inv').mkdir()
     hosts = inventory(tmp_path / 'inv', FLEET)
@@ -424,3 +427,182 @@ def test_the_base_python_of_the_venv_is_checked(tmp_path, unsafe):
     assert rc != 0
     assert '%s (owner uid 65534)' % (base / unsafe) in ' '.join(output.split()), output[-3000:]
     assert list(units.iterdir()) == []
+
+
+@pytest.mark.parametrize('extra_args', ['-e@{vars}', '--extra-vars=@{vars}', '-i{dir}/inv', '-M{dir}'])
+def test_attached_option_values_in_extra_args_are_checked_like_the_paths(tmp_path, extra_args):
+    """-e@file, --extra-vars=@file, -i/abs and -M/abs name files the job reads or runs, like their spaced forms."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    (shared / 'vars.yml').write_text('---\n')
+    (shared / 'inv').write_text('')
+    os.chown(str(shared), 65534, -1)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project, '-e', json.dumps(
+        {'renewal_timer_extra_args': extra_args.format(vars=shared / 'vars.yml', dir=shared)}))
+    assert rc != 0
+    assert '%s (owner uid 65534)' % shared in ' '.join(output.split()), output[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_an_unknown_job_user_is_named_with_the_fix(tmp_path):
+    hosts = inventory(tmp_path, FLEET)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_user=no-such-user-fleetpki')
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'renewal_timer_user no-such-user-fleetpki is not a user of this host' in flat, flat[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_links_are_followed_beyond_the_first_level(tmp_path):
+    """project/roles/common -> shared/common, whose tasks -> other/tasks: the second link's directory is searched."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    (tmp_path / 'shared' / 'common').mkdir(parents=True)
+    other = tmp_path / 'other' / 'tasks'
+    other.mkdir(parents=True)
+    (other / 'main.yml').write_text('---\n')
+    os.chmod(str(other / 'main.yml'), 0o666)
+    (tmp_path / 'shared' / 'common' / 'tasks').symlink_to(other)
+    (project / 'roles').mkdir()
+    (project / 'roles' / 'common').symlink_to(tmp_path / 'shared' / 'common')
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
+    assert rc != 0
+    assert '%s (writable by others, mode 666)' % (other / 'main.yml') in ' '.join(output.split()), output[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_a_directory_a_pth_file_of_the_venv_adds_is_checked(tmp_path):
+    """site.py adds each directory a venv's .pth file names to sys.path: its modules run as the job's user."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    venv = fake_venv(tmp_path)
+    extra = tmp_path / 'extra-libs'
+    extra.mkdir()
+    (extra / 'evil.py').write_text('')
+    os.chown(str(extra / 'evil.py'), 65534, -1)
+    (venv / 'lib' / 'site-packages' / 'extra.pth').write_text('# a comment\nimport os\n%s\n' % extra)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    assert rc != 0
+    assert '%s (owner uid 65534)' % (extra / 'evil.py') in ' '.join(output.split()), output[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_a_pth_line_naming_a_missing_directory_is_refused(tmp_path):
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    venv = fake_venv(tmp_path)
+    (venv / 'lib' / 'site-packages' / 'extra.pth').write_text('%s\n' % (tmp_path / 'missing'))
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert '%s: %s' % (venv / 'lib' / 'site-packages' / 'extra.pth', tmp_path / 'missing') in flat, flat[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_the_base_site_packages_are_checked_when_the_venv_includes_them(tmp_path):
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    venv = fake_venv(tmp_path)
+    base = tmp_path / 'base'
+    for name in ['bin/python3', 'lib/python3.11/os.py', 'lib/python3.11/site-packages/evil.py']:
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / name).write_text('')
+    os.chown(str(base / 'lib/python3.11/site-packages/evil.py'), 65534, -1)
+    (venv / 'pyvenv.cfg').write_text('home = %s/bin\ninclude-system-site-packages = true\nversion = 3.11.2\n' % base)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    assert rc != 0
+    assert '%s (owner uid 65534)' % (base / 'lib/python3.11/site-packages/evil.py') in ' '.join(output.split()), \
+        output[-3000:]
+
+
+def test_a_venv_whose_base_standard_library_cannot_be_found_is_refused(tmp_path):
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    venv = fake_venv(tmp_path)
+    (venv / 'pyvenv.cfg').write_text('home = %s/bin\nversion = 3.11.2\n' % (tmp_path / 'gone'))
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert "the standard library of the venv's base Python (%s/lib/python3.11) is not found" % (tmp_path / 'gone') in flat, \
+        flat[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_the_configuration_dumps_are_not_logged(tmp_path):
+    """ansible-config dump prints every changed setting (tokens among them): not in the run's output at -v."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    with (project / 'ansible.cfg').open('a') as cfg:
+        cfg.write('[galaxy]\ntoken_path = /nonexistent/marker-token-path\n'
+                  '[ssh_connection]\nssh_extra_args = -o MarkerSecretOption=yes\n')
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project, '-v')
+    assert rc == 0, output[-3000:]
+    assert 'MarkerSecretOption' not in output
+
+
+def umask_002_project(operator, group_has_others):
+    """An operator's project made with Ubuntu's umask 002: group-writable by his own (private) group, or by a
+    group with another member."""
+    name, home, bindir = operator
+    project = home / ('shared-group' if group_has_others else 'own-group') / 'prod'
+    rc, output = as_operator(operator, ['sh', '-c', 'umask 002 && mkdir -p %s/inventory' % project], home)
+    assert rc == 0, output
+    (project / 'ansible.cfg').write_text('[defaults]\ninventory = inventory/hosts.yml\ncollections_path = %s\n'
+                                         'inject_facts_as_vars = False\n' % (ROOT / 'collections'))
+    (project / 'inventory' / 'hosts.yml').write_text('fleet:\n  children:\n    redis_servers:\n      hosts:\n'
+                                                     '        nr-redis1:\n')
+    for path in [project / 'ansible.cfg', project / 'inventory' / 'hosts.yml']:
+        os.chown(str(path), pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid)
+        os.chmod(str(path), 0o664)
+    if group_has_others:
+        rc, output = run(['gpasswd', '-a', 'nobody', name])
+        assert rc == 0, output
+    return project
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('useradd') or not shutil.which('gpasswd'), reason='needs root')
+@pytest.mark.parametrize('group_has_others', [False, True])
+def test_a_project_writable_by_its_owners_private_group_is_his_own(operator, group_has_others):
+    """Ubuntu's umask 002 with a group per user: group-write by his own group (no other member) is his own write;
+    a group with another member is refused, and the fix is chmod (never a chown to root of his own project)."""
+    project = umask_002_project(operator, group_has_others)
+    units = operator[1].parent / ('units-%s' % group_has_others)
+    units.mkdir()
+    rc, output = as_operator(operator, ['ansible-playbook', 'fleetpki.mtls.renewal_timer',
+                                        '-e', 'renewal_timer_unit_dir=%s' % units,
+                                        '-e', 'renewal_timer_manage_service=false'], project)
+    flat = ' '.join(output.split())
+    if group_has_others:
+        assert rc != 0 and 'chmod -R g-w %s' % project in flat, flat[-3000:]
+        assert 'chown root' not in flat
+    else:
+        assert rc == 0, flat[-3000:]
