@@ -30,9 +30,9 @@ attributes:
     support: full
     description:
       - Reports what would change and writes nothing (the CA key is not even loaded).
-      - When O(ca_dir) holds no CA yet (neither key nor certificate, as in a check-mode run where M(fleetpki.mtls.pki_ca)
-        only reported the CA it would make), the CRL is reported as to be signed, with a warning; a real run without
-        the CA fails.
+      - When O(ca_dir) holds no CA yet (neither key nor certificate) and O(ca_planned=true) says that
+        M(fleetpki.mtls.pki_ca) only reported the CA it would make there, the CRL is reported as to be signed, with a
+        warning. Without O(ca_planned), a missing CA fails as in a real run.
   diff_mode:
     support: full
     description: Shows the revoked serials before and after.
@@ -46,6 +46,16 @@ options:
   ca_passphrase:
     description: Passphrase of an encrypted CA key; needed only when the CRL is (re)signed. Never logged.
     type: str
+  ca_planned:
+    description:
+      - Check mode only. Set it from the result of M(fleetpki.mtls.pki_ca) on O(ca_dir) in the same run (its
+        RV(fleetpki.mtls.pki_ca#module:action) is V(create)): a CA missing from O(ca_dir) is then the one that a real
+        run makes, and its CRL is reported as to be signed.
+      - When false (the default), a missing CA fails in check mode too, so a mistyped O(ca_dir) does not pass C(--check).
+      - Ignored outside check mode.
+    type: bool
+    default: false
+    version_added: 0.3.0
   revoke_serials:
     description: Serials to revoke, hex (case, colons and a 0x prefix do not matter).
     type: list
@@ -160,6 +170,7 @@ def main():
         argument_spec=dict(
             ca_dir=dict(type='path', required=True),
             ca_passphrase=dict(type='str', no_log=True),
+            ca_planned=dict(type='bool', default=False),
             revoke_serials=dict(type='list', elements='str', default=[]),
             revoke_names=dict(type='list', elements='str', default=[]),
             reason=dict(type='str', default='unspecified', choices=list(REASONS)),
@@ -182,12 +193,13 @@ def main():
         force=params['force'],
     )
     try:
-        # pki.yml --check on a new fleet: pki_ca only reported the CA it would make, so preview the CRL that a real
-        # run would sign instead of failing on the CA check mode did not make.
-        if module.check_mode and manager.store.ca_absent():
+        # pki.yml --check on a new fleet: pki_ca only reported the CA it would make (the caller says so with
+        # ca_planned), so preview the CRL that a real run would sign instead of failing on the CA check mode did not
+        # make. Any other missing CA (a mistyped ca_dir) fails below as in a real run.
+        if module.check_mode and params['ca_planned'] and manager.store.ca_absent():
             manager.plan_before_the_ca()
-            module.warn('check mode: no CA in %s yet; the CRL is reported as it would be signed once the CA is made '
-                        '(fleetpki.mtls.pki_ca before this task); a real run without the CA fails' % params['ca_dir'])
+            module.warn('check mode: no CA in %s yet; fleetpki.mtls.pki_ca reported it would make it there '
+                        '(ca_planned), so the CRL is reported as it would be signed by it' % params['ca_dir'])
         else:
             manager.plan()
         diff = manager.diff() if module._diff else None

@@ -39,9 +39,9 @@ attributes:
     support: full
     description:
       - Reports per certificate what would change and why; writes nothing and takes no lock.
-      - When O(ca_dir) holds no CA yet (neither key nor certificate, as in a check-mode run where M(fleetpki.mtls.pki_ca)
-        only reported the CA it would make), every certificate is reported as to be issued, with a warning; a real run
-        without the CA fails.
+      - When O(ca_dir) holds no CA yet (neither key nor certificate) and O(ca_planned=true) says that
+        M(fleetpki.mtls.pki_ca) only reported the CA it would make there, every certificate is reported as to be
+        issued, with a warning. Without O(ca_planned), a missing CA fails as in a real run.
   diff_mode:
     support: full
     description: Shows serial, expiry, SANs, usage and key type of each changed certificate; never key material.
@@ -55,6 +55,16 @@ options:
   ca_passphrase:
     description: Passphrase of an encrypted CA key. Never logged.
     type: str
+  ca_planned:
+    description:
+      - Check mode only. Set it from the result of M(fleetpki.mtls.pki_ca) on O(ca_dir) in the same run (its
+        RV(fleetpki.mtls.pki_ca#module:action) is V(create)): a CA missing from O(ca_dir) is then the one that a real
+        run makes, and every certificate is reported as to be issued by it.
+      - When false (the default), a missing CA fails in check mode too, so a mistyped O(ca_dir) does not pass C(--check).
+      - Ignored outside check mode (a real run never issues without the CA).
+    type: bool
+    default: false
+    version_added: 0.3.0
   renew_days:
     description: Re-issue certificates that expire within this many days.
     type: int
@@ -277,6 +287,7 @@ def main():
         argument_spec=dict(
             ca_dir=dict(type='path', required=True),
             ca_passphrase=dict(type='str', no_log=True),
+            ca_planned=dict(type='bool', default=False),
             renew_days=dict(type='int', default=30),
             force=dict(type='bool', default=False),
             issued_dir=dict(type='path', aliases=['dir']),
@@ -307,7 +318,7 @@ def main():
             force=params['force'],
             default_dir=params['issued_dir'],
         )
-        certs = issuer.run(check_mode=module.check_mode, details=params['details'])
+        certs = issuer.run(check_mode=module.check_mode, details=params['details'], ca_planned=params['ca_planned'])
     except PkiError as exc:
         module.fail_json(msg=str(exc))
     except (IOError, OSError) as exc:

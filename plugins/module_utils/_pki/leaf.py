@@ -257,9 +257,8 @@ class LeafIssuer:
         reason = 'no CA in %s yet: issued once the CA is made' % self.ca_dir
         self.plans = [CertPlan(request, ISSUE, reason, self._current_cert(request)) for request in self.requests]
         self._check_writable()
-        self.warnings.append('check mode: no CA in %s yet; every certificate is reported as it would be issued once '
-                             'the CA is made (fleetpki.mtls.pki_ca before this task); a real run without the CA fails'
-                             % self.ca_dir)
+        self.warnings.append('check mode: no CA in %s yet; fleetpki.mtls.pki_ca reported it would make it there '
+                             '(ca_planned), so every certificate is reported as it would be issued by it' % self.ca_dir)
         return self.plans
 
     def _check_name_constraints(self):
@@ -377,10 +376,14 @@ class LeafIssuer:
 
     # -- applying (writes) ------------------------------------------------------------------------------------
 
-    def run(self, check_mode=False, details=True):
-        """Plan and, unless in check mode, apply under the CA directory lock."""
+    def run(self, check_mode=False, details=True, ca_planned=False):
+        """Plan and, unless in check mode, apply under the CA directory lock.
+
+        ``ca_planned``: pki_ca of the same run reported it would make the CA in ca_dir; only then does check mode
+        preview certificates of a CA that is not there (a mistyped ca_dir fails as a real run would).
+        """
         if check_mode:
-            if self.store.ca_absent():
+            if ca_planned and self.store.ca_absent():
                 self.plan_before_the_ca()
             else:
                 self.plan()
