@@ -114,3 +114,24 @@ def test_linear_in_hosts_one_raw_read_per_host_and_one_templating_per_distinct_v
     assert hostvars.raw_reads <= len(per_host) + 5
     # One templating for the one value set; a host without the variable needs none.
     assert hostvars.templated == ['localhost']
+
+
+def test_a_passphrase_set_for_an_unencrypted_ca_key_names_both_ways_out(tmp_path):
+    """A project the old bug left with an unencrypted CA key (the passphrase was set on localhost only): after
+    "set it once in group_vars/all", pki_ca refused with "omit ca_passphrase". One message, both ways out."""
+    key = tmp_path / 'ca-key.pem'
+    key.write_text('-----BEGIN ' + 'PRIVATE KEY-----\nAAAA\n-----END ' + 'PRIVATE KEY-----\n')
+    hostvars = fleet({'pki_ca_passphrase': SECRET})
+    problems = fleet_vault_problems(hostvars, GROUPS, ca_key_files=[str(key), str(tmp_path / 'next' / 'ca-key.pem')])
+    assert len(problems) == 1, problems
+    message = problems[0]
+    assert str(key) in message and 'not encrypted' in message
+    assert 'unset pki_ca_passphrase' in message
+    assert 'encrypt_existing_key' in message and 'fleetpki.mtls.pki_ca' in message
+    assert SECRET not in message
+
+
+def test_no_passphrase_and_an_unencrypted_ca_key_pass(tmp_path):
+    key = tmp_path / 'ca-key.pem'
+    key.write_text('-----BEGIN ' + 'PRIVATE KEY-----\nAAAA\n-----END ' + 'PRIVATE KEY-----\n')
+    assert fleet_vault_problems(fleet(), GROUPS, ca_key_files=[str(key)]) == []

@@ -234,6 +234,44 @@ def test_passphrase_given_for_unencrypted_key(tmp_path, pki):
                      ca_files(directory)[0], 'is not encrypted but ca_passphrase was given')
 
 
+def test_passphrase_for_unencrypted_key_names_encrypt_existing_key(tmp_path, pki):
+    directory = tmp_path / 'ca'
+    plan_and_apply(directory)
+    message = pki.expect_error(lambda: CaManager(str(directory), passphrase=pki.PASSPHRASE).plan(), directory,
+                               'omit ca_passphrase', 'encrypt_existing_key')
+    assert pki.PASSPHRASE not in message
+
+
+def test_encrypt_existing_key_encrypts_in_place_once(tmp_path, pki):
+    """The way out of a CA key written unencrypted while a passphrase was meant: same key, same certificate."""
+    directory = tmp_path / 'ca'
+    _action, made, _manager = plan_and_apply(directory)
+    key_path, cert_path = ca_files(directory)
+    cert_before = pki.read(cert_path)
+    before = pki.snapshot(tmp_path)
+    check = CaManager(str(directory), passphrase=pki.PASSPHRASE, encrypt_existing_key=True)
+    assert check.plan() == 'encrypt_key' and check.result()['changed'] is True
+    assert pki.snapshot(tmp_path) == before, 'planning wrote'
+    action, result, _manager = plan_and_apply(directory, passphrase=pki.PASSPHRASE, encrypt_existing_key=True)
+    assert action == 'encrypt_key' and result['changed'] is True and result['encrypted'] is True
+    assert b'ENCRYPTED' in pki.read(key_path) and pki.read(cert_path) == cert_before
+    assert oct(os.stat(key_path).st_mode & 0o777) == '0o600'
+    assert result['fingerprint_sha256'] == made['fingerprint_sha256']
+    again = CaManager(str(directory), passphrase=pki.PASSPHRASE, encrypt_existing_key=True)
+    assert again.plan() is None
+    # Still the same key: it opens with the passphrase and matches the certificate.
+    assert load_ca(str(directory), pki.PASSPHRASE).encrypted is True
+
+
+def test_encrypt_existing_key_needs_a_strong_passphrase(tmp_path, pki):
+    directory = tmp_path / 'ca'
+    plan_and_apply(directory)
+    before = pki.snapshot(tmp_path)
+    pki.expect_error(lambda: CaManager(str(directory), passphrase='short', encrypt_existing_key=True).plan(),
+                     directory, 'ca_passphrase')
+    assert pki.snapshot(tmp_path) == before
+
+
 def test_load_ca_names_the_option_of_the_caller(tmp_path, pki):
     directory = tmp_path / 'ca'
     plan_and_apply(directory, passphrase=pki.PASSPHRASE)
