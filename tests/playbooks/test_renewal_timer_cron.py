@@ -1,0 +1,112 @@
+"""The cron job's log and the job the role replaces: a log the role creates as root must never lead it elsewhere,
+and a job of the other method (or of root, before the job ran as the project's owner) is removed or named.
+
+Crontabs are the fake one of test_renewal_timer (a crontab first on PATH, one file per user): the real crontabs
+are never touched. No fleet host is contacted.
+"""
+import os
+
+from test_preflight import FLEET, inventory
+from test_renewal_timer import fake_crontab, fake_project, renewal_timer
+
+OLD_ROOT_ENTRY = '#Ansible: fleetpki renewal\n17 3 * * * cd /srv/old && ansible-playbook old.yml\n'
+
+
+def project_and_units(tmp_path):
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    units = tmp_path / 'units'
+    units.mkdir()
+    return hosts, project, units
+
+
+def cron(hosts, units, project, log, *extra):
+    return renewal_timer(hosts, units, '-e', 'renewal_timer_method=cron', '-e', 'renewal_timer_project_dir=%s' % project,
+                         '-e', 'renewal_timer_cron_log=%s' % log, *extra)
+
+
+def test_a_cron_log_that_is_a_symbolic_link_is_refused_and_where_it_leads_is_untouched(tmp_path, monkeypatch):
+    """The role creates the log as root with the job user as owner: a log that is a link (to /etc/shadow) would give
+    that file to the job's user."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = project_and_units(tmp_path)
+    logs = tmp_path / 'logs'
+    logs.mkdir(mode=0o755)
+    victim = tmp_path / 'victim'
+    victim.write_text('root:secret\n')
+    os.chmod(str(victim), 0o600)
+    (logs / 'renewal.log').symlink_to(victim)
+    before = victim.stat()
+    rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'renewal_timer_cron_log %s is a symbolic link' % (logs / 'renewal.log') in flat, flat[-3000:]
+    after = victim.stat()
+    assert (after.st_uid, after.st_gid, after.st_mode, after.st_mtime) == (
+        before.st_uid, before.st_gid, before.st_mode, before.st_mtime)
+    assert list(tables.iterdir()) == []
+
+
+def test_a_cron_log_directory_others_can_write_is_refused_with_the_logs_own_message(tmp_path, monkeypatch):
+    """A sticky world-writable directory (/tmp): another user could put a link where the log goes between the
+    check and its creation by root. The message names the variable and a fix that leaves /var/log alone."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = project_and_units(tmp_path)
+    logs = tmp_path / 'shared'
+    logs.mkdir()
+    os.chmod(str(logs), 0o1777)
+    rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'renewal_timer_cron_log %s: %s (writable by others, mode 1777)' % (logs / 'renewal.log', logs) in flat, \
+        flat[-3000:]
+    assert 'leave it at the default /var/log/fleetpki/<name>.log, or name a file in a root:root 0755 directory' in flat
+    assert 'run their code' not in flat and 'chown root:root' not in flat
+    assert list(tables.iterdir()) == [] and not (logs / 'renewal.log').exists()
+
+
+def test_a_cron_log_with_another_name_is_refused(tmp_path, monkeypatch):
+    """A hard link is the same file under two names: the role would hand the other name's file to the job's user."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = project_and_units(tmp_path)
+    logs = tmp_path / 'logs'
+    logs.mkdir(mode=0o755)
+    victim = logs / 'other'
+    victim.write_text('')
+    os.chmod(str(victim), 0o600)
+    os.link(str(victim), str(logs / 'renewal.log'))
+    rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    assert rc != 0
+    assert 'has 2 names (a hard link)' in ' '.join(output.split()), output[-3000:]
+    assert victim.stat().st_mode & 0o7777 == 0o600 and list(tables.iterdir()) == []
+
+
+def test_installing_the_timer_names_a_cron_entry_of_the_same_job(tmp_path, monkeypatch):
+    """Switching from cron to systemd: the old cron entry would run the job a second time each night."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    (tables / 'root').write_text(OLD_ROOT_ENTRY)
+    hosts, project, units = project_and_units(tmp_path)
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
+    assert rc == 0, output[-3000:]
+    flat = ' '.join(output.split())
+    assert ("WARNING: root's crontab has the cron entry 'fleetpki renewal': it runs the job a second time. Remove it: "
+            "sudo ansible localhost -m ansible.builtin.cron -a \"name='fleetpki renewal' user=root state=absent\"") in flat, \
+        flat[-3000:]
+    assert (units / 'fleetpki-renewal.timer').exists()
+
+
+def test_installing_the_cron_entry_names_a_timer_of_the_same_job(tmp_path, monkeypatch):
+    """Switching from systemd to cron: the timer would run the job a second time each night."""
+    fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = project_and_units(tmp_path)
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
+    assert rc == 0, output[-3000:]
+    logs = tmp_path / 'logs'
+    logs.mkdir(mode=0o755)
+    rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    assert rc == 0, output[-3000:]
+    flat = ' '.join(output.split())
+    assert ('WARNING: the systemd timer fleetpki-renewal.timer (%s/fleetpki-renewal.timer) runs the job a second '
+            'time. Remove it: sudo systemctl disable --now fleetpki-renewal.timer; sudo rm %s/fleetpki-renewal.timer '
+            '%s/fleetpki-renewal.service; sudo systemctl daemon-reload' % (units, units, units)) in flat, flat[-3000:]
