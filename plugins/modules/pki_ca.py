@@ -106,6 +106,17 @@ options:
     type: list
     elements: str
     default: []
+  encrypt_existing_key:
+    description:
+      - When the existing CA key is not encrypted and O(ca_passphrase) is given, encrypt the key in place with it
+        (PKCS#8, the same key and certificate; written atomically at mode 0600 under the directory's lock; no
+        unencrypted copy is kept). Reported as changed, with RV(action=encrypt_key).
+      - The way out for a CA key written unencrypted while a passphrase was meant. Without it, such a key given
+        O(ca_passphrase) is refused, naming this option.
+      - The passphrase needs at least 16 characters, as for a new key.
+    type: bool
+    default: false
+    version_added: 0.3.0
   force:
     description:
       - Replace the CA in O(ca_dir) with a new one even when it is valid. The old files are moved to C(retired/).
@@ -166,7 +177,7 @@ action:
   returned: always
   type: str
   sample: none
-  choices: [none, create, replace, fix_mode, renew]
+  choices: [none, create, replace, fix_mode, encrypt_key, renew]
 subject:
   description: Subject of the CA certificate (RFC 4514). Absent in check mode when the CA is still to be made.
   returned: when the CA exists
@@ -258,6 +269,7 @@ def main():
             path_length=dict(type='int'),
             ca_passphrase=dict(type='str', no_log=True, aliases=['passphrase']),
             force=dict(type='bool', default=False),
+            encrypt_existing_key=dict(type='bool', default=False),
             renew_days=dict(type='int', default=0),
             name_constraints_permitted_dns=dict(type='list', elements='str', default=[]),
             name_constraints_permitted_ip=dict(type='list', elements='str', default=[]),
@@ -276,6 +288,7 @@ def main():
         valid_days=params['valid_days'],
         passphrase=params['ca_passphrase'],
         force=params['force'],
+        encrypt_existing_key=params['encrypt_existing_key'],
         path_length=params['path_length'],
         renew_days=params['renew_days'],
         name_constraints_permitted_dns=params['name_constraints_permitted_dns'],
@@ -291,7 +304,7 @@ def main():
         module.warn(warning)
     if module._diff:
         after = manager.summary_for_diff() if not module.check_mode else (
-            before if manager.action in (None, 'fix_mode') else (
+            before if manager.action in (None, 'fix_mode', 'encrypt_key') else (
                 {'state': 'CA certificate to be renewed with the same key'} if manager.action == 'renew'
                 else {'state': 'new CA to be created'}))
         result['diff'] = {'before': before, 'after': after}

@@ -120,7 +120,7 @@ class CaManager:
 
     def __init__(self, directory, common_name='Internal Root CA', subject_fields=None, key_type='ec-p256',
                  valid_days=3650, passphrase=None, force=False, path_length=None, now=None, renew_days=0,
-                 name_constraints_permitted_dns=None, name_constraints_permitted_ip=None):
+                 name_constraints_permitted_dns=None, name_constraints_permitted_ip=None, encrypt_existing_key=False):
         self.directory = directory
         self.common_name = common_name
         self.subject_fields = dict((k, v) for k, v in (subject_fields or {}).items() if v)
@@ -128,6 +128,8 @@ class CaManager:
         self.valid_days = valid_days
         self.passphrase = passphrase
         self.force = force
+        self.encrypt_existing_key = encrypt_existing_key
+        self.encrypt_key = False  # plan(): the existing unencrypted key is to be encrypted with the passphrase
         self.path_length = path_length
         self.renew_days = renew_days or 0
         self.name_constraints_permitted_dns = list(name_constraints_permitted_dns or [])
@@ -160,12 +162,13 @@ class CaManager:
             'CA %s' % self.directory, self.name_constraints_permitted_dns, self.name_constraints_permitted_ip)
 
     def plan(self):
-        """Decide the action: create, replace, fix_mode, or None (nothing to do).
+        """Decide the action: create, replace, fix_mode, encrypt_key, renew, or None (nothing to do).
 
         apply() calls it again under the directory's lock, so it starts from scratch each time.
         """
         self.validate()
         self.existing = self.replaced = self.action = None
+        self.encrypt_key = False
         self.warnings = []
         key_exists, cert_exists = self.store.ca_files_present()
         if key_exists or cert_exists:
@@ -177,7 +180,7 @@ class CaManager:
                 raise PkiError('%s exists but %s is missing (an interrupted copy?); restore the missing file, or '
                                'set force: true to replace it with a new CA' % (present, absent))
             else:
-                self.existing = load_ca(self.directory, self.passphrase)
+                self.existing = self._load_existing()
                 if self.existing.is_expired(self.now) and not self.renew_days:
                     raise PkiError('the CA certificate %s expired on %s; its key is sound: renew it with the same key '
                                    '(renew_days, playbooks/ca_renew.yml), or set force: true to make a new CA (every '
@@ -190,11 +193,13 @@ class CaManager:
                                          % (self.cert_path, crypto.iso8601(self.existing.not_after)))
                 self._warn_if_request_differs()
                 self.action = None if self.store.key_mode_ok() else 'fix_mode'
+                if self.encrypt_key:
+                    self.action = 'encrypt_key'  # written at mode 0600, so it fixes the mode too
                 if self.existing.not_after - self.now < datetime.timedelta(days=self.renew_days):
                     self.action = 'renew'
         else:
             self.action = 'create'
-        if self.action in ('create', 'replace'):
+        if self.action in ('create', 'replace') or self.encrypt_key:
             validate.check_new_key_passphrase('ca_passphrase', self.passphrase)
         elif self.existing is not None and self.existing.encrypted and validate.passphrase_too_short(self.passphrase):
             self.warnings.append('the CA key %s is encrypted with a passphrase shorter than %d characters; its PBKDF2 '
@@ -202,12 +207,33 @@ class CaManager:
                                  'characters (openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 600000), or roll over to a new '
                                  'CA with one (playbooks/ca_rollover.yml)'
                                  % (self.key_path, validate.MIN_PASSPHRASE_LENGTH))
-        if self.action in ('create', 'replace', 'renew'):
+        if self.action in ('create', 'replace', 'renew', 'encrypt_key'):
             reason = self.store.unwritable_reason()
             if reason:
                 raise PkiError('ca_dir %s cannot hold the CA: %s; choose a writable directory'
                                % (self.directory, reason))
         return self.action
+
+    def _load_existing(self):
+        """The CA there, loaded with the passphrase; an unencrypted key given a passphrase is refused, or planned for
+        encryption in place with encrypt_existing_key (a key written unencrypted while a passphrase was meant)."""
+        key_data = self.store.read_ca_key()
+        if not self.passphrase or key_data is None or b'ENCRYPTED' in key_data:
+            return load_ca(self.directory, self.passphrase)
+        existing = load_ca(self.directory, None)  # a corrupt or mismatched key fails here, as without a passphrase
+        if not self.encrypt_existing_key:
+            raise PkiError('%s is not encrypted but ca_passphrase was given; omit ca_passphrase to use this key as it '
+                           'is, or set encrypt_existing_key: true to encrypt it in place with ca_passphrase'
+                           % self.key_path)
+        self.encrypt_key = True
+        return existing
+
+    def _encrypt_existing_key(self):
+        """The same key, encrypted with the passphrase: a temp file at mode 0600 renamed over the old one (atomic;
+        no unencrypted copy is kept under retired/)."""
+        self.store.remove_stale_temps()
+        self.store.install(self.store.stage_ca(key_pem=crypto.private_key_pem(self.existing.key, self.passphrase)))
+        self.existing.encrypted = True
 
     def _load_replaced_for_diff(self):
         """The CA being replaced, for the diff's "before"; its key is not needed (and may not load)."""
@@ -250,7 +276,11 @@ class CaManager:
             self.plan()
             if self.action == 'fix_mode':
                 self.store.fix_key_mode()
+            elif self.action == 'encrypt_key':
+                self._encrypt_existing_key()
             elif self.action == 'renew':
+                if self.encrypt_key:
+                    self._encrypt_existing_key()
                 self._renew()
             elif self.action in ('create', 'replace'):
                 self._create()

@@ -135,3 +135,20 @@ def test_old_option_names_still_work(tmp_path, pki, run_module):
     assert missing.rc == 1 and 'give its passphrase in ca_passphrase' in missing.result['msg']
     loaded = run_module(pki_ca, {'ca_dir': directory, 'ca_passphrase': pki.PASSPHRASE})
     assert loaded.rc == 0 and loaded.result['changed'] is False
+
+
+def test_encrypt_existing_key_in_check_mode_then_for_real_then_unchanged(tmp_path, pki, run_module):
+    directory = str(tmp_path / 'ca')
+    assert run_module(pki_ca, {'ca_dir': directory}).rc == 0
+    args = {'ca_dir': directory, 'ca_passphrase': pki.PASSPHRASE, 'encrypt_existing_key': True}
+    before = pki.snapshot(tmp_path)
+    check = run_module(pki_ca, args, check_mode=True, diff=True)
+    assert check.rc == 0 and check.result['changed'] is True and check.result['action'] == 'encrypt_key'
+    assert pki.snapshot(tmp_path) == before
+    real = run_module(pki_ca, args)
+    assert real.rc == 0 and real.result['action'] == 'encrypt_key' and real.result['encrypted'] is True
+    assert b'ENCRYPTED' in pki.read(os.path.join(directory, 'ca-key.pem'))
+    again = run_module(pki_ca, args)
+    assert again.rc == 0 and again.result['changed'] is False
+    for run in (check, real, again):
+        assert pki.PASSPHRASE not in run.stdout
