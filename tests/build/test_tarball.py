@@ -7,6 +7,7 @@ same build as `make build-check` (tests/build/collection_tarball.py: ansible-gal
 content), and reads the tarball back.
 """
 import fnmatch
+import io
 import json
 import os
 import pathlib
@@ -19,7 +20,8 @@ from collections import namedtuple
 import pytest
 import yaml
 
-from collection_tarball import ROOT as BUILT_ROOT, Refused, ansible_galaxy, build, cached_tarball, secrets_in, tree_key
+import collection_tarball
+from collection_tarball import ROOT as BUILT_ROOT, Refused, ansible_galaxy, build, cached_tarball, check, evict, secrets_in, tree_key
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -273,10 +275,34 @@ def test_galaxy_yml_has_no_placeholder():
 
 
 def members_holding_a_vault_or_a_private_key(tarball):
-    """A vault file starts with $ANSIBLE_VAULT;, a vaulted value in YAML has it after "!vault |"."""
+    """A vault file starts with $ANSIBLE_VAULT;, a vaulted value in YAML has it after "!vault |". Written apart from
+    collection_tarball.secrets_in, so that each checks the other."""
     with tarfile.open(str(tarball)) as tar:
         contents = {member.name: tar.extractfile(member).read() for member in tar.getmembers() if member.isfile()}
     return sorted(name for name, data in contents.items() if b'$ANSIBLE_VAULT;' in data or b'PRIVATE KEY-----' in data)
+
+
+def make_tarball(path, members):
+    with tarfile.open(str(path), 'w:gz') as tar:
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_the_check_and_an_independent_scan_find_the_same_vaults_and_keys(tmp_path):
+    """The check the build relies on, against a scan of its own, on a tarball holding what the manifest could ship."""
+    bad = {'./docs/examples/x.yml': CONTENT_DIRT['docs/examples/x.yml'],
+           './playbooks/vars/x.yml': CONTENT_DIRT['playbooks/vars/x.yml'],
+           './roles/pki/templates/notes.j2': KEY_HEADER % 'EC ',
+           './roles/pki/templates/deep.j2': 'x\n' * 50000 + KEY_HEADER % ''}
+    tarball = make_tarball(tmp_path / 'fleetpki-mtls-0.0.1.tar.gz', dict(bad, **{'./README.md': '# fleetpki\n'}))
+    assert members_holding_a_vault_or_a_private_key(tarball) == sorted(bad)
+    assert sorted('./' + name for name, _ in secrets_in(tarball)) == sorted(bad)
+    with pytest.raises(Refused):
+        check(tarball)
 
 
 def test_no_member_holds_a_vault_or_a_private_key(built):
@@ -302,3 +328,54 @@ def test_the_tarball_of_this_tree_is_built_once_and_holds_no_vault_or_key(tmp_pa
     # Unless the tree changed meanwhile (another checkout's work on this tree), it was not built again.
     if tarball.parent.name == tree_key(ROOT, ansible_galaxy()):
         assert 'building' not in proc.stderr, 'the same tree was built again: %s' % proc.stderr
+
+
+def small_tree(tmp_path):
+    tree = tmp_path / 'tree'
+    (tree / 'plugins' / 'modules').mkdir(parents=True)
+    (tree / 'plugins' / 'modules' / 'm.py').write_text('x = 1\n')
+    (tree / 'galaxy.yml').write_text('namespace: fleetpki\n')
+    return tree
+
+
+def test_the_cache_key_covers_the_checker(tmp_path, monkeypatch):
+    """A changed check must not be skipped by a tarball the old check passed."""
+    tree, galaxy = small_tree(tmp_path), ansible_galaxy()
+    before = tree_key(tree, galaxy)
+    checker = tmp_path / 'collection_tarball.py'
+    checker.write_text((pathlib.Path(__file__).parent / 'collection_tarball.py').read_text() + '# a stricter check\n')
+    monkeypatch.setattr(collection_tarball, 'CHECKER', checker)
+    assert tree_key(tree, galaxy) != before
+
+
+def test_a_symlinked_directory_in_the_shipped_tree_is_refused_by_name(tmp_path):
+    """os.walk does not follow it, so the key would not see a change inside it: refused, naming it."""
+    tree, outside = small_tree(tmp_path), tmp_path / 'elsewhere'
+    outside.mkdir()
+    (outside / 'x.py').write_text('x = 1\n')
+    os.symlink(str(outside), str(tree / 'plugins' / 'linked'))
+    with pytest.raises(SystemExit) as refused:
+        tree_key(tree, ansible_galaxy())
+    assert 'plugins/linked' in str(refused.value)
+
+
+def test_a_cached_tarball_is_checked_again(tmp_path):
+    """A cache entry is a file anyone could have put there: the check runs on every hit (it is cheap)."""
+    tree, cache = small_tree(tmp_path), tmp_path / 'cache'
+    entry = cache / tree_key(tree, ansible_galaxy())
+    entry.mkdir(parents=True)
+    make_tarball(entry / 'fleetpki-mtls-0.0.1.tar.gz', {'./docs/examples/x.yml': CONTENT_DIRT['docs/examples/x.yml']})
+    with pytest.raises(Refused):
+        cached_tarball(tree, cache)
+
+
+def test_eviction_keeps_entries_used_recently(tmp_path):
+    """Another run may have just returned an entry: only entries unused for a while are evicted, beyond the newest."""
+    cache = tmp_path / 'cache'
+    entries = [cache / ('entry%d' % index) for index in range(collection_tarball.KEEP + 3)]
+    for index, entry in enumerate(entries):
+        entry.mkdir(parents=True)
+        os.utime(str(entry), (1000 + index, 1000 + index) if index < 2 else None)
+    evict(cache)
+    assert not entries[0].exists() and not entries[1].exists(), 'old entries beyond the newest were kept'
+    assert all(entry.exists() for entry in entries[2:]), 'an entry used just now was evicted'
