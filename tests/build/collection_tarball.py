@@ -7,8 +7,10 @@
 
 Every test and script that needs the tarball of this checkout (tests/playbooks, tests/install/run.sh, make
 build-check) takes it from here: it is built once into .build/collection-tarball/<key>/, <key> a hash of every file
-under the directories galaxy.yml's manifest ships from, the top-level files and the ansible-galaxy that builds it,
-so an unchanged tree is never built twice, and a changed one is.
+under the directories galaxy.yml's manifest ships from, the top-level files, the ansible-galaxy that builds it and
+this file (its check), so an unchanged tree is never built twice, and a changed one is. A cached tarball is checked
+again on every use (cheap). A directory symlink under the shipped directories is refused: the key would not see
+inside it.
 
 The check: galaxy.yml's manifest selects files by name and type, not by content, so a vault-encrypted file or a
 private key with an innocent name (docs/examples/x.yml, playbooks/vars/x.yml) would ship. A member holding either,
@@ -25,11 +27,16 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CACHE = ROOT / '.build' / 'collection-tarball'
 # Trees kept in the cache (the most recently used): a few, for switching branches back and forth.
 KEEP = 4
+# Beyond KEEP, an entry is evicted only when unused this long: another run may have just returned it.
+EVICT_AFTER_SECONDS = 30 * 60
+# The check is part of what a cached tarball passed: a changed check makes a new key.
+CHECKER = pathlib.Path(__file__).resolve()
 # Where the manifest takes members from; everything else is outside the key (it cannot change the tarball).
 SHIPPED_DIRS = ('plugins', 'roles', 'playbooks', 'meta', 'docs', 'changelogs')
 TOP_FILES = ('galaxy.yml', 'README.md', 'LICENSE', 'CHANGELOG.md')
@@ -54,10 +61,16 @@ def ansible_galaxy():
 def tree_key(tree, galaxy):
     """A hash of every file the manifest could ship from (names, executable bits, contents) and the builder."""
     digest = hashlib.sha256(str(galaxy.resolve()).encode())
+    digest.update(CHECKER.read_bytes())
     names = [name for name in TOP_FILES if (tree / name).is_file()]
     for top in SHIPPED_DIRS:
         for dirpath, dirnames, filenames in os.walk(str(tree / top)):
             dirnames[:] = sorted(name for name in dirnames if not name.startswith('.') and name != '__pycache__')
+            linked = [os.path.relpath(os.path.join(dirpath, name), str(tree)) for name in dirnames
+                      if os.path.islink(os.path.join(dirpath, name))]
+            if linked:
+                raise SystemExit('collection_tarball.py: %s in %s is a symlink to a directory: the cache key cannot see '
+                                 'inside it; put the directory itself there' % (', '.join(linked), tree))
             names.extend(os.path.relpath(os.path.join(dirpath, name), str(tree)) for name in filenames)
     for name in sorted(names):
         path = tree / name
@@ -121,16 +134,33 @@ def build(tree, output_path):
     return tarball
 
 
-def cached_tarball():
-    """The tarball of this checkout's tree, built only when no build of the same tree is in the cache."""
-    entry = CACHE / tree_key(ROOT, ansible_galaxy())
+def evict(cache):
+    """Delete the entries beyond the KEEP most recently used that nobody used for EVICT_AFTER_SECONDS."""
+    entries = sorted((path for path in cache.iterdir() if not path.name.startswith('building-')),
+                     key=lambda path: path.stat().st_mtime, reverse=True)
+    now = time.time()
+    for old in entries[KEEP:]:
+        try:
+            if now - old.stat().st_mtime > EVICT_AFTER_SECONDS:
+                shutil.rmtree(str(old), ignore_errors=True)
+        except OSError:  # evicted by another run meanwhile
+            pass
+
+
+def cached_tarball(tree=ROOT, cache=CACHE):
+    """The tarball of TREE, built only when no build of the same tree is in CACHE; checked on every use."""
+    entry = cache / tree_key(tree, ansible_galaxy())
+    try:
+        os.utime(str(entry))  # first: marks it used before any eviction (this run's or another's) looks
+    except OSError:
+        pass
     found = list(entry.glob('fleetpki-mtls-*.tar.gz'))
     if not found:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        staging = pathlib.Path(tempfile.mkdtemp(prefix='building-', dir=str(CACHE)))
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix='building-', dir=str(cache)))
         try:
             print('collection_tarball.py: building the tree %s' % entry.name, file=sys.stderr)
-            build(ROOT, staging)
+            build(tree, staging)
             try:
                 os.rename(str(staging), str(entry))
             except OSError:  # another run built the same tree meanwhile: use that one
@@ -138,11 +168,9 @@ def cached_tarball():
         finally:
             shutil.rmtree(str(staging), ignore_errors=True)
         found = list(entry.glob('fleetpki-mtls-*.tar.gz'))
-    os.utime(str(entry))
-    entries = sorted((path for path in CACHE.iterdir() if not path.name.startswith('building-')),
-                     key=lambda path: path.stat().st_mtime, reverse=True)
-    for old in entries[KEEP:]:
-        shutil.rmtree(str(old), ignore_errors=True)
+        os.utime(str(entry))
+    check(found[0])
+    evict(cache)
     return found[0]
 
 
