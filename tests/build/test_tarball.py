@@ -379,3 +379,16 @@ def test_eviction_keeps_entries_used_recently(tmp_path):
     evict(cache)
     assert not entries[0].exists() and not entries[1].exists(), 'old entries beyond the newest were kept'
     assert all(entry.exists() for entry in entries[2:]), 'an entry used just now was evicted'
+
+
+def release_steps(text):
+    return ' '.join(text[text.index('To release:'):].split('\n\n', 1)[0].split())
+
+
+def test_the_release_steps_build_through_the_checked_build():
+    """A tarball from ansible-galaxy collection build alone skips the content check: the release must not make one."""
+    steps = release_steps((ROOT / 'docs' / 'development.md').read_text())
+    assert 'tests/build/collection_tarball.py --tree . --output-path dist' in steps, steps
+    assert 'build the tarball with `ansible-galaxy collection build`' not in steps, steps
+    rst = (ROOT / 'docs' / 'docsite' / 'rst' / 'development.rst').read_text()
+    assert 'collection_tarball.py --tree . --output-path dist' in ' '.join(rst.split()), 'make docs-rst, and commit'
