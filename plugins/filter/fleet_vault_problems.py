@@ -16,7 +16,9 @@ description:
     a CA would then be made with an unencrypted key."
   - Returns one message per variable whose template uses an undefined C(vault_) variable (a C(default) in the
     template makes it optional), per variable of O(needed) that is not set, and for C(pki_ca_passphrase) when a
-    key of O(ca_key_files) is encrypted and no passphrase is set. Each message names the variable, the file that
+    key of O(ca_key_files) is encrypted and no passphrase is set, or is not encrypted while one is set (with the
+    two ways out: unset it, or encrypt the key in place with
+    O(fleetpki.mtls.pki_ca#module:encrypt_existing_key)). Each message names the variable, the file that
     keeps it and C(--ask-vault-pass) / C(--vault-password-file).
   - Reads the raw (untemplated) variables of C(localhost) and of the first host of each fleet group for the
     C(vault_) references; P(fleetpki.mtls.fleet_preflight#filter) includes these checks and those of the Redis
@@ -46,7 +48,7 @@ options:
     type: list
     elements: str
   ca_key_files:
-    description: CA key files; when one is encrypted, C(pki_ca_passphrase) must be set.
+    description: CA key files; when one is encrypted, C(pki_ca_passphrase) must be set, and when one is not, it must not be.
     type: list
     elements: path
 '''
@@ -67,6 +69,7 @@ _value:
   elements: str
 '''
 
+import os
 import re
 
 from ansible.errors import AnsibleUndefinedVariable
@@ -230,6 +233,24 @@ def _is_encrypted_key(path):
     return 'ENCRYPTED' in head
 
 
+def _is_unencrypted_key(path):
+    """A PEM private key file that is not encrypted (so a passphrase given for it is refused by pki_ca)."""
+    try:
+        with open(path, 'r') as handle:
+            head = handle.read(200)
+    except (IOError, OSError):
+        return False
+    return 'PRIVATE KEY' in head and 'ENCRYPTED' not in head
+
+
+# The way out for a CA key written unencrypted while a passphrase was meant (the passphrase was set on localhost
+# only before the preflight checked it): encrypt it in place, once. The passphrase is templated by Ansible from the
+# inventory's variables, never typed on the command line.
+ENCRYPT_IN_PLACE = ('ansible localhost -i <inventory> -m fleetpki.mtls.pki_ca -a '
+                    '\'{"ca_dir": "%s", "ca_passphrase": "{{ pki_ca_passphrase }}", "encrypt_existing_key": true}\' '
+                    '(with --ask-vault-pass or --vault-password-file <file>, as for the playbooks)')
+
+
 def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
     """Secrets the vault should provide and does not, found before anything changes.
 
@@ -240,7 +261,8 @@ def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
       checked on every host there);
     - pki_ca_passphrase not the same on localhost and every fleet host (shared_secret_problem);
     - each variable of ``needed`` that is not set (or empty) on localhost;
-    - pki_ca_passphrase not set while a CA key of ``ca_key_files`` is encrypted.
+    - pki_ca_passphrase not set while a CA key of ``ca_key_files`` is encrypted;
+    - pki_ca_passphrase set while a CA key of ``ca_key_files`` is not encrypted (pki_ca would refuse it).
     """
     problems = []
     hosts = ['localhost'] + [(groups.get(group) or [None])[0] for group, _role, _usage in CERT_ROLES]
@@ -275,6 +297,17 @@ def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
     wanted = list(needed or [])
     if any(_is_encrypted_key(path) for path in ca_key_files or []):
         wanted.append('pki_ca_passphrase')
+    plain_keys = [path for path in ca_key_files or [] if _is_unencrypted_key(path)]
+    if plain_keys and 'pki_ca_passphrase' not in differ and not any(
+            problem.startswith('pki_ca_passphrase refers to') for problem in problems):
+        if secret('localhost', localhost, 'pki_ca_passphrase', problems, default=''):
+            for path in plain_keys:
+                problems.append(
+                    'the CA key %s is not encrypted but pki_ca_passphrase is set, so fleetpki.mtls.pki_ca would '
+                    'refuse it. Either unset pki_ca_passphrase (remove it from group_vars/all and its vault) to keep '
+                    'the key as it is, or encrypt the key in place with it, once (pki_ca encrypt_existing_key: the '
+                    'same key and certificate, mode 0600): %s, then run again'
+                    % (path, ENCRYPT_IN_PLACE % os.path.dirname(path)))
     for variable in wanted:
         if variable in differ or any(problem.startswith(variable + ' refers to') for problem in problems):
             continue

@@ -8,11 +8,15 @@ the fleet group only (fleet: vars:, group_vars/fleet) made an encrypted CA, then
 CA key). Now both, and a value of one group only, are refused before anything is written, naming where each value
 comes from and the fix (group_vars/all). Each case runs the real playbooks/pki.yml, which contacts no fleet host.
 """
+import os
 import pathlib
+import re
+import shlex
+import subprocess
 
 import yaml
 
-from test_preflight import FLEET, inventory, playbook
+from test_preflight import FLEET, ROOT, inventory, playbook
 
 PASSPHRASE = 'scope-test-ca-passphrase-0123456789'
 
@@ -87,3 +91,38 @@ def test_a_passphrase_in_group_vars_all_passes_twice(tmp_path):
         rc, output = playbook(path, 'pki.yml')
         assert rc == 0, output[-3000:]
     assert is_encrypted(ca_key(tmp_path))
+
+
+def test_a_passphrase_set_for_a_ca_key_written_unencrypted_names_the_way_out_and_it_works(tmp_path):
+    """A project the old bug left with an unencrypted CA key (its passphrase was set on localhost only): following
+    "set it once in group_vars/all" made pki_ca refuse with "omit ca_passphrase". The preflight now stops first with
+    both ways out; the command it gives encrypts the key in place, and the next run passes."""
+    path = fleet_inventory(tmp_path)
+    rc, output = playbook(path, 'pki.yml')
+    assert rc == 0, output[-3000:]
+    assert not is_encrypted(ca_key(tmp_path))
+    cert = (tmp_path / 'pki' / 'ca' / 'ca-cert.pem').read_bytes()
+    (tmp_path / 'group_vars').mkdir()
+    (tmp_path / 'group_vars' / 'all.yml').write_text(yaml.safe_dump({'pki_ca_passphrase': PASSPHRASE}))
+
+    rc, output = playbook(path, 'pki.yml')
+    flat = ' '.join(output.split()).replace('\\"', '"')
+    assert rc != 0, output[-3000:]
+    assert 'omit ca_passphrase' not in flat, 'pki_ca ran before the preflight: ' + output[-3000:]
+    assert 'the CA key %s is not encrypted but pki_ca_passphrase is set' % ca_key(tmp_path) in flat, output[-3000:]
+    assert 'unset pki_ca_passphrase' in flat and 'encrypt_existing_key' in flat, output[-3000:]
+    assert PASSPHRASE not in output and not is_encrypted(ca_key(tmp_path))
+    command = re.search(r"(ansible localhost -i <inventory> -m fleetpki\.mtls\.pki_ca -a '[^']*')", flat).group(1)
+
+    proc = subprocess.run(shlex.split(command.replace('<inventory>', str(path))), cwd=str(ROOT),
+                          env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1'),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0 and 'encrypt_key' in proc.stdout, proc.stdout[-3000:]
+    assert PASSPHRASE not in proc.stdout
+    assert is_encrypted(ca_key(tmp_path)) and (tmp_path / 'pki' / 'ca' / 'ca-cert.pem').read_bytes() == cert
+    assert oct(ca_key(tmp_path).stat().st_mode & 0o777) == '0o600'
+
+    rc, output = playbook(path, 'pki.yml')
+    assert rc == 0, output[-3000:]
+    assert (tmp_path / 'pki' / 'ca' / 'ca-cert.pem').read_bytes() == cert
