@@ -223,23 +223,23 @@ def shared_secret_problem(hostvars, groups, variable, problems):
             % (variable, fleet[0], '; '.join(places), variable, variable, VAULT_FILE))
 
 
-def _is_encrypted_key(path):
-    """A PEM key file whose first line says it is encrypted (PKCS#8 or the traditional Proc-Type header)."""
+def _key_head(path):
+    """The start of a key file, enough for its PEM header; empty when there is no file (no CA yet)."""
     try:
         with open(path, 'r') as handle:
-            head = handle.read(200)
+            return handle.read(200)
     except (IOError, OSError):
-        return False
-    return 'ENCRYPTED' in head
+        return ''
+
+
+def _is_encrypted_key(path):
+    """A PEM key file whose first line says it is encrypted (PKCS#8 or the traditional Proc-Type header)."""
+    return 'ENCRYPTED' in _key_head(path)
 
 
 def _is_unencrypted_key(path):
     """A PEM private key file that is not encrypted (so a passphrase given for it is refused by pki_ca)."""
-    try:
-        with open(path, 'r') as handle:
-            head = handle.read(200)
-    except (IOError, OSError):
-        return False
+    head = _key_head(path)
     return 'PRIVATE KEY' in head and 'ENCRYPTED' not in head
 
 

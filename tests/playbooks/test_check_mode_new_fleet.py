@@ -38,6 +38,8 @@ def test_check_mode_on_a_new_fleet_previews_and_writes_nothing(tmp_path):
     # What a real run would do, said in so many words.
     assert 'would issue 5 certificates' in flat, output[-4000:]
     assert 'would write the trust bundle' in flat, output[-4000:]
+    # Only the directory pki_ca reported it would make is previewed (pki_crl and pki_leaf are told so: ca_planned).
+    assert 'there is no CA in %s yet. A real run would make it' % (pki / 'ca') in flat, output[-4000:]
     for secret in (CA_PASSPHRASE, REDIS_PASSWORD, 'PRIVATE KEY'):
         assert secret not in output
 
