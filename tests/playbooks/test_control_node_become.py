@@ -7,6 +7,7 @@ naming the causes and the fix, also when the become times out (Ansible then repo
 are local (ansible_connection: local) and nothing is contacted; `su -s /bin/sh nobody` stands in for a become to
 another user (root, in a real run by a non-root operator), since these tests run as any user.
 """
+import json
 import os
 import shutil
 import stat
@@ -75,6 +76,33 @@ def test_every_playbook_that_writes_the_pki_stops_under_become(tmp_path, built_p
                               '-e', 'pki_backup_archive=%s' % archive, *extra)
     assert_stopped(tmp_path, rc, output, before)
     assert not archive.exists()
+
+
+def rollover_recorded(pki_dir, phase, status):
+    """pki/rollover.json as playbooks/ca_rollover.yml leaves it after phase PHASE (STATUS: done, or running when
+    interrupted), with the next CA beside the current one."""
+    shutil.copytree(pki_dir / 'ca', pki_dir / 'ca-next', symlinks=True)
+    history = [{'phase': done, 'status': mark, 'at': '2026-01-01T00:00:00Z'}
+               for done in range(1, phase + 1) for mark in ('running', 'done')][:2 * phase - (status == 'running')]
+    (pki_dir / 'rollover.json').write_text(json.dumps({
+        'id': '20260101T000000Z', 'mode': 'new_key', 'phase': phase, 'status': status,
+        'ca_common_name': 'fleetpki CA', 'next_ca_common_name': 'fleetpki CA 20260101T000000Z',
+        'started_at': '2026-01-01T00:00:00Z', 'updated_at': '2026-01-01T00:00:00Z', 'history': history}))
+
+
+# A run that resumes a rollover starts at phase 2 or 3: it must stop as the first phase does, before its phase's
+# first write (rollover.json recorded as running).
+RESUMED = [('phase 1 done, resumes at 2', 1, 'done', []), ('phase 2 interrupted, resumes it', 2, 'running', []),
+           ('phase 2 done, phase 3 asked for', 2, 'done', ['-e', 'phase=3'])]
+
+
+@pytest.mark.parametrize('phase,status,extra', [case[1:] for case in RESUMED], ids=[case[0] for case in RESUMED])
+def test_a_resumed_ca_rollover_stops_under_become(tmp_path, built_pki, phase, status, extra):
+    shutil.copytree(built_pki, tmp_path / 'pki', symlinks=True)
+    rollover_recorded(tmp_path / 'pki', phase, status)
+    before = snapshot(tmp_path / 'pki')
+    rc, output = run_playbook(inventory(tmp_path), ROOT / 'playbooks' / 'ca_rollover.yml', '-b', *BECOME_NOBODY, *extra)
+    assert_stopped(tmp_path, rc, output, before)
 
 
 def test_a_become_that_times_out_is_named_not_reported_unreachable(tmp_path, built_pki):
