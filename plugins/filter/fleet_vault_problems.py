@@ -17,7 +17,7 @@ description:
   - Returns one message per variable whose template uses an undefined C(vault_) variable (a C(default) in the
     template makes it optional), per variable of O(needed) that is not set, and for C(pki_ca_passphrase) when a
     key of O(ca_key_files) is encrypted and no passphrase is set, or is not encrypted while one is set (with the
-    two ways out: unset it, or encrypt the key in place with
+    two ways out, to unset it or to encrypt the key in place with
     O(fleetpki.mtls.pki_ca#module:encrypt_existing_key)). Each message names the variable, the file that
     keeps it and C(--ask-vault-pass) / C(--vault-password-file).
   - Reads the raw (untemplated) variables of C(localhost) and of the first host of each fleet group for the

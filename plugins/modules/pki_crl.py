@@ -49,7 +49,7 @@ options:
   ca_planned:
     description:
       - Check mode only. Set it from the result of M(fleetpki.mtls.pki_ca) on O(ca_dir) in the same run (its
-        RV(fleetpki.mtls.pki_ca#module:action) is V(create)): a CA missing from O(ca_dir) is then the one that a real
+        RV(fleetpki.mtls.pki_ca#module:action) is V(create)); a CA missing from O(ca_dir) is then the one that a real
         run makes, and its CRL is reported as to be signed.
       - When false (the default), a missing CA fails in check mode too, so a mistyped O(ca_dir) does not pass C(--check).
       - Ignored outside check mode.
