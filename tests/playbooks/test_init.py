@@ -335,3 +335,20 @@ def test_a_vault_that_is_not_encrypted_is_named_with_the_fix(tmp_path, installed
         assert rc != 0 and 'the vault is not encrypted: ansible-vault encrypt %s' % (proj / VAULT) in flat, flat[-3000:]
         assert 'is not opened by any of the password files' not in flat, 'the message blames the password files'
     assert (proj / VAULT).read_text() == 'vault_pki_ca_passphrase: in-the-clear\n'
+
+
+def test_a_password_script_for_a_new_vault_is_refused_not_run(tmp_path, installed_collections):
+    """A new vault is encrypted with the password file's content: a script's text is no password, and init runs none."""
+    marker = tmp_path / 'the-script-ran'
+    script = tmp_path / 'secrets' / 'get-vault-pass.sh'
+    script.parent.mkdir()
+    script.write_text('#!/bin/sh\ntouch %s\necho a-password\n' % marker)
+    os.chmod(str(script), 0o700)
+    proj = tmp_path / 'prod'
+    for check in (True, False):
+        rc, output = init_from(installed_collections, tmp_path, proj, '-e', 'project_init_vault_password_file=%s' % script,
+                               check=check)
+        flat = ' '.join(output.split())
+        assert rc != 0 and 'The vault password file %s is executable' % script in flat, flat[-3000:]
+        assert '-e project_init_vault_password_file=<file>' in flat
+        assert not marker.exists() and not (proj / VAULT).exists()
