@@ -5,9 +5,11 @@ Crontabs are the fake one of test_renewal_timer (a crontab first on PATH, one fi
 are never touched. No fleet host is contacted.
 """
 import os
+import pwd
 
-from test_preflight import FLEET, inventory
+from test_preflight import FLEET, ROOT, inventory
 from test_renewal_timer import fake_crontab, fake_project, renewal_timer
+from test_renewal_timer_nonroot import SYSTEM_PYTHON, operator  # noqa: F401 pylint: disable=unused-import (a fixture)
 
 OLD_ROOT_ENTRY = '#Ansible: fleetpki renewal\n17 3 * * * cd /srv/old && ansible-playbook old.yml\n'
 
@@ -41,7 +43,8 @@ def test_a_cron_log_that_is_a_symbolic_link_is_refused_and_where_it_leads_is_unt
     rc, output = cron(hosts, units, project, logs / 'renewal.log')
     assert rc != 0
     flat = ' '.join(output.split())
-    assert 'renewal_timer_cron_log %s is a symbolic link' % (logs / 'renewal.log') in flat, flat[-3000:]
+    log = logs / 'renewal.log'
+    assert 'renewal_timer_cron_log %s is refused: %s is a symbolic link' % (log, log) in flat, flat[-3000:]
     after = victim.stat()
     assert (after.st_uid, after.st_gid, after.st_mode, after.st_mtime) == (
         before.st_uid, before.st_gid, before.st_mode, before.st_mtime)
@@ -59,7 +62,7 @@ def test_a_cron_log_directory_others_can_write_is_refused_with_the_logs_own_mess
     rc, output = cron(hosts, units, project, logs / 'renewal.log')
     assert rc != 0
     flat = ' '.join(output.split())
-    assert 'renewal_timer_cron_log %s: %s (writable by others, mode 1777)' % (logs / 'renewal.log', logs) in flat, \
+    assert 'renewal_timer_cron_log %s is refused: %s (writable by others, mode 1777)' % (logs / 'renewal.log', logs) in flat, \
         flat[-3000:]
     assert 'leave it at the default /var/log/fleetpki/<name>.log, or name a file in a root:root 0755 directory' in flat
     assert 'run their code' not in flat and 'chown root:root' not in flat
@@ -89,7 +92,7 @@ def test_installing_the_timer_names_a_cron_entry_of_the_same_job(tmp_path, monke
     hosts, project, units = project_and_units(tmp_path)
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
     assert rc == 0, output[-3000:]
-    flat = ' '.join(output.split())
+    flat = ' '.join(output.split()).replace('\\"', '"')  # debug prints its message as JSON
     assert ("WARNING: root's crontab has the cron entry 'fleetpki renewal': it runs the job a second time. Remove it: "
             "sudo ansible localhost -m ansible.builtin.cron -a \"name='fleetpki renewal' user=root state=absent\"") in flat, \
         flat[-3000:]
@@ -110,3 +113,32 @@ def test_installing_the_cron_entry_names_a_timer_of_the_same_job(tmp_path, monke
     assert ('WARNING: the systemd timer fleetpki-renewal.timer (%s/fleetpki-renewal.timer) runs the job a second '
             'time. Remove it: sudo systemctl disable --now fleetpki-renewal.timer; sudo rm %s/fleetpki-renewal.timer '
             '%s/fleetpki-renewal.service; sudo systemctl daemon-reload' % (units, units, units)) in flat, flat[-3000:]
+
+
+def test_a_job_of_roots_crontab_is_removed_when_the_job_runs_as_the_projects_owner(tmp_path, monkeypatch, operator):
+    """An upgrade: the older version's job ran from root's crontab; the job now runs as the project's owner, and
+    root's entry would run it a second time, as root."""
+    name, home, bindir = operator
+    tables = fake_crontab(tmp_path, monkeypatch)
+    (tables / 'root').write_text('MAILTO=ops\n' + OLD_ROOT_ENTRY)
+    project = home / 'fleets' / 'cron'
+    (project / 'inventory').mkdir(parents=True)
+    (project / 'ansible.cfg').write_text('[defaults]\ncollections_path = %s\ninject_facts_as_vars = False\n'
+                                         % (ROOT / 'collections'))
+    hosts = inventory(project / 'inventory', FLEET)
+    # He has run Ansible before (~/.ansible/tmp is his): the checks, run here by root with his HOME, would otherwise
+    # create it as root's, and what runs as him could not write it.
+    (home / '.ansible' / 'tmp').mkdir(parents=True, exist_ok=True)
+    for path in [home / 'fleets', project, project / 'inventory', project / 'ansible.cfg', hosts,
+                 home / '.ansible', home / '.ansible' / 'tmp']:
+        os.chown(str(path), pwd.getpwnam(name).pw_uid, -1)
+    units = tmp_path / 'units'
+    units.mkdir()
+    logs = tmp_path / 'logs'
+    logs.mkdir(mode=0o755)
+    # The tasks that run as him need a Python he can read (this checkout's is under /root).
+    rc, output = cron(hosts, units, project, logs / 'renewal.log', '-e', 'ansible_python_interpreter=%s' % SYSTEM_PYTHON,
+                      '-e', 'renewal_timer_ansible_playbook=%s' % (bindir / 'ansible-playbook'))
+    assert rc == 0, output[-3000:]
+    assert (tables / 'root').read_text() == 'MAILTO=ops\n', 'root keeps its other lines, loses the old job'
+    assert '#Ansible: fleetpki renewal' in (tables / name).read_text()
