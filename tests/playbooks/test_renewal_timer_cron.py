@@ -9,7 +9,8 @@ import pwd
 
 from test_preflight import FLEET, ROOT, inventory
 from test_renewal_timer import fake_crontab, fake_project, renewal_timer
-from test_renewal_timer_nonroot import SYSTEM_PYTHON, operator  # noqa: F401 pylint: disable=unused-import (a fixture)
+# operator: a fixture (a user with sudo and a venv of his own), used by name.
+from test_renewal_timer_nonroot import SYSTEM_PYTHON, operator  # noqa: F401 pylint: disable=unused-import
 
 OLD_ROOT_ENTRY = '#Ansible: fleetpki renewal\n17 3 * * * cd /srv/old && ansible-playbook old.yml\n'
 
