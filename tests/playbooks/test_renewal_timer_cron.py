@@ -98,9 +98,15 @@ def test_installing_the_cron_entry_names_a_timer_of_the_same_job(tmp_path, monke
     assert rc == 0, output[-3000:]
     logs = tmp_path / 'logs'
     logs.mkdir(mode=0o755)
-    rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    # The older version's log (/var/log/fleetpki-renewal.log), here in the test's directory.
+    old_log = tmp_path / 'fleetpki-renewal.log'
+    old_log.write_text('')
+    rc, output = cron(hosts, units, project, logs / 'renewal.log', '-e', '__renewal_timer_old_cron_log=%s' % old_log)
     assert rc == 0, output[-3000:]
     flat = ' '.join(output.split())
+    assert ('WARNING: %s is an older version\'s log of this job and is no longer written (the job logs to %s): keep '
+            'what you need from it, then remove it: sudo rm %s' % (old_log, logs / 'renewal.log', old_log)) in flat, \
+        flat[-3000:]
     assert ('WARNING: the systemd timer fleetpki-renewal.timer (%s/fleetpki-renewal.timer) runs the job a second '
             'time. Remove it: sudo systemctl disable --now fleetpki-renewal.timer; sudo rm %s/fleetpki-renewal.timer '
             '%s/fleetpki-renewal.service; sudo systemctl daemon-reload' % (units, units, units)) in flat, flat[-3000:]
