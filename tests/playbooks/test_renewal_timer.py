@@ -14,7 +14,8 @@ import sys
 import pytest
 
 from test_preflight import FLEET, ROOT, inventory, playbook
-from test_renewal_timer_nonroot import as_operator, operator, run  # noqa: F401 (operator: a fixture of a throwaway user)
+# operator: the fixture of a throwaway user, used by name below.
+from test_renewal_timer_nonroot import as_operator, operator, run  # noqa: F401 pylint: disable=unused-import
 
 
 def test_renewal_timer_renders_units_that_run_the_scheduled_playbook_from_the_checkout(tmp_path):
@@ -54,6 +55,50 @@ def fake_project(tmp_path, name='proj'):
     (project / 'ansible.cfg').write_text('[defaults]\ninject_facts_as_vars = False\ncollections_path = %s\n'
                                          % (ROOT / 'collections'))
     return project
+
+
+def checked_project(tmp_path):
+    """(inventory, project, units dir) of a check: the inventory in a directory of its own, a root-owned project."""
+    (tmp_path / 'inv').mkdir()
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    units = tmp_path / 'units'
+    units.mkdir()
+    return hosts, fake_project(tmp_path), units
+
+
+def with_venv(hosts, units, project, venv):
+    return renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                         '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+
+
+@pytest.mark.parametrize('make_unsafe', [
+    lambda tmp_path, project: (project / 'roles' / 'local' / 'tasks' / 'main.yml', 0o666, None),
+    lambda tmp_path, project: (tmp_path / 'inv' / 'group_vars' / 'all.yml', 0o644, 12345),
+    lambda tmp_path, project: (tmp_path / 'venv' / 'lib' / 'site-packages' / 'sitecustomize.py', 0o664, None),
+])
+def test_files_inside_the_project_the_inventory_dir_and_the_venv_are_checked(tmp_path, make_unsafe):
+    """Not only the top directories: a role of the project, the inventory's group_vars or a module of the venv
+    another user can write would run as the job's user. The message names the file."""
+    (tmp_path / 'inv' / 'group_vars').mkdir(parents=True)
+    hosts = inventory(tmp_path / 'inv', FLEET)
+    project = fake_project(tmp_path)
+    (project / 'roles' / 'local' / 'tasks').mkdir(parents=True)
+    venv = fake_venv(tmp_path)
+    path, mode, owner = make_unsafe(tmp_path, project)
+    path.write_text('---\n')
+    os.chmod(str(path), mode)
+    if owner:
+        os.chown(str(path), owner, -1)
+    if mode & 0o020:
+        os.chown(str(path), -1, 12345)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'these paths can be written by another user' in flat and '%s (' % path in flat, flat[-3000:]
+    assert list(units.iterdir()) == []
 
 
 @pytest.mark.parametrize('make_unsafe, expected', [
@@ -154,6 +199,7 @@ def test_a_vault_password_script_the_project_names_is_checked_before_it_can_run(
     flat = ' '.join(output.split())
     assert 'these paths can be written by another user' in flat and '%s %s' % (script, expected) in flat, flat[-3000:]
     assert not marker.exists(), 'the role ran the vault password script before refusing it'
+    assert 'Nothing was installed and nothing was run as root.' in flat
     assert list(units.iterdir()) == [], 'units were written before the check failed'
 
 
@@ -186,36 +232,6 @@ def fake_venv(tmp_path):
     (venv / 'lib' / 'site-packages').mkdir(parents=True)
     (venv / 'lib' / 'site-packages' / 'sitecustomize.py').write_text('')
     return venv
-
-
-@pytest.mark.parametrize('make_unsafe', [
-    lambda tmp_path, project: (project / 'roles' / 'local' / 'tasks' / 'main.yml', 0o666, None),
-    lambda tmp_path, project: (tmp_path / 'inv' / 'group_vars' / 'all.yml', 0o644, 12345),
-    lambda tmp_path, project: (tmp_path / 'venv' / 'lib' / 'site-packages' / 'sitecustomize.py', 0o664, None),
-])
-def test_files_inside_the_project_the_inventory_dir_and_the_venv_are_checked(tmp_path, make_unsafe):
-    """Not only the top directories: a role of the project, the inventory's group_vars or a module of the venv
-    another user can write would run as the job's user. The message names the file."""
-    (tmp_path / 'inv' / 'group_vars').mkdir(parents=True)
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
-    (project / 'roles' / 'local' / 'tasks').mkdir(parents=True)
-    venv = fake_venv(tmp_path)
-    path, mode, owner = make_unsafe(tmp_path, project)
-    path.write_text('---\n')
-    os.chmod(str(path), mode)
-    if owner:
-        os.chown(str(path), owner, -1)
-    if mode & 0o020:
-        os.chown(str(path), -1, 12345)
-    units = tmp_path / 'units'
-    units.mkdir()
-    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
-                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
-    assert rc != 0
-    flat = ' '.join(output.split())
-    assert 'these paths can be written by another user' in flat and '%s (' % path in flat, flat[-3000:]
-    assert list(units.iterdir()) == []
 
 
 def test_the_projects_pki_and_backups_are_not_searched(tmp_path):
@@ -367,17 +383,13 @@ def test_a_relative_vault_script_in_extra_args_is_checked_where_the_job_finds_it
 
 
 def test_a_link_in_the_project_to_a_directory_elsewhere_has_that_directory_searched(tmp_path):
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     shared = tmp_path / 'shared-roles' / 'common' / 'tasks'
     shared.mkdir(parents=True)
     (shared / 'main.yml').write_text('---\n')
     os.chmod(str(shared / 'main.yml'), 0o666)
     (project / 'roles').mkdir()
     (project / 'roles' / 'common').symlink_to(tmp_path / 'shared-roles' / 'common')
-    units = tmp_path / 'units'
-    units.mkdir()
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
     assert rc != 0
     assert '%s (writable by others, mode 666)' % (shared / 'main.yml') in ' '.join(output.split()), output[-3000:]
@@ -402,7 +414,10 @@ def test_a_plugin_setting_of_the_project_naming_another_users_executable_is_refu
     units.mkdir()
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
     assert rc != 0
-    assert '%s (owner uid 65534)' % tool in ' '.join(output.split()), output[-3000:]
+    flat = ' '.join(output.split())
+    assert '%s (owner uid 65534)' % tool in flat, flat[-3000:]
+    # ansible-config dump -t all ran as the job's user before this check: the message must not say otherwise.
+    assert 'nothing was run as' not in flat
     assert list(units.iterdir()) == []
 
 
@@ -432,16 +447,12 @@ def test_the_base_python_of_the_venv_is_checked(tmp_path, unsafe):
 @pytest.mark.parametrize('extra_args', ['-e@{vars}', '--extra-vars=@{vars}', '-i{dir}/inv', '-M{dir}'])
 def test_attached_option_values_in_extra_args_are_checked_like_the_paths(tmp_path, extra_args):
     """-e@file, --extra-vars=@file, -i/abs and -M/abs name files the job reads or runs, like their spaced forms."""
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     shared = tmp_path / 'shared'
     shared.mkdir()
     (shared / 'vars.yml').write_text('---\n')
     (shared / 'inv').write_text('')
     os.chown(str(shared), 65534, -1)
-    units = tmp_path / 'units'
-    units.mkdir()
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project, '-e', json.dumps(
         {'renewal_timer_extra_args': extra_args.format(vars=shared / 'vars.yml', dir=shared)}))
     assert rc != 0
@@ -460,11 +471,10 @@ def test_an_unknown_job_user_is_named_with_the_fix(tmp_path):
     assert list(units.iterdir()) == []
 
 
-def test_links_are_followed_beyond_the_first_level(tmp_path):
-    """project/roles/common -> shared/common, whose tasks -> other/tasks: the second link's directory is searched."""
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
+def test_a_link_beyond_the_first_level_that_leads_out_is_refused(tmp_path):
+    """project/roles/common -> shared/common, whose tasks -> other/tasks: links are followed one level (shared/common
+    is searched); the second one, leading out of everything searched, is refused, not left unchecked."""
+    hosts, project, units = checked_project(tmp_path)
     (tmp_path / 'shared' / 'common').mkdir(parents=True)
     other = tmp_path / 'other' / 'tasks'
     other.mkdir(parents=True)
@@ -473,44 +483,33 @@ def test_links_are_followed_beyond_the_first_level(tmp_path):
     (tmp_path / 'shared' / 'common' / 'tasks').symlink_to(other)
     (project / 'roles').mkdir()
     (project / 'roles' / 'common').symlink_to(tmp_path / 'shared' / 'common')
-    units = tmp_path / 'units'
-    units.mkdir()
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
     assert rc != 0
-    assert '%s (writable by others, mode 666)' % (other / 'main.yml') in ' '.join(output.split()), output[-3000:]
+    link = tmp_path / 'shared' / 'common' / 'tasks'
+    assert '%s (a link in a linked directory, leading to %s' % (link, other) in ' '.join(output.split()), output[-3000:]
     assert list(units.iterdir()) == []
 
 
 def test_a_directory_a_pth_file_of_the_venv_adds_is_checked(tmp_path):
     """site.py adds each directory a venv's .pth file names to sys.path: its modules run as the job's user."""
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     venv = fake_venv(tmp_path)
     extra = tmp_path / 'extra-libs'
     extra.mkdir()
     (extra / 'evil.py').write_text('')
     os.chown(str(extra / 'evil.py'), 65534, -1)
     (venv / 'lib' / 'site-packages' / 'extra.pth').write_text('# a comment\nimport os\n%s\n' % extra)
-    units = tmp_path / 'units'
-    units.mkdir()
-    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
-                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    rc, output = with_venv(hosts, units, project, venv)
     assert rc != 0
     assert '%s (owner uid 65534)' % (extra / 'evil.py') in ' '.join(output.split()), output[-3000:]
     assert list(units.iterdir()) == []
 
 
 def test_a_pth_line_naming_a_missing_directory_is_refused(tmp_path):
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     venv = fake_venv(tmp_path)
     (venv / 'lib' / 'site-packages' / 'extra.pth').write_text('%s\n' % (tmp_path / 'missing'))
-    units = tmp_path / 'units'
-    units.mkdir()
-    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
-                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    rc, output = with_venv(hosts, units, project, venv)
     assert rc != 0
     flat = ' '.join(output.split())
     assert '%s: %s' % (venv / 'lib' / 'site-packages' / 'extra.pth', tmp_path / 'missing') in flat, flat[-3000:]
@@ -518,9 +517,7 @@ def test_a_pth_line_naming_a_missing_directory_is_refused(tmp_path):
 
 
 def test_the_base_site_packages_are_checked_when_the_venv_includes_them(tmp_path):
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     venv = fake_venv(tmp_path)
     base = tmp_path / 'base'
     for name in ['bin/python3', 'lib/python3.11/os.py', 'lib/python3.11/site-packages/evil.py']:
@@ -528,25 +525,17 @@ def test_the_base_site_packages_are_checked_when_the_venv_includes_them(tmp_path
         (base / name).write_text('')
     os.chown(str(base / 'lib/python3.11/site-packages/evil.py'), 65534, -1)
     (venv / 'pyvenv.cfg').write_text('home = %s/bin\ninclude-system-site-packages = true\nversion = 3.11.2\n' % base)
-    units = tmp_path / 'units'
-    units.mkdir()
-    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
-                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    rc, output = with_venv(hosts, units, project, venv)
     assert rc != 0
     assert '%s (owner uid 65534)' % (base / 'lib/python3.11/site-packages/evil.py') in ' '.join(output.split()), \
         output[-3000:]
 
 
 def test_a_venv_whose_base_standard_library_cannot_be_found_is_refused(tmp_path):
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     venv = fake_venv(tmp_path)
     (venv / 'pyvenv.cfg').write_text('home = %s/bin\nversion = 3.11.2\n' % (tmp_path / 'gone'))
-    units = tmp_path / 'units'
-    units.mkdir()
-    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
-                               '-e', 'renewal_timer_ansible_playbook=%s' % (venv / 'bin' / 'ansible-playbook'))
+    rc, output = with_venv(hosts, units, project, venv)
     assert rc != 0
     flat = ' '.join(output.split())
     assert "the standard library of the venv's base Python (%s/lib/python3.11) is not found" % (tmp_path / 'gone') in flat, \
@@ -556,14 +545,10 @@ def test_a_venv_whose_base_standard_library_cannot_be_found_is_refused(tmp_path)
 
 def test_the_configuration_dumps_are_not_logged(tmp_path):
     """ansible-config dump prints every changed setting (tokens among them): not in the run's output at -v."""
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     with (project / 'ansible.cfg').open('a') as cfg:
         cfg.write('[galaxy]\ntoken_path = /nonexistent/marker-token-path\n'
                   '[ssh_connection]\nssh_extra_args = -o MarkerSecretOption=yes\n')
-    units = tmp_path / 'units'
-    units.mkdir()
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project, '-v')
     assert rc == 0, output[-3000:]
     assert 'MarkerSecretOption' not in output
@@ -602,7 +587,8 @@ def test_a_project_writable_by_its_owners_private_group_is_his_own(operator, gro
                                         '-e', 'renewal_timer_manage_service=false'], project)
     flat = ' '.join(output.split())
     if group_has_others:
-        assert rc != 0 and 'chmod -R g-w %s' % project in flat, flat[-3000:]
+        # chmod -R on the topmost: the project's parent, made with the same umask.
+        assert rc != 0 and 'chmod -R g-w %s.' % project.parent in flat, flat[-3000:]
         assert 'chown root' not in flat
     else:
         assert rc == 0, flat[-3000:]
