@@ -10,20 +10,11 @@ import pwd
 import pytest
 
 from test_preflight import FLEET, ROOT, inventory
-from test_renewal_timer import fake_crontab, fake_project, renewal_timer
+from test_renewal_timer import checked_project, fake_crontab, renewal_timer
 # operator: a fixture (a user with sudo and a venv of his own), used by name.
 from test_renewal_timer_nonroot import SYSTEM_PYTHON, operator  # noqa: F401 pylint: disable=unused-import
 
 OLD_ROOT_ENTRY = '#Ansible: fleetpki renewal\n17 3 * * * cd /srv/old && ansible-playbook old.yml\n'
-
-
-def project_and_units(tmp_path):
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
-    units = tmp_path / 'units'
-    units.mkdir()
-    return hosts, project, units
 
 
 def cron(hosts, units, project, log, *extra):
@@ -39,7 +30,7 @@ def test_a_cron_log_that_leads_to_another_file_is_refused_and_that_file_untouche
     """The role creates the log as root with the job user as owner: a log that is a link (to /etc/shadow) would give
     that file to the job's user."""
     tables = fake_crontab(tmp_path, monkeypatch)
-    hosts, project, units = project_and_units(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     logs = tmp_path / 'logs'
     logs.mkdir(mode=0o755)
     victim = tmp_path / 'victim'
@@ -62,7 +53,7 @@ def test_a_cron_log_directory_others_can_write_is_refused_with_the_logs_own_mess
     """A sticky world-writable directory (/tmp): another user could put a link where the log goes between the
     check and its creation by root. The message names the variable and a fix that leaves /var/log alone."""
     tables = fake_crontab(tmp_path, monkeypatch)
-    hosts, project, units = project_and_units(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     logs = tmp_path / 'shared'
     logs.mkdir()
     os.chmod(str(logs), 0o1777)
@@ -80,7 +71,7 @@ def test_installing_the_timer_names_a_cron_entry_of_the_same_job(tmp_path, monke
     """Switching from cron to systemd: the old cron entry would run the job a second time each night."""
     tables = fake_crontab(tmp_path, monkeypatch)
     (tables / 'root').write_text(OLD_ROOT_ENTRY)
-    hosts, project, units = project_and_units(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
     assert rc == 0, output[-3000:]
     flat = ' '.join(output.split()).replace('\\"', '"')  # debug prints its message as JSON
@@ -93,7 +84,7 @@ def test_installing_the_timer_names_a_cron_entry_of_the_same_job(tmp_path, monke
 def test_installing_the_cron_entry_names_a_timer_of_the_same_job(tmp_path, monkeypatch):
     """Switching from systemd to cron: the timer would run the job a second time each night."""
     fake_crontab(tmp_path, monkeypatch)
-    hosts, project, units = project_and_units(tmp_path)
+    hosts, project, units = checked_project(tmp_path)
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
     assert rc == 0, output[-3000:]
     logs = tmp_path / 'logs'
@@ -123,11 +114,7 @@ def test_a_job_of_roots_crontab_is_removed_when_the_job_runs_as_the_projects_own
     (project / 'ansible.cfg').write_text('[defaults]\ncollections_path = %s\ninject_facts_as_vars = False\n'
                                          % (ROOT / 'collections'))
     hosts = inventory(project / 'inventory', FLEET)
-    # He has run Ansible before (~/.ansible/tmp is his): the checks, run here by root with his HOME, would otherwise
-    # create it as root's, and what runs as him could not write it.
-    (home / '.ansible' / 'tmp').mkdir(parents=True, exist_ok=True)
-    for path in [home / 'fleets', project, project / 'inventory', project / 'ansible.cfg', hosts,
-                 home / '.ansible', home / '.ansible' / 'tmp']:
+    for path in [home / 'fleets', project, project / 'inventory', project / 'ansible.cfg', hosts]:
         os.chown(str(path), pwd.getpwnam(name).pw_uid, -1)
     units = tmp_path / 'units'
     units.mkdir()
@@ -139,3 +126,7 @@ def test_a_job_of_roots_crontab_is_removed_when_the_job_runs_as_the_projects_own
     assert rc == 0, output[-3000:]
     assert (tables / 'root').read_text() == 'MAILTO=ops\n', 'root keeps its other lines, loses the old job'
     assert '#Ansible: fleetpki renewal' in (tables / name).read_text()
+    # The checks root runs with his HOME leave nothing of root's there (a root-owned ~/.ansible/tmp would stop the
+    # nightly job, which runs as him).
+    owned_by_root = [str(path) for path in home.rglob('*') if path.lstat().st_uid == 0]
+    assert not owned_by_root, owned_by_root
