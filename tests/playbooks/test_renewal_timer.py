@@ -234,19 +234,39 @@ def fake_venv(tmp_path):
     return venv
 
 
-def test_the_projects_pki_and_backups_are_not_searched(tmp_path):
-    """pki/ and backups/ hold keys and archives the job writes, not code: their owners are not the job's concern."""
-    (tmp_path / 'inv').mkdir()
-    hosts = inventory(tmp_path / 'inv', FLEET)
-    project = fake_project(tmp_path)
-    for name in ['pki', 'backups']:
-        (project / name).mkdir()
-        (project / name / 'file').write_text('')
-        os.chown(str(project / name / 'file'), 12345, -1)
-    units = tmp_path / 'units'
-    units.mkdir()
+def test_a_writable_pki_or_backups_of_the_project_is_refused(tmp_path):
+    """pki/ holds the CA the job signs with and pushes: another user who can write it (or where backups/ leads)
+    could swap the CA. Searched like the rest of the project, with where a link leads."""
+    hosts, project, units = checked_project(tmp_path)
+    (project / 'pki').mkdir()
+    os.chmod(str(project / 'pki'), 0o777)
+    elsewhere = tmp_path / 'elsewhere-backups'
+    elsewhere.mkdir()
+    os.chmod(str(elsewhere), 0o777)
+    (project / 'backups').symlink_to(elsewhere)
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
-    assert rc == 0, output[-3000:]
+    flat = ' '.join(output.split())
+    assert rc != 0
+    assert '%s (writable by others, mode 777)' % (project / 'pki') in flat, flat[-3000:]
+    assert '%s (writable by others, mode 777)' % elsewhere in flat, flat[-3000:]
+    assert list(units.iterdir()) == []
+
+
+def test_pki_files_the_job_user_does_not_own_are_refused_with_the_chown(tmp_path):
+    """Upgrading from a root job: its renewed keys, certs and journal are root's, which the job's user could not
+    read or append every night: refused with the chown that hands them over."""
+    hosts, project, units = checked_project(tmp_path)
+    (project / 'pki' / 'ca').mkdir(parents=True)
+    (project / 'pki' / 'ca' / 'ca-key.pem').write_text('')
+    os.chmod(str(project / 'pki' / 'ca' / 'ca-key.pem'), 0o600)
+    (project / 'backups').mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'renewal_timer_user=nobody')
+    flat = ' '.join(output.split())
+    assert rc != 0
+    assert 'sudo chown -R nobody: %s/pki %s/backups' % (project, project) in flat, flat[-3000:]
+    assert str(project / 'pki' / 'ca' / 'ca-key.pem') in flat
+    assert list(units.iterdir()) == []
 
 
 @pytest.mark.parametrize('extra_args, bad', [('-e renew_days=50%', 'renew_days=50%'),
