@@ -321,6 +321,7 @@ def test_a_password_script_the_project_names_is_kept_and_never_run(tmp_path, ins
         assert not marker.exists(), 'init ran the password script the project names'
         assert rc == 0, flat[-3000:]
         assert 'names a password script %s: init keeps it and does not run it' % script in flat, flat[-3000:]
+        assert 'Read %s first: every Ansible command run in this project runs it, as you.' % script in flat, flat[-3000:]
     assert config_password_file(proj) == str(script)
 
 
