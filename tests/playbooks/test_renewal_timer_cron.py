@@ -6,6 +6,8 @@ are never touched. No fleet host is contacted.
 """
 import os
 import pwd
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -89,10 +91,15 @@ def test_installing_the_cron_entry_names_a_timer_of_the_same_job(tmp_path, monke
     assert rc == 0, output[-3000:]
     logs = tmp_path / 'logs'
     logs.mkdir(mode=0o755)
-    # The older version's log (/var/log/fleetpki-renewal.log), here in the test's directory.
-    old_log = tmp_path / 'fleetpki-renewal.log'
+    # The older version's log at its real path (a wrong path in the role would go unnoticed with an override).
+    old_log = Path('/var/log/fleetpki-renewal.log')
+    if old_log.exists():
+        pytest.skip('%s exists on this machine: not the test\'s to create or remove' % old_log)
     old_log.write_text('')
-    rc, output = cron(hosts, units, project, logs / 'renewal.log', '-e', '__renewal_timer_old_cron_log=%s' % old_log)
+    try:
+        rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    finally:
+        old_log.unlink()
     assert rc == 0, output[-3000:]
     flat = ' '.join(output.split())
     assert ('WARNING: %s is an older version\'s log of this job and is no longer written (the job logs to %s): keep '
@@ -108,8 +115,8 @@ def test_a_job_of_roots_crontab_is_removed_when_the_job_runs_as_the_projects_own
     root's entry would run it a second time, as root."""
     name, home, bindir = operator
     tables = fake_crontab(tmp_path, monkeypatch)
-    (tables / 'root').write_text('MAILTO=ops\n' + OLD_ROOT_ENTRY)
     project = home / 'fleets' / 'cron'
+    (tables / 'root').write_text('MAILTO=ops\n' + legacy_entry(project))
     (project / 'inventory').mkdir(parents=True)
     (project / 'ansible.cfg').write_text('[defaults]\ncollections_path = %s\ninject_facts_as_vars = False\n'
                                          % (ROOT / 'collections'))
@@ -125,8 +132,92 @@ def test_a_job_of_roots_crontab_is_removed_when_the_job_runs_as_the_projects_own
                       '-e', 'renewal_timer_ansible_playbook=%s' % (bindir / 'ansible-playbook'))
     assert rc == 0, output[-3000:]
     assert (tables / 'root').read_text() == 'MAILTO=ops\n', 'root keeps its other lines, loses the old job'
-    assert '#Ansible: fleetpki renewal' in (tables / name).read_text()
+    assert '#Ansible: fleetpki-renewal\n' in (tables / name).read_text()
     # The checks root runs with his HOME leave nothing of root's there (a root-owned ~/.ansible/tmp would stop the
     # nightly job, which runs as him).
     owned_by_root = [str(path) for path in home.rglob('*') if path.lstat().st_uid == 0]
     assert not owned_by_root, owned_by_root
+
+
+def legacy_entry(project):
+    """An older version's entry: its fixed name, the command line as the role wrote it for project."""
+    return '#Ansible: fleetpki renewal\n17 3 * * * cd %s && ansible-playbook old.yml\n' % shlex.quote(str(project))
+
+
+def test_an_upgrade_replaces_this_projects_entry_of_the_older_name_and_names_another_projects(tmp_path, monkeypatch):
+    """The entry is named from renewal_timer_unit_name; the older version's entry "fleetpki renewal" of this project
+    (cd to it) would run the job a second time and is removed; one of another project stays, named in a WARNING."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = checked_project(tmp_path)
+    (tables / 'root').write_text('MAILTO=ops\n' + legacy_entry(project))
+    logs = tmp_path / 'logs'
+    logs.mkdir(mode=0o755)
+    rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    assert rc == 0, output[-3000:]
+    table = (tables / 'root').read_text()
+    assert '#Ansible: fleetpki renewal\n' not in table and table.count('#Ansible: fleetpki-renewal\n') == 1, table
+    assert 'cd %s && ' % project in table and 'MAILTO=ops\n' in table
+    # Another project's entry of the older name: not ours to remove.
+    (tables / 'root').write_text(OLD_ROOT_ENTRY)
+    rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    assert rc == 0, output[-3000:]
+    assert OLD_ROOT_ENTRY in (tables / 'root').read_text()
+    flat = ' '.join(output.split()).replace('\\"', '"')
+    assert ("WARNING: root's crontab has the cron entry 'fleetpki renewal' (17 3 * * * cd /srv/old && ansible-playbook "
+            "old.yml), of another project or an older version of this job: if it runs this job, it runs it a second "
+            "time. Remove it: sudo ansible localhost -m ansible.builtin.cron -a \"name='fleetpki renewal' user=root "
+            "state=absent\"") in flat, flat[-3000:]
+
+
+def test_a_second_project_with_the_same_entry_name_is_refused_not_overwritten(tmp_path, monkeypatch):
+    """Two projects of one user: the second one's entry, named like the first's, would replace it."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = checked_project(tmp_path)
+    first = '#Ansible: fleetpki-renewal\n17 3 * * * cd /srv/first && ansible-playbook site.yml\n'
+    (tables / 'root').write_text(first)
+    logs = tmp_path / 'logs'
+    logs.mkdir(mode=0o755)
+    rc, output = cron(hosts, units, project, logs / 'renewal.log')
+    assert rc != 0
+    assert (tables / 'root').read_text() == first
+    flat = ' '.join(output.split())
+    assert ("root's cron entry 'fleetpki-renewal' runs another project's job (17 3 * * * cd /srv/first && "
+            "ansible-playbook site.yml): set renewal_timer_unit_name to a name of this project's own") in flat, flat[-3000:]
+    rc, output = cron(hosts, units, project, logs / 'renewal.log', '-e', 'renewal_timer_unit_name=fleetpki-renewal-second')
+    assert rc == 0, output[-3000:]
+    table = (tables / 'root').read_text()
+    assert table.startswith(first) and '#Ansible: fleetpki-renewal-second\n' in table
+
+
+def test_a_log_of_another_owner_is_refused_with_the_command_that_fixes_it(tmp_path, monkeypatch):
+    """After renewal_timer_user changed (or the project was chowned) the log is the previous user's: the message
+    gives the chown (or rm) that fixes it, not the default it may already be."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = checked_project(tmp_path)
+    logs = tmp_path / 'logs'
+    logs.mkdir(mode=0o755)
+    log = logs / 'renewal.log'
+    log.write_text('')
+    os.chown(str(log), 12345, 12345)
+    rc, output = cron(hosts, units, project, log)
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert '%s (owner uid 12345)' % log in flat, flat[-3000:]
+    assert 'Fix: sudo chown root: %s (or sudo rm %s)' % (log, log) in flat, flat[-3000:]
+    assert 'root writes it every night' in flat
+    assert list(tables.iterdir()) == []
+
+
+def test_a_missing_log_directory_needs_a_parent_only_root_can_write(tmp_path, monkeypatch):
+    """Root creates the log's directory: in a parent others can write, a link planted there would be followed."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = checked_project(tmp_path)
+    parent = tmp_path / 'shared'
+    parent.mkdir()
+    os.chmod(str(parent), 0o1777)
+    rc, output = cron(hosts, units, project, parent / 'fleetpki' / 'renewal.log')
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert '%s is missing and its parent %s (writable by others, mode 1777)' % (parent / 'fleetpki', parent) in flat, \
+        flat[-3000:]
+    assert not (parent / 'fleetpki').exists() and list(tables.iterdir()) == []
