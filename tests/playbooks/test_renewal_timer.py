@@ -15,7 +15,7 @@ import pytest
 
 from test_preflight import FLEET, ROOT, inventory, playbook
 # operator: the fixture of a throwaway user, used by name below.
-from test_renewal_timer_nonroot import as_operator, operator, run  # noqa: F401 pylint: disable=unused-import
+from test_renewal_timer_nonroot import SYSTEM_PYTHON, as_operator, operator, run  # noqa: F401 pylint: disable=unused-import
 
 
 def test_renewal_timer_renders_units_that_run_the_scheduled_playbook_from_the_checkout(tmp_path):
@@ -612,3 +612,20 @@ def test_a_project_writable_by_its_owners_private_group_is_his_own(operator, gro
         assert 'chown root' not in flat
     else:
         assert rc == 0, flat[-3000:]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('useradd') or not shutil.which('gpasswd'), reason='needs root')
+def test_a_check_run_by_root_leaves_nothing_in_the_job_users_home(operator, tmp_path):
+    """--check changes nothing: what runs as the job's user (the dumps, the syntax check, ansible-doc) keeps its
+    temp files in /tmp, never making a ~/.ansible in his home."""
+    name, home, bindir = operator
+    project = umask_002_project(operator, False)
+    units = tmp_path / 'units'
+    units.mkdir()
+    # The tasks that run as him need a Python he can read (this checkout's is under /root).
+    rc, output = renewal_timer(project / 'inventory' / 'hosts.yml', units, '--check',
+                               '-e', 'renewal_timer_project_dir=%s' % project,
+                               '-e', 'ansible_python_interpreter=%s' % SYSTEM_PYTHON,
+                               '-e', 'renewal_timer_ansible_playbook=%s' % (bindir / 'ansible-playbook'))
+    assert rc == 0, ' '.join(output.split())[-3000:]
+    assert not (home / '.ansible').exists(), sorted(str(path) for path in (home / '.ansible').rglob('*'))
