@@ -631,3 +631,23 @@ def test_a_check_run_by_root_leaves_nothing_in_the_job_users_home(operator, tmp_
     assert rc == 0, ' '.join(output.split())[-3000:]
     left = [str(path) for path in home.rglob('*') if path.lstat().st_uid == 0 or path.name == 'tmp']
     assert not left, left
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('groupmod'), reason='needs root')
+def test_a_primary_group_not_named_after_its_user_is_not_his_own(operator):
+    """getent may not enumerate every user (sssd, LDAP): a group is his alone only when it is also named after him,
+    as the private groups of Debian and Ubuntu are."""
+    name = operator[0]
+    project = umask_002_project(operator, False)
+    rc, output = run(['groupmod', '-n', name + 'g', name])
+    assert rc == 0, output
+    units = operator[1].parent / 'units-renamed'
+    units.mkdir()
+    try:
+        rc, output = as_operator(operator, ['ansible-playbook', 'fleetpki.mtls.renewal_timer',
+                                            '-e', 'renewal_timer_unit_dir=%s' % units,
+                                            '-e', 'renewal_timer_manage_service=false'], project)
+    finally:
+        run(['groupmod', '-n', name, name + 'g'])  # userdel --remove then removes it with him
+    flat = ' '.join(output.split())
+    assert rc != 0 and 'chmod -R g-w %s.' % project.parent in flat, flat[-3000:]
