@@ -72,14 +72,16 @@ def test_a_cron_log_directory_others_can_write_is_refused_with_the_logs_own_mess
 def test_installing_the_timer_names_a_cron_entry_of_the_same_job(tmp_path, monkeypatch):
     """Switching from cron to systemd: the old cron entry would run the job a second time each night."""
     tables = fake_crontab(tmp_path, monkeypatch)
-    (tables / 'root').write_text(OLD_ROOT_ENTRY)
+    # The older version's name, and the name the cron method gives it now (the unit's).
+    (tables / 'root').write_text(OLD_ROOT_ENTRY + OLD_ROOT_ENTRY.replace('fleetpki renewal', 'fleetpki-renewal'))
     hosts, project, units = checked_project(tmp_path)
     rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_project_dir=%s' % project)
     assert rc == 0, output[-3000:]
     flat = ' '.join(output.split()).replace('\\"', '"')  # debug prints its message as JSON
-    assert ("WARNING: root's crontab has the cron entry 'fleetpki renewal': it runs the job a second time. Remove it: "
-            "sudo ansible localhost -m ansible.builtin.cron -a \"name='fleetpki renewal' user=root state=absent\"") in flat, \
-        flat[-3000:]
+    for name in ['fleetpki renewal', 'fleetpki-renewal']:
+        assert ("WARNING: root's crontab has the cron entry '%s': it runs the job a second time. Remove it: sudo "
+                "ansible localhost -m ansible.builtin.cron -a \"name='%s' user=root state=absent\"" % (name, name)) in flat, \
+            flat[-3000:]
     assert (units / 'fleetpki-renewal.timer').exists()
 
 
