@@ -7,6 +7,7 @@ project), and only the unit files are written as root, to a temp dir. Needs root
 skipped otherwise. This checkout's venv is built on a Python under /root (unreadable to others): the user gets a
 venv of the system's Python 3.11 that reads the checkout venv's site-packages.
 """
+import itertools
 import os
 import pathlib
 import pwd
@@ -34,12 +35,16 @@ def run(argv, **kwargs):
     return proc.returncode, proc.stdout
 
 
+_OPERATORS = itertools.count()
+
+
 @pytest.fixture(scope='module')
 def operator():
     """(name, home, bin dir of his venv): a user with passwordless sudo, as README's operator has sudo with -K."""
     base = pathlib.Path(tempfile.mkdtemp(prefix='fleetpki-nonroot-'))
     os.chmod(str(base), 0o755)
-    name = 'fleetpki-op%d' % os.getpid()
+    # One user per module that uses the fixture (each gets its own instance), never a name a previous one left.
+    name = 'fleetpki-op%d-%d' % (os.getpid(), next(_OPERATORS))
     sudoers = pathlib.Path('/etc/sudoers.d') / name
     rc, output = run(['useradd', '--create-home', '--home-dir', base / 'home', '--shell', '/bin/sh', name])
     assert rc == 0, output
@@ -59,6 +64,8 @@ def operator():
     finally:
         sudoers.unlink(missing_ok=True)
         run(['userdel', '--remove', name])
+        # userdel keeps his private group when a test added another member to it (the umask 002 refusal case).
+        run(['groupdel', name])
         shutil.rmtree(str(base), ignore_errors=True)
 
 
