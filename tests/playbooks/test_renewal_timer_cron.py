@@ -24,6 +24,15 @@ def cron(hosts, units, project, log, *extra):
                          '-e', 'renewal_timer_cron_log=%s' % log, *extra)
 
 
+def cron_project(tmp_path, monkeypatch):
+    """(crontabs dir, inventory, project, units dir, log dir) of a cron check: the log dir is root's, mode 0755."""
+    tables = fake_crontab(tmp_path, monkeypatch)
+    hosts, project, units = checked_project(tmp_path)
+    logs = tmp_path / 'logs'
+    logs.mkdir(mode=0o755)
+    return tables, hosts, project, units, logs
+
+
 @pytest.mark.parametrize('make_link, reason', [
     (lambda victim, log: log.symlink_to(victim), 'is a symbolic link'),
     (lambda victim, log: os.link(str(victim), str(log)), 'has 2 names (a hard link)'),
@@ -31,10 +40,7 @@ def cron(hosts, units, project, log, *extra):
 def test_a_cron_log_that_leads_to_another_file_is_refused_and_that_file_untouched(tmp_path, monkeypatch, make_link, reason):
     """The role creates the log as root with the job user as owner: a log that is a link (to /etc/shadow) would give
     that file to the job's user."""
-    tables = fake_crontab(tmp_path, monkeypatch)
-    hosts, project, units = checked_project(tmp_path)
-    logs = tmp_path / 'logs'
-    logs.mkdir(mode=0o755)
+    tables, hosts, project, units, logs = cron_project(tmp_path, monkeypatch)
     victim = tmp_path / 'victim'
     victim.write_text('root:secret\n')
     os.chmod(str(victim), 0o600)
@@ -149,11 +155,8 @@ def legacy_entry(project):
 def test_an_upgrade_replaces_this_projects_entry_of_the_older_name_and_names_another_projects(tmp_path, monkeypatch):
     """The entry is named from renewal_timer_unit_name; the older version's entry "fleetpki renewal" of this project
     (cd to it) would run the job a second time and is removed; one of another project stays, named in a WARNING."""
-    tables = fake_crontab(tmp_path, monkeypatch)
-    hosts, project, units = checked_project(tmp_path)
+    tables, hosts, project, units, logs = cron_project(tmp_path, monkeypatch)
     (tables / 'root').write_text('MAILTO=ops\n' + legacy_entry(project))
-    logs = tmp_path / 'logs'
-    logs.mkdir(mode=0o755)
     rc, output = cron(hosts, units, project, logs / 'renewal.log')
     assert rc == 0, output[-3000:]
     table = (tables / 'root').read_text()
@@ -173,12 +176,9 @@ def test_an_upgrade_replaces_this_projects_entry_of_the_older_name_and_names_ano
 
 def test_a_second_project_with_the_same_entry_name_is_refused_not_overwritten(tmp_path, monkeypatch):
     """Two projects of one user: the second one's entry, named like the first's, would replace it."""
-    tables = fake_crontab(tmp_path, monkeypatch)
-    hosts, project, units = checked_project(tmp_path)
+    tables, hosts, project, units, logs = cron_project(tmp_path, monkeypatch)
     first = '#Ansible: fleetpki-renewal\n17 3 * * * cd /srv/first && ansible-playbook site.yml\n'
     (tables / 'root').write_text(first)
-    logs = tmp_path / 'logs'
-    logs.mkdir(mode=0o755)
     rc, output = cron(hosts, units, project, logs / 'renewal.log')
     assert rc != 0
     assert (tables / 'root').read_text() == first
@@ -194,10 +194,7 @@ def test_a_second_project_with_the_same_entry_name_is_refused_not_overwritten(tm
 def test_a_log_of_another_owner_is_refused_with_the_command_that_fixes_it(tmp_path, monkeypatch):
     """After renewal_timer_user changed (or the project was chowned) the log is the previous user's: the message
     gives the chown (or rm) that fixes it, not the default it may already be."""
-    tables = fake_crontab(tmp_path, monkeypatch)
-    hosts, project, units = checked_project(tmp_path)
-    logs = tmp_path / 'logs'
-    logs.mkdir(mode=0o755)
+    tables, hosts, project, units, logs = cron_project(tmp_path, monkeypatch)
     log = logs / 'renewal.log'
     log.write_text('')
     os.chown(str(log), 12345, 12345)
@@ -210,16 +207,27 @@ def test_a_log_of_another_owner_is_refused_with_the_command_that_fixes_it(tmp_pa
     assert list(tables.iterdir()) == []
 
 
-def test_a_missing_log_directory_needs_a_parent_only_root_can_write(tmp_path, monkeypatch):
-    """Root creates the log's directory: in a parent others can write, a link planted there would be followed."""
+@pytest.mark.parametrize('mode, gid, reason', [
+    (0o1777, 0, 'writable by others, mode 1777'),
+    (0o775, 12345, 'group-writable, gid 12345'),
+], ids=['sticky world-writable', 'group-writable'])
+def test_a_missing_log_directory_needs_a_parent_only_root_can_write(tmp_path, monkeypatch, mode, gid, reason):
+    """Root creates the log's directory: in a parent others can write, a link planted there would be followed. Only
+    the syslog directory (/var/log, Ubuntu's root:syslog 0775; here the parent, as if it were) may be group-writable."""
     tables = fake_crontab(tmp_path, monkeypatch)
     hosts, project, units = checked_project(tmp_path)
     parent = tmp_path / 'shared'
     parent.mkdir()
-    os.chmod(str(parent), 0o1777)
-    rc, output = cron(hosts, units, project, parent / 'fleetpki' / 'renewal.log')
+    os.chown(str(parent), 0, gid)
+    os.chmod(str(parent), mode)
+    log = parent / 'fleetpki' / 'renewal.log'
+    rc, output = cron(hosts, units, project, log)
     assert rc != 0
     flat = ' '.join(output.split())
-    assert '%s is missing and its parent %s (writable by others, mode 1777)' % (parent / 'fleetpki', parent) in flat, \
-        flat[-3000:]
-    assert not (parent / 'fleetpki').exists() and list(tables.iterdir()) == []
+    assert '%s is missing and its parent %s (%s)' % (log.parent, parent, reason) in flat, flat[-3000:]
+    assert not log.parent.exists() and list(tables.iterdir()) == []
+    if gid:
+        rc, output = cron(hosts, units, project, log, '-e', '__renewal_timer_syslog_dir=%s' % parent)
+        assert rc == 0, output[-3000:]
+        directory = log.parent.lstat()
+        assert (directory.st_uid, directory.st_gid, directory.st_mode & 0o7777) == (0, 0, 0o755)
