@@ -329,8 +329,9 @@ def test_the_cron_entry_and_its_log_in_a_directory_of_its_own(tmp_path, monkeypa
     project = fake_project(tmp_path)
     units = tmp_path / 'units'
     units.mkdir()
+    # var-log stands for /var/log, the one parent cron.yml lets its (syslog) group write.
     args = ['-e', 'renewal_timer_method=cron', '-e', 'renewal_timer_cron_log=%s' % log,
-            '-e', 'renewal_timer_project_dir=%s' % project]
+            '-e', 'renewal_timer_project_dir=%s' % project, '-e', '__renewal_timer_syslog_dir=%s' % var_log]
     rc, output = renewal_timer(hosts, units, *args)
     assert rc == 0, output[-3000:]
     table = (tables / 'root').read_text()
