@@ -6,11 +6,16 @@
 #   lab/lab.sh down-all  the same, and the SSH key too
 #   lab/lab.sh ips       print each host's address
 #   lab/lab.sh key       only make the SSH key if missing (molecule mounts its public half into its containers)
+#   lab/lab.sh inventory DIR   write an inventory for these hosts at their addresses (hosts.yml, group_vars), its
+#                        PKI beside it (DIR/../pki): what a prefixed lab needs (lab/scale.sh uses it)
 # A second lab beside molecule's or the demo's: another prefix and subnet, e.g.
 #   FLEETPKI_LAB_PREFIX=inst- FLEETPKI_LAB_SUBNET=172.30.101.0/24 lab/lab.sh up
 # Addresses: the subnet is a /24 (a.b.c.0/24); host number i of (redis1 worker1 worker2 api1 pxe1), from 1,
 # gets a.b.c.(10+i): redis1 .11, worker1 .12, worker2 .13, api1 .14, pxe1 .15. inventories/lab names the default
 # subnet's addresses (172.30.99.0/24); another subnet needs its own inventory (`lab/lab.sh ips` prints them).
+# Other hosts: FLEETPKI_LAB_HOSTS="redis1 api1 pxe1 worker01 ..." (the same .10+i scheme, so at most 244 hosts;
+# the group of each comes from its name: redis*, api*, pxe*, worker*); FLEETPKI_LAB_MEMORY=256m caps each
+# container's memory (docker run --memory). lab/scale.sh sets both for the scale lab.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -19,13 +24,19 @@ prefix=${FLEETPKI_LAB_PREFIX:-}
 subnet=${FLEETPKI_LAB_SUBNET:-172.30.99.0/24}
 network=${prefix}fleetpki-lab
 key=$root/.build/lab-ssh/id_ed25519
-hosts=(redis1 worker1 worker2 api1 pxe1)
+# shellcheck disable=SC2206  # a list of plain host names, split on spaces on purpose
+hosts=(${FLEETPKI_LAB_HOSTS:-redis1 worker1 worker2 api1 pxe1})
+memory=${FLEETPKI_LAB_MEMORY:-}
 
 if ! [[ $subnet =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]]; then
   echo "FLEETPKI_LAB_SUBNET=$subnet: give a /24 ending in .0, e.g. 172.30.101.0/24" >&2
   exit 2
 fi
 net3=${BASH_REMATCH[1]}
+if [ "${#hosts[@]}" -gt 244 ]; then
+  echo "FLEETPKI_LAB_HOSTS: ${#hosts[@]} hosts, at most 244 fit a /24 at .11 to .254" >&2
+  exit 2
+fi
 
 address() {  # address HOST
   local i
@@ -79,29 +90,45 @@ wait_ssh() {  # wait_ssh HOST ADDRESS
   return 1
 }
 
+start_host() {  # start_host HOST: start its container unless it runs already
+  local name=$prefix$1
+  if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then
+    return 0
+  fi
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  # systemd as PID 1 without --privileged: SYS_ADMIN, no seccomp filter, cgroups read-only, tmpfs runtime dirs.
+  # The public key is mounted read-only; lab-authorized-keys.service installs it for the user deploy at boot.
+  docker run -d --name "$name" --hostname "$1" --network "$network" --ip "$(address "$1")" \
+    ${memory:+--memory "$memory"} \
+    --cap-add SYS_ADMIN --security-opt seccomp=unconfined --stop-signal SIGRTMIN+3 \
+    -v /sys/fs/cgroup:/sys/fs/cgroup:ro --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+    -v "$key.pub:/etc/fleetpki-lab/authorized_keys:ro" \
+    "$image" >/dev/null
+}
+
+# each_host FUNCTION: FUNCTION HOST ADDRESS for every host, 8 at a time (50 containers one after the other with
+# a wait each is slow; the Docker daemon and 2 cores gain nothing past a few at once). Fails if any failed.
+each_host() {
+  local host failed=0 pids=()
+  for host in "${hosts[@]}"; do
+    "$1" "$host" "$(address "$host")" &
+    pids+=($!)
+    if [ "${#pids[@]}" -ge 8 ]; then
+      wait "${pids[0]}" || failed=1
+      pids=("${pids[@]:1}")
+    fi
+  done
+  for host in "${pids[@]}"; do wait "$host" || failed=1; done
+  return "$failed"
+}
+
 up() {
   ensure_docker
   "$here/build-image.sh" "$image"
   ensure_key
   ensure_network
-  local host name
-  for host in "${hosts[@]}"; do
-    name=$prefix$host
-    if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then
-      continue
-    fi
-    docker rm -f "$name" >/dev/null 2>&1 || true
-    # systemd as PID 1 without --privileged: SYS_ADMIN, no seccomp filter, cgroups read-only, tmpfs runtime dirs.
-    # The public key is mounted read-only; lab-authorized-keys.service installs it for the user deploy at boot.
-    docker run -d --name "$name" --hostname "$host" --network "$network" --ip "$(address "$host")" \
-      --cap-add SYS_ADMIN --security-opt seccomp=unconfined --stop-signal SIGRTMIN+3 \
-      -v /sys/fs/cgroup:/sys/fs/cgroup:ro --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-      -v "$key.pub:/etc/fleetpki-lab/authorized_keys:ro" \
-      "$image" >/dev/null
-  done
-  for host in "${hosts[@]}"; do
-    wait_ssh "$host" "$(address "$host")"
-  done
+  each_host start_host
+  each_host wait_ssh
   echo "lab up on $network ($subnet), SSH as deploy with $key:"
   ips
 }
@@ -125,11 +152,75 @@ down() {
   echo "lab down: ${prefix:-(no prefix)} containers and network $network removed"
 }
 
+# The group of a host, from its name (inventories/lab's groups).
+group_of() {
+  case $1 in
+    redis*) echo redis_servers ;;
+    api*) echo api_servers ;;
+    pxe*) echo pki_clients ;;
+    worker*) echo workers ;;
+    *) echo "$1: no group for this name (redis*, api*, pxe*, worker*)" >&2; return 1 ;;
+  esac
+}
+
+# inventory DIR: hosts.yml with each host's address, and group_vars like inventories/lab's, with the PKI in
+# DIR/../pki (beside the inventory: an inventory directory is read whole, a PKI inside it would be parsed).
+inventory() {
+  local dir=$1 group host
+  mkdir -p "$dir/group_vars/all" "$dir/group_vars/fleet"
+  dir=$(cd "$dir" && pwd)
+  {
+    echo "---"
+    echo "# Written by lab/lab.sh inventory for the lab ${prefix:-(no prefix)} on $subnet; rewritten at every run."
+    echo "fleet:"
+    echo "  children:"
+    for group in redis_servers workers api_servers pki_clients; do
+      echo "    $group:"
+      echo "      hosts:"
+      for host in "${hosts[@]}"; do
+        if [ "$(group_of "$host")" = "$group" ]; then
+          echo "        $host:"
+          echo "          ansible_host: $(address "$host")"
+        fi
+      done
+    done
+    # As in inventories/lab: the pki clients talk to Redis (pxe1 runs the benchmark's load client).
+    echo "    redis_clients:"
+    echo "      hosts:"
+    for host in "${hosts[@]}"; do
+      if [ "$(group_of "$host")" = pki_clients ]; then echo "        $host:"; fi
+    done
+  } > "$dir/hosts.yml"
+  cat > "$dir/group_vars/all/fleetpki.yml" <<EOT
+---
+# The lab's settings (inventories/lab), and its PKI beside this inventory directory, never inside it.
+fleetpki_reference_services: true
+fleetpki_pki_dir: $(dirname "$dir")/pki
+EOT
+  # inventories/lab/group_vars/fleet/ssh.yml (read there why each setting), with the key's absolute path.
+  cat > "$dir/group_vars/fleet/ssh.yml" <<EOT
+---
+ansible_connection: ansible.builtin.ssh
+ansible_user: deploy
+ansible_ssh_private_key_file: $key
+ansible_ssh_common_args: >-
+  -o ControlMaster=auto -o ControlPersist=60s
+  -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
+ansible_become: true
+ansible_become_method: ansible.builtin.sudo
+ansible_python_interpreter: /usr/bin/python3
+EOT
+  echo "inventory for ${#hosts[@]} hosts written to $dir (PKI: $(dirname "$dir")/pki)"
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   down-all) down; rm -f "$key" "$key.pub"; echo "lab SSH key removed" ;;
   ips) ips ;;
   key) ensure_key ;;
-  *) echo "usage: $0 up|down|down-all|ips|key" >&2; exit 2 ;;
+  inventory)
+    if [ -z "${2:-}" ]; then echo "usage: $0 inventory DIR" >&2; exit 2; fi
+    inventory "$2" ;;
+  *) echo "usage: $0 up|down|down-all|ips|key|inventory DIR" >&2; exit 2 ;;
 esac

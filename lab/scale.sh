@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The scale lab: 1 Redis (redis1), 1 API (api1), 1 pki client (pxe1, also a Redis client) and N-3 workers
+# (worker01...), containers like the lab's (lab/lab.sh: same image, docker run flags and SSH key) on their own
+# prefix and subnet, so they never meet molecule's (172.30.98.0/24), the demo's (.99) or the install path's (.101).
+#   lab/scale.sh up N    start N hosts (3 <= N <= 244), remove scale- containers beyond them, write the inventory
+#   lab/scale.sh down    remove every scale- container, the network, the inventory and the PKI
+#   lab/scale.sh ips     print each running host's address
+# Inventory: .build/lab-scale/inventory (ansible-playbook -i .build/lab-scale/inventory site.yml); PKI:
+# .build/lab-scale/pki. Each container is capped at FLEETPKI_SCALE_MEMORY (default 256m): see docs/lab.md.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+export FLEETPKI_LAB_PREFIX=scale-
+export FLEETPKI_LAB_SUBNET=172.30.102.0/24
+export FLEETPKI_LAB_MEMORY=${FLEETPKI_SCALE_MEMORY:-256m}
+build=$root/.build/lab-scale
+
+hosts_for() {  # hosts_for N
+  local i list="redis1 api1 pxe1"
+  for i in $(seq 1 $(($1 - 3))); do list="$list $(printf 'worker%02d' "$i")"; done
+  echo "$list"
+}
+
+# The scale lab's hosts as they run now (down must find them whatever N was).
+running_hosts() {
+  docker ps -a --filter "name=^${FLEETPKI_LAB_PREFIX}" --format '{{.Names}}' | sed "s/^${FLEETPKI_LAB_PREFIX}//" | sort | xargs
+}
+
+up() {
+  local n=$1 wanted extra name
+  if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 3 ] || [ "$n" -gt 244 ]; then
+    echo "N=$n: give 3 to 244 hosts (1 Redis, 1 API, 1 pki client, N-3 workers; .11 to .254 of a /24)" >&2
+    exit 2
+  fi
+  wanted=" $(hosts_for "$n") "
+  # A smaller N than the lab runs now: the workers beyond it go (the inventory no longer names them).
+  for name in $(running_hosts); do
+    if [[ $wanted != *" $name "* ]]; then docker rm -f "$FLEETPKI_LAB_PREFIX$name" >/dev/null; fi
+  done
+  export FLEETPKI_LAB_HOSTS=${wanted# }
+  "$here/lab.sh" up
+  rm -rf "$build/inventory"
+  "$here/lab.sh" inventory "$build/inventory"
+}
+
+down() {
+  FLEETPKI_LAB_HOSTS=$(running_hosts)
+  export FLEETPKI_LAB_HOSTS
+  if [ -n "$FLEETPKI_LAB_HOSTS" ]; then "$here/lab.sh" down; else docker network rm "${FLEETPKI_LAB_PREFIX}fleetpki-lab" >/dev/null 2>&1 || true; fi
+  # The scale lab's own inventory and PKI (made for these throwaway containers only).
+  rm -rf "$build"
+  echo "scale lab down: inventory and PKI in $build removed"
+}
+
+case "${1:-}" in
+  up) up "${2:-50}" ;;
+  down) down ;;
+  ips) FLEETPKI_LAB_HOSTS=$(running_hosts); if [ -n "$FLEETPKI_LAB_HOSTS" ]; then export FLEETPKI_LAB_HOSTS; "$here/lab.sh" ips; fi ;;
+  *) echo "usage: $0 up N|down|ips" >&2; exit 2 ;;
+esac
