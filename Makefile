@@ -3,6 +3,8 @@
 #   make test    everything CI checks (runs setup when needed)
 #   make demo    roll the lab fleet out to mTLS      make lab-down   remove the lab fleet
 #   make bench   benchmarks (figures printed, nothing asserted)
+#   make lab-scale N=50   the scale lab (1 Redis, 1 API, 1 pki client, N-3 workers)   make lab-scale-down
+#   make bench-scale SIZES="5 25 50"   site / rotate / verify on the scale lab against Ansible's floor
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -25,7 +27,7 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: setup setup-release test unit unit-c38 redis tls integration oldest-core crash sanity units lint build-check \
 	release-checks role-readmes install-path demo lab-down bench clean playbook-checks molecule bench-lab bench-rotate \
-	ansible-test-tree
+	ansible-test-tree lab-scale lab-scale-down bench-scale
 
 setup: $(VENV)/.done $(VENV38)/.done
 
@@ -178,6 +180,22 @@ bench-lab: setup
 # rotate.yml under the load client on the demo lab (make demo first; the lab stays up).
 bench-rotate: setup
 	$(BIN)/python benchmarks/bench_rotate.py
+
+# The scale lab (docs/lab.md): N hosts over SSH on 172.30.102.0/24, inventory and PKI in .build/lab-scale.
+N ?= 50
+lab-scale:
+	lab/ensure-docker.sh
+	lab/scale.sh up $(N)
+
+lab-scale-down:
+	lab/scale.sh down
+
+# Issue 11's figures (docs/benchmarks.md): for each size, the scale lab up, site / rerun / rotate under load /
+# verify and their floors, then the lab down. Minutes per size: run it on an idle machine.
+SIZES ?= 5 25 50
+bench-scale: setup
+	lab/ensure-docker.sh
+	$(BIN)/python benchmarks/bench_scale.py $(SIZES)
 
 clean:
 	rm -rf .build $(ACROOT) $(VENV) $(VENV38) $(VENVREL) .venv-core217
