@@ -1,0 +1,165 @@
+#!/usr/bin/python
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: tls_files
+short_description: Check and install a host's TLS files in one call
+version_added: 0.3.0
+description:
+  - Ensures, in one round trip, the directories, files (certificates, private keys, CA bundles, CRLs) and managed
+    C(KEY=value) entries of C(.env) files a host needs, and returns what changed.
+  - Everything is compared first; only what differs is written. A write goes to a temp file in the same directory,
+    created C(0600) and given its owner and final mode before any byte is written, fsynced, then renamed over the
+    target. Owner, group or mode alone are fixed in place without rewriting the content.
+  - Private keys (O(files[].secret_content)) and secret C(.env) entries (O(env_files[].secret_entries)) are
+    C(no_log): they never appear in the result, the diff or the logged invocation.
+  - Pass content read on the control node with C(lookup('ansible.builtin.file', src, rstrip=False)) so the bytes
+    are exactly the source file's. The content travels in the module's payload, never on a command line.
+author:
+  - fleetpki contributors (@fleetpki)
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change; writes nothing.
+  diff_mode:
+    support: partial
+    description: >-
+      Public files' content, owner/group/mode changes and the managed C(.env) entries that change; a secret entry
+      shows as C(KEY=(secret value)), a private key not at all.
+options:
+  directories:
+    description: Directories to create or fix, in order (a parent before its children).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: The directory., type: path, required: true}
+      owner: {description: User name or uid., type: str}
+      group: {description: Group name or gid., type: str}
+      mode: {description: Octal mode such as C("0750")., type: raw, required: true}
+  files:
+    description: Files with given content. Their directory must exist or be listed under O(directories).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: The file., type: path, required: true}
+      content: {description: The content (public files). Exactly one of O(files[].content) and O(files[].secret_content)., type: str}
+      secret_content:
+        description: The content of a secret file (a private key); never logged, never in the diff.
+        type: str
+      owner: {description: User name or uid., type: str}
+      group: {description: Group name or gid., type: str}
+      mode: {description: Octal mode such as C("0644")., type: raw, required: true}
+      backup:
+        description: Keep the previous file, when it is replaced, beside it under the name C(copy)'s O(ansible.builtin.copy#module:backup) gives.
+        type: bool
+        default: false
+  env_files:
+    description:
+      - C(.env) files of which only the given keys are managed; every other line stays as it is, and a missing file
+        is created.
+      - Each key is set as C(ansible.builtin.lineinfile) with O(ansible.builtin.lineinfile#module:regexp=^KEY=) does
+        it, in order (O(env_files[].entries) first, then O(env_files[].secret_entries)): the last line starting with
+        C(KEY=) is replaced, or the line is added at the end.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: The .env file., type: path, required: true}
+      owner: {description: User name or uid., type: str}
+      group: {description: Group name or gid., type: str}
+      mode: {description: Octal mode such as C("0640")., type: raw, required: true}
+      entries: {description: Public KEY to value., type: dict, default: {}}
+      secret_entries: {description: KEY to value of secrets (passwords); values never logged or shown., type: dict, default: {}}
+  checksums:
+    description: Files whose SHA-256 to return after the changes (C(missing) for an absent one), as M(ansible.builtin.stat) with C(checksum_algorithm=sha256) gives it.
+    type: list
+    elements: path
+    default: []
+'''
+
+EXAMPLES = r'''
+- name: Install the worker's key, certificate and .env
+  fleetpki.mtls.tls_files:
+    directories:
+      - {path: /etc/fleetpki/worker, owner: root, group: fleet, mode: "0750"}
+    files:
+      - path: /etc/fleetpki/worker/client-key.pem
+        secret_content: "{{ lookup('ansible.builtin.file', pki_issued ~ '/worker1-key.pem', rstrip=False) }}"
+        owner: fleet
+        group: fleet
+        mode: "0600"
+        backup: true
+      - path: /etc/fleetpki/worker/client-cert.pem
+        content: "{{ lookup('ansible.builtin.file', pki_issued ~ '/worker1-cert.pem', rstrip=False) }}"
+        owner: fleet
+        group: fleet
+        mode: "0644"
+        backup: true
+    env_files:
+      - path: /opt/fleet-worker/.env
+        owner: root
+        group: fleet
+        mode: "0640"
+        entries: {REDIS_USE_TLS: "true", REDIS_TLS_CERT: /etc/fleetpki/worker/client-cert.pem}
+        secret_entries: {REDIS_PASSWORD: "{{ redis_password }}"}
+  register: worker_files
+'''
+
+RETURN = r'''
+changed_paths:
+  description: The paths created or changed (content, owner, group or mode), in the order given.
+  returned: always
+  type: list
+  elements: str
+backups:
+  description: Path to the backup of the previous file, for each file with O(files[].backup=true) that was replaced.
+  returned: always
+  type: dict
+  sample: {/etc/fleetpki/worker/client-key.pem: /etc/fleetpki/worker/client-key.pem.4242.2026-01-01@00:00:00~}
+checksums:
+  description: Path to hex SHA-256 (or C(missing)) for each of O(checksums).
+  returned: when O(checksums) is not empty
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._host.host_files import HostFiles, HostFilesError
+
+OWNERSHIP = dict(owner=dict(type='str'), group=dict(type='str'), mode=dict(type='raw', required=True))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            directories=dict(type='list', elements='dict', default=[], options=dict(
+                path=dict(type='path', required=True), **OWNERSHIP)),
+            files=dict(type='list', elements='dict', default=[], options=dict(
+                path=dict(type='path', required=True), content=dict(type='str'),
+                secret_content=dict(type='str', no_log=True), backup=dict(type='bool', default=False), **OWNERSHIP),
+                mutually_exclusive=[['content', 'secret_content']], required_one_of=[['content', 'secret_content']]),
+            env_files=dict(type='list', elements='dict', default=[], options=dict(
+                path=dict(type='path', required=True), entries=dict(type='dict', default={}),
+                secret_entries=dict(type='dict', default={}, no_log=True), **OWNERSHIP)),
+            checksums=dict(type='list', elements='path', default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        result = HostFiles(params['directories'], params['files'], params['env_files'], params['checksums'],
+                           check_mode=module.check_mode, want_diff=module._diff).run()
+    except (HostFilesError, OSError) as exc:
+        module.fail_json(msg='%s' % exc, changed=False)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

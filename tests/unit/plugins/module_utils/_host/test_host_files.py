@@ -1,0 +1,256 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""host_files on real files in tmp dirs: compare first, write only what differs, atomically, secrets never shown.
+
+The .env entries are checked against what ansible.builtin.lineinfile itself writes (a real ansible-playbook run of
+the task shape the roles used before), so a fleet written by the older roles comes out unchanged.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import grp
+import hashlib
+import json
+import os
+import pwd
+import stat
+
+import pytest
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._host import host_files
+from ansible_collections.fleetpki.mtls.plugins.module_utils._host.host_files import HostFiles, HostFilesError
+
+# Built at run time: no private-key header is written literally in a tracked file.
+KEY_TEXT = '-----BEGIN ' + 'PRIVATE KEY-----\nMIGHAgEAunitKEYbytesQ7zz\n-----END ' + 'PRIVATE KEY-----\n'
+KEY_MARK = 'MIGHAgEAunitKEYbytesQ7zz'
+CERT_TEXT = '-----BEGIN CERTIFICATE-----\nMIIBunitCERT\n-----END CERTIFICATE-----\n'
+PASSWORD = 'Pw7-unit-redis-password-K2xq'
+EXTRA_SECRET = 'Ex9-unit-extra-secret-Vb3m'
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+# The worker role's 14 TLS entries (roles/worker_tls/tasks/env.yml), in its order.
+WORKER_ENTRIES = [
+    ('WORKER_NAME', 'worker1'), ('REDIS_USERNAME', 'worker1'), ('REDIS_HOST', 'redis1'), ('REDIS_PORT', '6379'),
+    ('REDIS_USE_TLS', 'true'), ('REDIS_TLS_CERT', '/etc/fleetpki/worker/client-cert.pem'),
+    ('REDIS_TLS_KEY', '/etc/fleetpki/worker/client-key.pem'), ('REDIS_TLS_CA', '/etc/fleetpki/ca-bundle.pem'),
+    ('PKI_CA_CERT', '/etc/fleetpki/ca-bundle.pem'), ('API_USE_TLS', 'true'), ('API_TLS_CA', '/etc/fleetpki/ca-bundle.pem'),
+    ('API_TLS_CERT', '/etc/fleetpki/worker/client-cert.pem'), ('API_TLS_KEY', '/etc/fleetpki/worker/client-key.pem'),
+    ('CALLBACK_API_URL', 'https://api1:8443/callback'),
+]
+WORKER_SECRETS = [('OPERATOR_TOKEN', EXTRA_SECRET), ('REDIS_HOST', 'redis-override'), ('REDIS_PASSWORD', PASSWORD)]
+
+# What an operator's .env may hold before the roles touch it: comments, blank lines, their own settings, one of
+# our keys twice (lineinfile replaces the last), a value with '=' in it, and no newline at the end.
+OPERATOR_ENV = (b'# fleet worker settings\n\nLOG_LEVEL=debug\nREDIS_HOST=old-redis\n  # indented comment\n'
+                b'REDIS_HOST=older-redis\nQUERY=a=b=c\nREDIS_PORTX=1\nexport FOO=bar\nTRAILING=no-newline')
+SCENARIOS = {
+    'new': None,
+    'empty': b'',
+    'operator': OPERATOR_ENV,
+    'crlf': b'LOG_LEVEL=info\r\nREDIS_PORT=6380\r\n',
+}
+
+
+def old_role_tasks(run_module, path):
+    """What the roles ran before, in-process with ansible-core's own modules: file state=touch, then lineinfile
+    with regexp ^KEY= for each entry."""
+    from ansible.modules import file as file_module, lineinfile
+    touched = run_module(file_module, {'path': path, 'state': 'touch', 'mode': '0640',
+                                       'modification_time': 'preserve', 'access_time': 'preserve'})
+    assert touched.rc == 0, touched.result
+    for key, value in WORKER_ENTRIES + WORKER_SECRETS:
+        done = run_module(lineinfile, {'path': path, 'regexp': '^%s=' % key, 'line': '%s=%s' % (key, value),
+                                       'mode': '0640'})
+        assert done.rc == 0, done.result
+    with open(path, 'rb') as handle:
+        return handle.read()
+
+
+def env_spec(path, mode='0640'):
+    return {'path': str(path), 'owner': ME, 'group': MY_GROUP, 'mode': mode,
+            'entries': dict(WORKER_ENTRIES), 'secret_entries': dict(WORKER_SECRETS)}
+
+
+def run(check_mode=False, diff=True, **kwargs):
+    return HostFiles(check_mode=check_mode, want_diff=diff, **kwargs).run()
+
+
+def listing(directory):
+    return sorted(os.listdir(str(directory)))
+
+
+@pytest.mark.parametrize('scenario', ['new', 'empty', 'operator', 'crlf', 'rerun'])
+def test_env_file_byte_identical_to_lineinfile(tmp_path, run_module, scenario):
+    source = SCENARIOS.get(scenario)
+    if scenario == 'rerun':  # a .env the old roles wrote, then set again by them
+        (tmp_path / 'first').mkdir()
+        source = old_role_tasks(run_module, str(tmp_path / 'first' / '.env'))
+    (tmp_path / 'old').mkdir()
+    old, path = tmp_path / 'old' / '.env', tmp_path / '.env'
+    if source is not None:
+        for target in (old, path):
+            target.write_bytes(source)
+            os.chmod(str(target), 0o640)
+    expected = old_role_tasks(run_module, str(old))
+    result = run(env_files=[env_spec(path)])
+    assert path.read_bytes() == expected
+    assert result['changed'] is (expected != source)
+    assert stat.S_IMODE(os.stat(str(path)).st_mode) == 0o640
+    # Set again: nothing to do.
+    assert run(env_files=[env_spec(path)])['changed'] is False
+
+
+def test_set_env_entries_keeps_every_other_line():
+    out = host_files.set_env_entries(OPERATOR_ENV, [('REDIS_HOST', 'r1'), ('NEW', 'x')])
+    assert out == OPERATOR_ENV.replace(b'REDIS_HOST=older-redis', b'REDIS_HOST=r1') + b'\nNEW=x\n'
+
+
+def test_files_idempotent_and_reported(tmp_path):
+    tls = tmp_path / 'tls'
+    spec = dict(directories=[{'path': str(tls), 'owner': ME, 'group': MY_GROUP, 'mode': '0750'}],
+                files=[{'path': str(tls / 'key.pem'), 'secret_content': KEY_TEXT, 'owner': ME, 'group': MY_GROUP,
+                        'mode': '0600', 'backup': True},
+                       {'path': str(tls / 'cert.pem'), 'content': CERT_TEXT, 'owner': ME, 'group': MY_GROUP,
+                        'mode': '0644', 'backup': True}],
+                checksums=[str(tls / 'cert.pem'), str(tmp_path / 'absent')])
+    first = run(**spec)
+    assert first['changed'] is True
+    assert first['changed_paths'] == [str(tls), str(tls / 'key.pem'), str(tls / 'cert.pem')]
+    assert first['backups'] == {}
+    assert (tls / 'key.pem').read_text() == KEY_TEXT
+    assert stat.S_IMODE(os.stat(str(tls)).st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(str(tls / 'key.pem')).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(str(tls / 'cert.pem')).st_mode) == 0o644
+    assert first['checksums'] == {str(tls / 'cert.pem'): hashlib.sha256(CERT_TEXT.encode()).hexdigest(),
+                                  str(tmp_path / 'absent'): 'missing'}
+    before = os.stat(str(tls / 'key.pem'))
+    second = run(**spec)
+    assert (second['changed'], second['changed_paths'], second['backups']) == (False, [], {})
+    assert second['diff'] == []
+    assert os.stat(str(tls / 'key.pem')).st_ino == before.st_ino
+    assert listing(tls) == ['cert.pem', 'key.pem']
+
+
+def test_key_never_in_result_or_diff_and_backups_kept(tmp_path):
+    key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
+    key.write_text(KEY_TEXT.replace(KEY_MARK, 'OLDKEYold'))
+    os.chmod(str(key), 0o600)
+    cert.write_text('old cert\n')
+    result = run(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True},
+                        {'path': str(cert), 'content': CERT_TEXT, 'mode': '0644', 'backup': True}])
+    text = json.dumps(result)
+    assert KEY_MARK not in text and 'OLDKEYold' not in text and 'PRIVATE' not in text
+    assert 'MIIBunitCERT' in text  # the public file's diff is there
+    assert sorted(result['backups']) == [str(cert), str(key)]
+    backup = result['backups'][str(key)]
+    assert os.path.dirname(backup) == str(tmp_path) and os.path.basename(backup).startswith('key.pem.')
+    assert backup.endswith('~')
+    with open(backup) as handle:
+        assert 'OLDKEYold' in handle.read()
+    assert stat.S_IMODE(os.stat(backup).st_mode) == 0o600
+
+
+def test_secret_env_values_never_shown(tmp_path):
+    path = tmp_path / '.env'
+    path.write_bytes(b'REDIS_PASSWORD=Old-secret-value-123\n')
+    result = run(env_files=[env_spec(path)])
+    text = json.dumps(result)
+    assert PASSWORD not in text and EXTRA_SECRET not in text and 'Old-secret-value-123' not in text
+    assert 'REDIS_PASSWORD=%s' % host_files.SECRET_MARK in result['diff'][0]['after']
+    assert 'REDIS_TLS_CERT=/etc/fleetpki/worker/client-cert.pem' in result['diff'][0]['after']
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    tls = tmp_path / 'tls'
+    env = tmp_path / '.env'
+    env.write_bytes(OPERATOR_ENV)
+    os.chmod(str(env), 0o600)
+    spec = dict(directories=[{'path': str(tls), 'mode': '0750'}],
+                files=[{'path': str(tls / 'key.pem'), 'secret_content': KEY_TEXT, 'mode': '0600'}],
+                env_files=[env_spec(env)])
+    result = run(check_mode=True, **spec)
+    assert result['changed'] is True
+    assert result['changed_paths'] == [str(tls), str(tls / 'key.pem'), str(env)]
+    assert listing(tmp_path) == ['.env']
+    assert env.read_bytes() == OPERATOR_ENV
+    assert stat.S_IMODE(os.stat(str(env)).st_mode) == 0o600
+
+
+def test_mode_only_change_keeps_the_file(tmp_path):
+    cert = tmp_path / 'cert.pem'
+    cert.write_text(CERT_TEXT)
+    os.chmod(str(cert), 0o666)
+    inode = os.stat(str(cert)).st_ino
+    result = run(files=[{'path': str(cert), 'content': CERT_TEXT, 'mode': '0644', 'backup': True}])
+    assert result['changed_paths'] == [str(cert)] and result['backups'] == {}
+    assert 'mode 0666' in result['diff'][0]['before'] and 'mode 0644' in result['diff'][0]['after']
+    info = os.stat(str(cert))
+    assert (info.st_ino, stat.S_IMODE(info.st_mode)) == (inode, 0o644)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason='changing a file owner needs root')
+def test_owner_only_change_keeps_the_file(tmp_path):
+    key = tmp_path / 'key.pem'
+    key.write_text(KEY_TEXT)
+    os.chmod(str(key), 0o600)
+    inode = os.stat(str(key)).st_ino
+    result = run(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'owner': 'nobody', 'group': '0',
+                         'mode': '0600'}])
+    assert result['changed_paths'] == [str(key)]
+    info = os.stat(str(key))
+    assert (info.st_ino, info.st_uid, info.st_gid) == (inode, pwd.getpwnam('nobody').pw_uid, 0)
+    assert KEY_MARK not in json.dumps(result)
+
+
+def test_failed_write_leaves_no_temp_and_the_old_file(tmp_path, monkeypatch):
+    cert = tmp_path / 'cert.pem'
+    cert.write_text('old\n')
+
+    def broken_fsync(fd):
+        raise OSError(5, 'Input/output error')
+    monkeypatch.setattr(host_files.os, 'fsync', broken_fsync)
+    with pytest.raises(OSError):
+        run(files=[{'path': str(cert), 'content': CERT_TEXT, 'mode': '0644'}])
+    assert listing(tmp_path) == ['cert.pem']
+    assert cert.read_text() == 'old\n'
+
+
+def test_temp_file_has_final_mode_before_content(tmp_path, monkeypatch):
+    seen = []
+    real_write = os.write
+
+    def spying_write(fd, data):
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_write(fd, data)
+    monkeypatch.setattr(host_files.os, 'write', spying_write)
+    run(files=[{'path': str(tmp_path / 'key.pem'), 'secret_content': KEY_TEXT, 'mode': '0600'},
+               {'path': str(tmp_path / 'cert.pem'), 'content': CERT_TEXT, 'mode': '0644'}])
+    assert seen == [0o600, 0o644]
+
+
+@pytest.mark.parametrize('spec, needles', [
+    ({'files': [{'path': '/nonexistent-fleetpki/x/cert.pem', 'content': 'x', 'mode': '0644'}]},
+     ['/nonexistent-fleetpki/x/cert.pem', 'does not exist', 'list it under directories']),
+    ({'files': [{'path': '/tmp/cert.pem', 'content': 'x', 'owner': 'no-such-user-fleetpki', 'mode': '0644'}]},
+     ['/tmp/cert.pem', "'no-such-user-fleetpki' does not exist", 'create that user']),
+    ({'directories': [{'path': '/tmp/fleetpki-d', 'group': 'no-such-group-fleetpki', 'mode': '0750'}]},
+     ['/tmp/fleetpki-d', "'no-such-group-fleetpki' does not exist", 'create that group']),
+    ({'files': [{'path': '/tmp/x.pem', 'content': 'x', 'mode': 'rw-'}]}, ['/tmp/x.pem', 'octal mode']),
+])
+def test_clear_errors(spec, needles):
+    with pytest.raises(HostFilesError) as caught:
+        run(**spec)
+    for needle in needles:
+        assert needle in str(caught.value)
+
+
+def test_parent_listed_under_directories_is_fine_in_check_mode(tmp_path):
+    tls = tmp_path / 'new' / 'tls'
+    result = run(check_mode=True, directories=[{'path': str(tmp_path / 'new'), 'mode': '0755'},
+                                               {'path': str(tls), 'mode': '0750'}],
+                 files=[{'path': str(tls / 'cert.pem'), 'content': CERT_TEXT, 'mode': '0644'}])
+    assert len(result['changed_paths']) == 3
+    assert listing(tmp_path) == []

@@ -1,0 +1,54 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The tls_files module's entry point: secrets masked in what Ansible logs, check mode, errors as failures."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from ansible_collections.fleetpki.mtls.plugins.modules import tls_files
+
+KEY_TEXT = '-----BEGIN ' + 'PRIVATE KEY-----\nMIGHAgEAmoduleKEYq8Vv\n-----END ' + 'PRIVATE KEY-----\n'
+PASSWORD = 'Pw7-module-redis-password-Zq4t'
+
+
+def args(tmp_path):
+    return {'directories': [{'path': str(tmp_path / 'tls'), 'mode': '0750'}],
+            'files': [{'path': str(tmp_path / 'tls' / 'key.pem'), 'secret_content': KEY_TEXT, 'mode': '0600',
+                       'backup': True},
+                      {'path': str(tmp_path / 'tls' / 'cert.pem'), 'content': 'cert\n', 'mode': '0644'}],
+            'env_files': [{'path': str(tmp_path / '.env'), 'mode': '0640', 'entries': {'REDIS_PORT': 6379},
+                           'secret_entries': {'REDIS_PASSWORD': PASSWORD}}]}
+
+
+def test_secrets_never_in_output(tmp_path, run_module):
+    first = run_module(tls_files, args(tmp_path), diff=True)
+    assert first.rc == 0 and first.result['changed'] is True
+    assert 'MIGHAgEAmoduleKEYq8Vv' not in first.stdout and PASSWORD not in first.stdout
+    assert (tmp_path / '.env').read_text() == 'REDIS_PORT=6379\nREDIS_PASSWORD=%s\n' % PASSWORD
+    (tmp_path / 'tls' / 'key.pem').write_text('old key\n')
+    again = run_module(tls_files, args(tmp_path), diff=True)
+    assert again.result['changed_paths'] == [str(tmp_path / 'tls' / 'key.pem')]
+    assert list(again.result['backups']) == [str(tmp_path / 'tls' / 'key.pem')]
+    assert 'MIGHAgEAmoduleKEYq8Vv' not in again.stdout and 'old key' not in again.stdout
+    assert run_module(tls_files, args(tmp_path)).result['changed'] is False
+
+
+def test_check_mode(tmp_path, run_module):
+    run = run_module(tls_files, args(tmp_path), check_mode=True)
+    assert run.result['changed'] is True and len(run.result['changed_paths']) == 4
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_error_is_a_failure_naming_the_path(tmp_path, run_module):
+    bad = {'files': [{'path': str(tmp_path / 'missing' / 'cert.pem'), 'content': 'x', 'mode': '0644'}]}
+    run = run_module(tls_files, bad)
+    assert run.rc == 1 and run.result['failed'] is True
+    assert str(tmp_path / 'missing') in run.result['msg'] and 'list it under directories' in run.result['msg']
+
+
+def test_content_or_secret_content_exactly_one(tmp_path, run_module):
+    both = {'files': [{'path': str(tmp_path / 'k'), 'content': 'x', 'secret_content': 'y', 'mode': '0600'}]}
+    assert run_module(tls_files, both).rc == 1
