@@ -700,3 +700,21 @@ def test_reissue_replaces_the_bundle_with_the_key(ca_dir, out_dir, pki, monkeypa
     assert not os.path.exists(cert_path) and not os.path.exists(bundle_path)
     issuer, results = pki.issue(ca_dir, [entry('web1')], default_dir=out_dir)
     assert results['web1']['reason'].startswith('missing: web1-cert.pem')
+
+
+def test_a_cert_whose_public_key_does_not_parse_is_reissued(ca_dir, out_dir, pki):
+    """One changed byte can leave a cert that loads but whose key is off the curve: re-issued, not a traceback."""
+    first = issue_one(pki, ca_dir, out_dir)
+    cert_path = paths(out_dir)[1]
+    cert = pki.load_cert(cert_path)
+    der = cert.public_bytes(crypto.serialization.Encoding.DER)
+    point = crypto.public_key_der(cert.public_key())[-65:]  # 04 || X || Y of the P-256 key
+    damaged = der.replace(point, point[:-1] + bytes([point[-1] ^ 1]))
+    assert damaged != der
+    pem = crypto.x509.load_der_x509_certificate(damaged).public_bytes(crypto.serialization.Encoding.PEM)
+    pki.write(cert_path, pem, 0o644)
+    second = issue_one(pki, ca_dir, out_dir)
+    assert second['action'] == 'issue' and second['reason'] == 'certificate unreadable'
+    assert second['serial'] != first['serial']
+    rc, output = pki.openssl_verify(ca_cert_path(ca_dir), cert_path, 'sslserver')
+    assert rc == 0, output
