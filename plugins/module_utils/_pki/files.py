@@ -30,6 +30,19 @@ def file_mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def read_bytes_and_mode(path):
+    """The content and permission bits of ``path`` from one open (a rerun reads every key and cert)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        with os.fdopen(fd, 'rb') as handle:
+            fd = None
+            return handle.read(), mode
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def unwritable_reason(directory):
     """None when ``directory`` exists as a writable directory or could be created; else why not.
 

@@ -21,7 +21,7 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constrai
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import check_ca_usable, load_ca
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.store import (
-    KEY_MODE, METADATA_NAME, PUBLIC_MODE, Metadata, cert_facts)
+    FILES_DIGEST, KEY_MODE, METADATA_NAME, PUBLIC_MODE, Metadata, cert_facts, files_digest)
 _NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
 
 # A cert is either re-issued (ISSUE) or, when valid, updated in place with some of the fixes below.
@@ -159,15 +159,21 @@ def build_leaf_cert(request, key, ca, not_before, not_after):
 
 
 class CertPlan:
-    """What one request needs, and why."""
+    """What one request needs, and why.
 
-    def __init__(self, request, action=None, reason='up to date', cert=None):
+    ``recorded``: the metadata record of a cert found up to date from its files' digest, without parsing the cert
+    (``cert`` is then None). ``files_sha256``: the digest of a cert fully checked and found valid, to record.
+    """
+
+    def __init__(self, request, action=None, reason='up to date', cert=None, recorded=None):
         self.request = request
         self.action = action
         self.reason = reason
         self.cert = cert
+        self.recorded = recorded
         self.new_cert = None
         self.fixes = []
+        self.files_sha256 = None
 
     @property
     def changed(self):
@@ -179,14 +185,25 @@ class CertPlan:
         if cert is not None and self.action == ISSUE and self.new_cert is None:
             cert = None  # check mode: the cert on disk is not the one this run would leave
         request = self.request
+        if cert is None and self.recorded is not None:
+            recorded = self.recorded
+            serial, not_after, fingerprint = (recorded['serial'], recorded['not_after'],
+                                              recorded['fingerprint_sha256'])
+            days = int((crypto.parse_iso8601(not_after) - now).total_seconds() // 86400)
+        elif cert is not None:
+            serial, not_after, days = (crypto.serial_hex(cert), crypto.iso8601(crypto.not_after(cert)),
+                                       crypto.days_remaining(cert, now))
+            fingerprint = crypto.fingerprint_sha256(cert) if details else None
+        else:
+            serial = not_after = days = fingerprint = None
         out = {
             'name': request.name,
             'changed': self.changed,
             'action': self.action or 'none',
             'reason': self.reason,
-            'serial': crypto.serial_hex(cert) if cert is not None else None,
-            'not_after': crypto.iso8601(crypto.not_after(cert)) if cert is not None else None,
-            'days_remaining': crypto.days_remaining(cert, now) if cert is not None else None,
+            'serial': serial,
+            'not_after': not_after,
+            'days_remaining': days,
         }
         if details:
             out.update({
@@ -198,7 +215,7 @@ class CertPlan:
                 'ip': request.ip,
                 'usage': request.usage,
                 'key_type': request.key_type,
-                'fingerprint_sha256': crypto.fingerprint_sha256(cert) if cert is not None else None,
+                'fingerprint_sha256': fingerprint,
             })
         return out
 
@@ -222,6 +239,8 @@ class LeafIssuer:
         self._ca_warning_given = False
         self._ca_subject = None
         self._ca_public_key = None
+        self._ca_fingerprint = None
+        self._renew_before = None
         self._revoked = set()
 
     # -- planning (reads only) -------------------------------------------------------------------------------
@@ -231,6 +250,9 @@ class LeafIssuer:
         check_ca_usable(self.ca, self.now)
         self._ca_subject = self.ca.cert.subject
         self._ca_public_key = self.ca.cert.public_key()
+        self._ca_fingerprint = crypto.fingerprint_sha256(self.ca.cert)
+        # metadata.json's not_after is iso8601(), whose fixed width and field order make text order time order.
+        self._renew_before = crypto.iso8601(self.now + datetime.timedelta(days=self.renew_days))
         self.metadata = self.store.metadata()
         self._revoked = self.store.revoked_serials()
 
@@ -285,19 +307,61 @@ class LeafIssuer:
     def _plan_one(self, request):
         if self.force:
             return CertPlan(request, ISSUE, 'force', self._current_cert(request))
+        try:
+            key_data, key_mode = files.read_bytes_and_mode(request.key_path)
+            cert_data, cert_mode = files.read_bytes_and_mode(request.cert_path)
+        except (IOError, OSError):
+            key_data = cert_data = None
+        else:
+            try:
+                bundle = files.read_bytes(request.bundle_path)
+            except (IOError, OSError):
+                bundle = None
+            entry = self.metadata.entry(request.name)
+            if (bundle is not None and entry is not None and entry.get(FILES_DIGEST)
+                    and self._recorded_still_valid(request, entry, key_data, cert_data, bundle, key_mode, cert_mode)):
+                return CertPlan(request, None, 'up to date', recorded=entry)
+        return self._full_check(request, key_data, cert_data)
+
+    def _recorded_still_valid(self, request, entry, key_data, cert_data, bundle, key_mode, cert_mode):
+        """True when the files are byte for byte those recorded for this CA and the record alone shows the cert
+        still wanted as it is: same request, not revoked, not within renew_days. Anything else (or any doubt)
+        is left to the full check, which also words the reason."""
+        if files_digest(self._ca_fingerprint, key_data, cert_data, bundle) != entry[FILES_DIGEST]:
+            return False
+        if key_mode != KEY_MODE or cert_mode != PUBLIC_MODE:
+            return False
+        if (entry.get('key_path'), entry.get('cert_path'), entry.get('bundle_path')) != (
+                request.key_path, request.cert_path, request.bundle_path):
+            return False
+        if entry.get('serial') in self._revoked:
+            return False
+        not_after = entry.get('not_after')
+        if not isinstance(not_after, str) or len(not_after) != len(self._renew_before) \
+                or not_after < self._renew_before:
+            return False
+        return (entry.get('common_name') == request.common_name and entry.get('dns') == request.dns
+                and entry.get('ip') == request.ip and entry.get('usage') == request.usage
+                and entry.get('key_type') == request.key_type)
+
+    def _full_check(self, request, key_data, cert_data):
+        """Parse and verify the files: signature by the CA, key against cert, request, dates, revocation."""
         missing = [path for path in (request.cert_path, request.key_path) if not os.path.exists(path)]
         if missing:
             return CertPlan(request, ISSUE, 'missing: %s' % ', '.join(os.path.basename(p) for p in missing),
                             self._current_cert(request))
+        if key_data is None or cert_data is None:  # there, but not readable as files (a directory, no permission)
+            key_data, cert_data = files.read_bytes(request.key_path), files.read_bytes(request.cert_path)
         try:
-            cert = crypto.load_cert(files.read_bytes(request.cert_path), request.cert_path)
-        except PkiError:
+            cert = crypto.load_cert(cert_data, request.cert_path)
+            # cryptography parses the key only when asked: a changed byte there fails here, not in load_cert.
+            public_key = cert.public_key()
+        except (PkiError, ValueError, crypto.UnsupportedAlgorithm):
             return CertPlan(request, ISSUE, 'certificate unreadable')
         try:
-            key = crypto.load_private_key(files.read_bytes(request.key_path), request.key_path)
+            key = crypto.load_private_key(key_data, request.key_path)
         except PkiError:
             return CertPlan(request, ISSUE, 'key unreadable')
-        public_key = cert.public_key()
         if crypto.public_key_der(key) != crypto.public_key_der(public_key):
             return CertPlan(request, ISSUE, 'key does not match certificate', cert)
         if not crypto.signed_by(cert, self.ca.cert, self._ca_subject, self._ca_public_key):
@@ -310,7 +374,12 @@ class LeafIssuer:
         expiring = self._expiry_reason(request, cert)
         if expiring:
             return CertPlan(request, ISSUE, expiring, cert)
-        return self._plan_upkeep(request, cert)
+        plan = self._plan_upkeep(request, cert)
+        # The files as the upkeep leaves them (the bundle rewritten if it was not this one).
+        digest = files_digest(self._ca_fingerprint, key_data, cert_data, crypto.cert_pem(cert) + self.ca.cert_pem)
+        if (self.metadata.entry(request.name) or {}).get(FILES_DIGEST) != digest:
+            plan.files_sha256 = digest
+        return plan
 
     @staticmethod
     def _request_changes(request, cert, public_key):
@@ -411,6 +480,11 @@ class LeafIssuer:
         finally:
             # Record what was written even when a later write failed (disk full...), so no serial goes unrecorded.
             if self.metadata.dirty:
+                # Digests of valid certs that had none (a PKI dir from before digests) or a stale one ride along
+                # with this write; alone they never cause one (an up-to-date run writes nothing).
+                for plan in self.plans:
+                    if not plan.changed and plan.files_sha256:
+                        self.metadata.set_files_digest(plan.request.name, plan.files_sha256)
                 self.metadata.save(self.ca)
             self.metadata.close_journal()
             for directory in touched:
@@ -419,15 +493,17 @@ class LeafIssuer:
     def _apply_one(self, plan, issued_at):
         request = plan.request
         if plan.action == ISSUE:
-            plan.new_cert = self._issue(request, plan.reason, issued_at)
-            self.metadata.record(request, plan.new_cert, self.ca, plan.reason, issued_at)
+            plan.new_cert, item, digest = self._issue(request, plan.reason, issued_at)
+            self.metadata.record(request, plan.new_cert, self._ca_fingerprint, item, digest)
             return
         if BUNDLE in plan.fixes:
             files.atomic_write(request.bundle_path, crypto.cert_pem(plan.cert) + self.ca.cert_pem, PUBLIC_MODE)
         if MODE in plan.fixes:
             os.chmod(request.key_path, KEY_MODE)
             os.chmod(request.cert_path, PUBLIC_MODE)
-        self.metadata.record(request, plan.cert, self.ca, 'recorded from disk', issued_at)
+        item = Metadata.history_item(plan.cert, self._ca_fingerprint, 'recorded from disk', issued_at)
+        digest = plan.files_sha256 or (self.metadata.entry(request.name) or {}).get(FILES_DIGEST)
+        self.metadata.record(request, plan.cert, self._ca_fingerprint, item, digest)
 
     def _issue(self, request, reason, issued_at):
         wanted_end = self.now + datetime.timedelta(days=request.valid_days)
@@ -441,13 +517,14 @@ class LeafIssuer:
         key = crypto.generate_key(request.key_type)
         cert = build_leaf_cert(request, key, self.ca, not_before, not_after)
         cert_data = crypto.cert_pem(cert)
+        key_data = crypto.private_key_pem(key)
+        bundle_data = cert_data + self.ca.cert_pem
         directory = request.directory
-        key_tmp = files.write_temp(directory, os.path.basename(request.key_path), crypto.private_key_pem(key),
-                                   KEY_MODE)
+        key_tmp = files.write_temp(directory, os.path.basename(request.key_path), key_data, KEY_MODE)
         cert_tmp = files.write_temp(directory, os.path.basename(request.cert_path), cert_data, PUBLIC_MODE)
-        bundle_tmp = files.write_temp(directory, os.path.basename(request.bundle_path),
-                                      cert_data + self.ca.cert_pem, PUBLIC_MODE)
-        self.metadata.journal(request.name, Metadata.history_item(cert, self.ca, reason, issued_at))
+        bundle_tmp = files.write_temp(directory, os.path.basename(request.bundle_path), bundle_data, PUBLIC_MODE)
+        item = Metadata.history_item(cert, self._ca_fingerprint, reason, issued_at)
+        self.metadata.journal(request.name, item)
         # Drop the old cert and bundle first: a kill between the renames leaves "no cert" (re-issued next run),
         # never a new key beside the old cert or the old bundle.
         for stale in (request.cert_path, request.bundle_path):
@@ -456,7 +533,7 @@ class LeafIssuer:
         os.rename(key_tmp, request.key_path)
         os.rename(cert_tmp, request.cert_path)
         os.rename(bundle_tmp, request.bundle_path)
-        return cert
+        return cert, item, files_digest(self._ca_fingerprint, key_data, cert_data, bundle_data)
 
     def results(self, details=True):
         return [plan.result(self.now, details) for plan in self.plans]

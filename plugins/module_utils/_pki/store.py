@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import hashlib
 import json
 import os
 
@@ -35,6 +36,11 @@ METADATA_FORMAT = 1
 KEY_MODE = 0o600     # every private key, the CA's and each leaf's
 PUBLIC_MODE = 0o644  # certificates, bundles, CRL, records
 DIR_MODE = 0o700     # the CA directory and retired/
+
+# Per cert in metadata.json: a digest of its key, cert and bundle bytes and of the CA that issued it, taken when they
+# were issued or last fully checked. A rerun whose files still hash to it skips parsing them and verifying the
+# signature and key (the costly part of re-checking a fleet); any changed byte, or another CA, gets the full check.
+FILES_DIGEST = 'files_sha256'
 
 # Certificates and CRLs start slightly in the past so a host whose clock lags accepts them at once.
 BACKDATE = datetime.timedelta(minutes=5)
@@ -168,7 +174,21 @@ class CaStore:
         return Metadata(self.directory).load()
 
 
-def cert_facts(cert):
+def files_digest(ca_fingerprint, key_data, cert_data, bundle_data):
+    """SHA-256 (hex) over the issuing CA's fingerprint and the exact bytes of a leaf's key, cert and bundle.
+
+    Each part is length-prefixed so no two different sets of files hash alike by moving bytes between them. One
+    digest over all (not one per file): metadata.json is world-readable and holds no hash of the key alone.
+    """
+    digest = hashlib.sha256(b'fleetpki leaf files v1\0')
+    for part in (crypto.to_bytes(ca_fingerprint), key_data, cert_data, bundle_data):
+        digest.update(b'%d\0' % len(part))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def cert_facts(cert, fingerprint=None):
+    """What metadata.json records of a cert; ``fingerprint`` when the caller has it already."""
     dns, ips = crypto.sans(cert)
     return {
         'serial': crypto.serial_hex(cert),
@@ -180,7 +200,7 @@ def cert_facts(cert):
         'key_type': crypto.key_type_of(cert.public_key()),
         'not_before': crypto.iso8601(crypto.not_before(cert)),
         'not_after': crypto.iso8601(crypto.not_after(cert)),
-        'fingerprint_sha256': crypto.fingerprint_sha256(cert),
+        'fingerprint_sha256': fingerprint or crypto.fingerprint_sha256(cert),
     }
 
 
@@ -235,12 +255,14 @@ class Metadata:
         return True
 
     @staticmethod
-    def history_item(cert, ca, reason, issued_at):
+    def history_item(cert, ca_fingerprint, reason, issued_at, fingerprint=None):
+        """One serial's history record; the CA's fingerprint (and the cert's, when known) computed by the caller
+        once per run, not per cert."""
         return {
             'serial': crypto.serial_hex(cert),
             'not_after': crypto.iso8601(crypto.not_after(cert)),
-            'fingerprint_sha256': crypto.fingerprint_sha256(cert),
-            'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+            'fingerprint_sha256': fingerprint or crypto.fingerprint_sha256(cert),
+            'ca_fingerprint_sha256': ca_fingerprint,
             'issued_at': issued_at,
             'reason': reason,
         }
@@ -281,21 +303,40 @@ class Metadata:
     def current_serial(self, name):
         return (self.data['certs'].get(name) or {}).get('serial')
 
-    def record(self, request, cert, ca, reason, issued_at):
-        facts = cert_facts(cert)
+    def entry(self, name):
+        """The record of cert ``name`` (a dict, not to be changed by the caller), or None."""
+        return self.data['certs'].get(name)
+
+    def record(self, request, cert, ca_fingerprint, item, files_sha256=None):
+        """Make ``cert`` the current one of ``request.name``; ``item`` is its history_item (already journaled).
+
+        ``files_sha256``: files_digest() of the files as written; None leaves the name without one (full check
+        on the next run).
+        """
         entry = self.data['certs'].get(request.name) or {'history': []}
-        self._add_history(entry, self.history_item(cert, ca, reason, issued_at))
+        self._add_history(entry, item)
         history = entry['history']
-        entry.update(facts)
+        entry.update(cert_facts(cert, item['fingerprint_sha256']))
         entry.update({
-            'ca_fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+            'ca_fingerprint_sha256': ca_fingerprint,
             'key_path': request.key_path,
             'cert_path': request.cert_path,
             'bundle_path': request.bundle_path,
             'history': history,
         })
+        if files_sha256:
+            entry[FILES_DIGEST] = files_sha256
+        else:
+            entry.pop(FILES_DIGEST, None)
         self.data['certs'][request.name] = entry
         self.dirty = True
+
+    def set_files_digest(self, name, files_sha256):
+        """Record the digest of a cert the run fully checked and found valid; does not make the file dirty: it is
+        only written along with a change (an up-to-date run writes nothing)."""
+        entry = self.data['certs'].get(name)
+        if entry is not None:
+            entry[FILES_DIGEST] = files_sha256
 
     def save(self, ca):
         self.data['format'] = METADATA_FORMAT
@@ -304,13 +345,26 @@ class Metadata:
             'serial': crypto.serial_hex(ca.cert),
             'fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
         }
-        payload = json.dumps(self.data, indent=1, sort_keys=True).encode('utf-8') + b'\n'
-        files.atomic_write(self.path, payload, PUBLIC_MODE)
+        files.atomic_write(self.path, self._payload(), PUBLIC_MODE)
         self.dirty = False
         # Everything the journal held is in metadata.json now (a kill before this unlink only re-merges it).
         self.close_journal()
         if os.path.exists(self.journal_path):
             os.unlink(self.journal_path)
+
+    def _payload(self):
+        """metadata.json: one line per cert (readable and diffable) and json's C encoder (indent= would use its
+        pure-Python one: a third of a 1000-cert first run)."""
+        certs = self.data['certs']
+        lines = ['{"certs": {']
+        names = sorted(certs)
+        for index, name in enumerate(names):
+            lines.append('%s: %s%s' % (json.dumps(name), json.dumps(certs[name], sort_keys=True),
+                                       ',' if index < len(names) - 1 else ''))
+        rest = dict((key, value) for key, value in self.data.items() if key != 'certs')
+        tail = json.dumps(rest, sort_keys=True)[1:]  # '"ca": {...}, "format": 1}' (or '}' when empty)
+        lines.append('}' + (', ' + tail if tail != '}' else '}'))
+        return ('\n'.join(lines) + '\n').encode('utf-8')
 
     def close_journal(self):
         if self._journal_fd is not None:
