@@ -307,16 +307,17 @@ class Metadata:
         """The record of cert ``name`` (a dict, not to be changed by the caller), or None."""
         return self.data['certs'].get(name)
 
-    def record(self, request, cert, ca_fingerprint, item, files_sha256=None):
+    def record(self, request, cert, ca_fingerprint, item, files_sha256=None, facts=None):
         """Make ``cert`` the current one of ``request.name``; ``item`` is its history_item (already journaled).
 
         ``files_sha256``: files_digest() of the files as written; None leaves the name without one (full check
-        on the next run).
+        on the next run). ``facts``: cert_facts() of a cert this run built, when the issuer has them without
+        parsing it back.
         """
         entry = self.data['certs'].get(request.name) or {'history': []}
         self._add_history(entry, item)
         history = entry['history']
-        entry.update(cert_facts(cert, item['fingerprint_sha256']))
+        entry.update(facts or cert_facts(cert, item['fingerprint_sha256']))
         entry.update({
             'ca_fingerprint_sha256': ca_fingerprint,
             'key_path': request.key_path,

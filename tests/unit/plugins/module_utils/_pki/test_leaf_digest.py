@@ -16,7 +16,7 @@ import pytest
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, store
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files, store
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import load_ca
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import build_leaf_cert, parse_requests
 
@@ -260,3 +260,31 @@ def test_metadata_json_is_one_line_per_cert_and_still_json(ca_dir, out_dir, pki)
     assert lines[0] == '{"certs": {'
     assert lines[1].startswith('"web1": {') and lines[2].startswith('"web2": {')
     assert sorted(metadata(ca_dir)) == ['ca', 'certs', 'format']
+
+
+@pytest.mark.parametrize('request_entry', [
+    entry(),
+    entry(ip=['10.0.0.7', '2001:db8::1'], usage='both', key_type='ed25519'),
+    entry(common_name='web1', dns=['B.example.com', 'a.example.com'], usage='client', key_type='ec-p384'),
+    entry(dns=[], ip=['192.0.2.5'], key_type='rsa2048'),
+])
+def test_recorded_facts_of_an_issued_cert_are_those_parsed_from_it(ca_dir, out_dir, pki, request_entry):
+    """Issuance records the facts from the request the cert was built of: they must equal what the cert says."""
+    issue(pki, ca_dir, out_dir, [request_entry])
+    record = metadata(ca_dir)['certs']['web1']
+    parsed = store.cert_facts(pki.load_cert(paths(out_dir)[1]))
+    assert dict((key, record[key]) for key in parsed) == parsed
+
+
+def test_a_temp_name_already_taken_is_not_written_through(tmp_path, pki):
+    """A file of our pid's temp name (a killed run whose pid came round again, or anyone who can write the dir) is
+    left alone: the write goes to a fresh mkstemp file instead."""
+    directory = str(tmp_path)
+    taken = os.path.join(directory, '%sweb1-key.pem.%d' % (files.TMP_PREFIX, os.getpid()))
+    pki.write(taken, b'not ours', 0o644)
+    written = files.write_temp(directory, 'web1-key.pem', b'new content', 0o600)
+    assert written != taken and os.path.basename(written).startswith(files.TMP_PREFIX + 'web1-key.pem.')
+    assert pki.read(taken) == b'not ours' and pki.read(written) == b'new content' and pki.mode_of(written) == 0o600
+    os.unlink(taken)
+    again = files.write_temp(directory, 'web1-key.pem', b'again', 0o644)
+    assert again == taken and pki.read(again) == b'again' and pki.mode_of(again) == 0o644
