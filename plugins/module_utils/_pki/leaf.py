@@ -263,9 +263,12 @@ class LeafIssuer:
 
     # -- planning (reads only) -------------------------------------------------------------------------------
 
-    def load(self):
+    def load_ca(self):
         self.ca = load_ca(self.ca_dir, self.ca_passphrase, passphrase_option='ca_passphrase', dir_option='ca_dir')
         check_ca_usable(self.ca, self.now)
+
+    def load(self):
+        self.load_ca()
         self._ca_subject = self.ca.cert.subject
         self._ca_public_key = self.ca.cert.public_key()
         self._ca_fingerprint = crypto.fingerprint_sha256(self.ca.cert)
@@ -475,7 +478,7 @@ class LeafIssuer:
             else:
                 self.plan()
             return self.results(details)
-        self.load()  # outside the lock only to fail fast (no CA, wrong passphrase) without waiting for it
+        self.load_ca()  # outside the lock only to fail fast (no CA, wrong passphrase) without waiting for it
         with self.store.lock():
             # Plan on what is there once the lock is ours: another run may have issued, revoked or renewed the CA
             # while this one waited.

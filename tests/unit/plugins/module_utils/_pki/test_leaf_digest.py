@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import ipaddress
 import json
 import os
 
@@ -288,3 +289,18 @@ def test_a_temp_name_already_taken_is_not_written_through(tmp_path, pki):
     os.unlink(taken)
     again = files.write_temp(directory, 'web1-key.pem', b'again', 0o644)
     assert again == taken and pki.read(again) == b'again' and pki.mode_of(again) == 0o644
+
+
+@pytest.mark.parametrize('value', [
+    '10.0.0.1', '10.0.0', '010.0.0.1', '1.2.3.4.', '', '.', '256.1.1.1', '167772161', 'fd00::1', '::', '::ffff:10.0.0.1',
+    'fe80::1%eth0', 'fe80::1%', 'host', 'web1.example.com', '1e100.net', 'a:b', 'g::1', '1.2.3.4 ', u'\u0661.2.3.4',
+    '*.example.com', 'xn--bcher-kva.example',
+])
+def test_is_ip_answers_as_ipaddress_does(value):
+    """is_ip answers host names without parsing them (parse_requests asks four times per name): same answers."""
+    try:
+        ipaddress.ip_address(value)
+        expected = True
+    except ValueError:
+        expected = False
+    assert crypto.is_ip(value) is expected
