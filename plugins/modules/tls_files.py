@@ -17,7 +17,7 @@ description:
     created C(0600) and given its owner and final mode before any byte is written, fsynced, then renamed over the
     target. Owner, group or mode alone are fixed in place without rewriting the content.
   - Private keys (O(files[].secret_content)) and secret C(.env) entries (O(env_files[].secret_entries)) are
-    C(no_log): they never appear in the result, the diff or the logged invocation.
+    C(no_log); they never appear in the result, the diff or the logged invocation.
   - Pass content read on the control node with C(lookup('ansible.builtin.file', src, rstrip=False)) so the bytes
     are exactly the source file's. The content travels in the module's payload, never on a command line.
 author:
@@ -49,7 +49,9 @@ options:
     default: []
     suboptions:
       path: {description: The file., type: path, required: true}
-      content: {description: The content (public files). Exactly one of O(files[].content) and O(files[].secret_content)., type: str}
+      content:
+        description: The content (public files). Exactly one of O(files[].content) and O(files[].secret_content).
+        type: str
       secret_content:
         description: The content of a secret file (a private key); never logged, never in the diff.
         type: str
@@ -64,8 +66,9 @@ options:
     description:
       - C(.env) files of which only the given keys are managed; every other line stays as it is, and a missing file
         is created.
-      - Each key is set as C(ansible.builtin.lineinfile) with O(ansible.builtin.lineinfile#module:regexp=^KEY=) does
-        it, in order (O(env_files[].entries) first, then O(env_files[].secret_entries)): the last line starting with
+      - >-
+        Each key is set as M(ansible.builtin.lineinfile) with O(ansible.builtin.lineinfile#module:regexp=^KEY=) sets
+        it, in order (O(env_files[].entries) first, then O(env_files[].secret_entries)); the last line starting with
         C(KEY=) is replaced, or the line is added at the end.
     type: list
     elements: dict
@@ -79,6 +82,13 @@ options:
       secret_entries: {description: KEY to value of secrets (passwords); values never logged or shown., type: dict, default: {}}
   checksums:
     description: Files whose SHA-256 to return after the changes (C(missing) for an absent one), as M(ansible.builtin.stat) with C(checksum_algorithm=sha256) gives it.
+    type: list
+    elements: path
+    default: []
+  read:
+    description:
+      - Small public text files (at most 64 KiB), such as the stamp of what a service loaded, to return as they are
+        (after this call's changes), which saves a round trip. Never a secret file (the text is returned as it is).
     type: list
     elements: path
     default: []
@@ -127,6 +137,10 @@ checksums:
   description: Path to hex SHA-256 (or C(missing)) for each of O(checksums).
   returned: when O(checksums) is not empty
   type: dict
+texts:
+  description: Path to text (C(null) when absent) for each of O(read).
+  returned: when O(read) is not empty
+  type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -149,13 +163,14 @@ def main():
                 path=dict(type='path', required=True), entries=dict(type='dict', default={}),
                 secret_entries=dict(type='dict', default={}, no_log=True), **OWNERSHIP)),
             checksums=dict(type='list', elements='path', default=[]),
+            read=dict(type='list', elements='path', default=[]),
         ),
         supports_check_mode=True,
     )
     params = module.params
     try:
         result = HostFiles(params['directories'], params['files'], params['env_files'], params['checksums'],
-                           check_mode=module.check_mode, want_diff=module._diff).run()
+                           params['read'], check_mode=module.check_mode, want_diff=module._diff).run()
     except (HostFilesError, OSError) as exc:
         module.fail_json(msg='%s' % exc, changed=False)
     module.exit_json(**result)

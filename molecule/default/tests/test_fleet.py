@@ -328,7 +328,7 @@ def test_the_env_is_root_owned_data_that_verify_never_executes(fleet):
 
 
 def test_no_old_private_key_is_left_on_any_host(fleet):
-    """copy's backup: true keeps the previous key for a rollback; once the new one is live it is removed
+    """tls_files' backup: true keeps the previous key for a rollback; once the new one is live it is removed
     (the site --limit and cert-only tests above renewed keys)."""
     for name in ('redis1', 'worker1', 'worker2', 'api1'):
         left = fleet[name].check_output("find /etc/redis /etc/fleetpki -name '*~' 2>/dev/null || true")

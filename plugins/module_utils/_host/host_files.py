@@ -25,6 +25,7 @@ import time
 
 TMP_PREFIX = '.fleetpki-tmp-'
 SECRET_MARK = '(secret value)'
+READ_LIMIT = 65536
 
 
 class HostFilesError(Exception):
@@ -74,6 +75,18 @@ def sha256_of(path):
     except (IOError, OSError):
         return 'missing'
     return digest.hexdigest()
+
+
+def read_small_text(path):
+    """The text of a small public file (a stamp the roles write), None when absent."""
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read(READ_LIMIT + 1)
+    except (IOError, OSError):
+        return None
+    if len(data) > READ_LIMIT:
+        raise HostFilesError('%s: larger than %d bytes; read names only small files such as stamps' % (path, READ_LIMIT))
+    return data.decode('utf-8', 'replace')
 
 
 def set_env_entries(data, entries):
@@ -153,6 +166,10 @@ class Want(object):
                                          'newline in key or value)' % (self.path, key))
 
 
+def _settings(want):
+    return (want.kind, want.uid, want.gid, want.mode)
+
+
 def _text(value):
     if isinstance(value, bool):
         return 'True' if value else 'False'
@@ -202,21 +219,29 @@ def write_atomic(path, data, mode, uid, gid):
 class HostFiles(object):
     """Compare, then write only what differs. ``run()`` returns the result dict (no secret in it)."""
 
-    def __init__(self, directories=(), files=(), env_files=(), checksums=(), check_mode=False, want_diff=False):
+    def __init__(self, directories=(), files=(), env_files=(), checksums=(), read=(), check_mode=False,
+                 want_diff=False):
         self.wants = ([Want('directory', spec) for spec in directories or ()]
                       + [Want('file', spec) for spec in files or ()]
                       + [Want('env', spec) for spec in env_files or ()])
         self.checksum_paths = list(checksums or ())
+        self.read_paths = list(read or ())
         self.check_mode = check_mode
         self.want_diff = want_diff
         self.changed_paths = []
         self.backups = {}
         self.diffs = []
-        seen = set()
+        # A directory named twice the same way (two role settings that point at one directory) is one directory.
+        seen, wants = {}, []
         for want in self.wants:
-            if want.path in seen:
-                raise HostFilesError('%s: named twice; name each path once' % want.path)
-            seen.add(want.path)
+            same = seen.get(want.path)
+            if same is not None and want.kind == 'directory' and _settings(same) == _settings(want):
+                continue
+            if same is not None:
+                raise HostFilesError('%s: named twice with different settings; name each path once' % want.path)
+            seen[want.path] = want
+            wants.append(want)
+        self.wants = wants
         self.planned_dirs = set(want.path for want in self.wants if want.kind == 'directory')
 
     def run(self):
@@ -230,6 +255,8 @@ class HostFiles(object):
         result = dict(changed=bool(self.changed_paths), changed_paths=self.changed_paths, backups=self.backups)
         if self.checksum_paths:
             result['checksums'] = dict((path, sha256_of(path)) for path in self.checksum_paths)
+        if self.read_paths:
+            result['texts'] = dict((path, read_small_text(path)) for path in self.read_paths)
         if self.want_diff:
             result['diff'] = self.diffs
         return result

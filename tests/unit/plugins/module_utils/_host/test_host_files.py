@@ -254,3 +254,22 @@ def test_parent_listed_under_directories_is_fine_in_check_mode(tmp_path):
                  files=[{'path': str(tls / 'cert.pem'), 'content': CERT_TEXT, 'mode': '0644'}])
     assert len(result['changed_paths']) == 3
     assert listing(tmp_path) == []
+
+
+def test_a_directory_named_twice_alike_is_one(tmp_path):
+    same = {'path': str(tmp_path / 'd'), 'mode': '0750'}
+    assert run(directories=[same, dict(same)])['changed_paths'] == [str(tmp_path / 'd')]
+    with pytest.raises(HostFilesError) as caught:
+        run(directories=[same, dict(same, mode='0755')])
+    assert 'named twice with different settings' in str(caught.value)
+
+
+def test_read_returns_small_texts(tmp_path):
+    stamp = tmp_path / 'stamp'
+    stamp.write_text('abc def\n')
+    result = run(read=[str(stamp), str(tmp_path / 'absent')])
+    assert result['texts'] == {str(stamp): 'abc def\n', str(tmp_path / 'absent'): None}
+    stamp.write_bytes(b'x' * (host_files.READ_LIMIT + 1))
+    with pytest.raises(HostFilesError) as caught:
+        run(read=[str(stamp)])
+    assert str(stamp) in str(caught.value)
