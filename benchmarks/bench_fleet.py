@@ -1,8 +1,8 @@
-"""Fleet rollout figures: site.yml on the lab fleet, and how the PKI play grows with the inventory.
+"""Fleet rollout figures: how the PKI play grows with the inventory, and site.yml on a lab fleet.
 
 Prints figures; asserts nothing about time.
 
-  python benchmarks/bench_fleet.py                 both parts (the lab part needs Docker: make demo's setup)
+  python benchmarks/bench_fleet.py                 both parts (the lab part, bench_scale.py at 5 hosts, needs Docker)
   python benchmarks/bench_fleet.py --pki-only      only the PKI play on inventories of 100 and 1000 hosts
   python benchmarks/bench_fleet.py --sizes 100 1000 5000
 
@@ -75,21 +75,12 @@ def pki_scaling(sizes):
 
 
 def lab_rollout():
+    """site.yml on a lab fleet of 5 hosts: benchmarks/bench_scale.py at N=5 (its floors and rotate included)."""
     if subprocess.run(['docker', 'info'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                       check=False).returncode != 0:
         print('site.yml on the lab: skipped (no Docker engine; run lab/ensure-docker.sh)')
-        return None
-    subprocess.run([str(ROOT / 'lab' / 'lab.sh'), 'down'], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([str(ROOT / 'lab' / 'lab.sh'), 'up'], check=True, stdout=subprocess.DEVNULL)
-    try:
-        inventory = ROOT / 'inventories' / 'lab'
-        first, changed = playbook(inventory, ROOT / 'site.yml')
-        again, changed_again = playbook(inventory, ROOT / 'site.yml')
-    finally:
-        subprocess.run([str(ROOT / 'lab' / 'lab.sh'), 'down'], check=False, stdout=subprocess.DEVNULL)
-    print('site.yml on the lab fleet (5 containers): first run %.1f s (changed=%d), idempotent run %.1f s '
-          '(changed=%d)' % (first, changed, again, changed_again))
-    return first, again
+        return
+    subprocess.run([str(BIN / 'python'), str(ROOT / 'benchmarks' / 'bench_scale.py'), '5'], check=True)
 
 
 def main():
