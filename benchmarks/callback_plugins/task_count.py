@@ -52,8 +52,12 @@ class CallbackModule(CallbackBase):
         self.changed = 0
 
     def v2_playbook_on_play_start(self, play):
+        # A play with serial starts once per batch, as a copy with the same uuid: one play, counted on.
+        if self.plays and self.plays[-1]['uuid'] == play._uuid:
+            return
         hosts = play.hosts
         self.plays.append({
+            'uuid': play._uuid,
             'name': play.get_name(),
             'hosts': hosts if isinstance(hosts, list) else [hosts],
             'serial': list(play.serial or []),
