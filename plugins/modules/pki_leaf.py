@@ -282,27 +282,32 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import P
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import ISSUE, UPDATE, LeafIssuer
 
 
+def argument_spec():
+    """The module's options (benchmarks/bench_issue.py checks its no-work stand-in against this)."""
+    return dict(
+        ca_dir=dict(type='path', required=True),
+        ca_passphrase=dict(type='str', no_log=True),
+        ca_planned=dict(type='bool', default=False),
+        renew_days=dict(type='int', default=30),
+        force=dict(type='bool', default=False),
+        issued_dir=dict(type='path', aliases=['dir']),
+        details=dict(type='bool', default=False),
+        certs=dict(type='list', elements='dict', required=True, options=dict(
+            name=dict(type='str', required=True),
+            dir=dict(type='path'),
+            common_name=dict(type='str'),
+            dns=dict(type='list', elements='str', default=[]),
+            ip=dict(type='list', elements='str', default=[]),
+            usage=dict(type='str', default='server', choices=list(crypto.USAGES)),
+            valid_days=dict(type='int', default=365),
+            key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
+        )),
+    )
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            ca_dir=dict(type='path', required=True),
-            ca_passphrase=dict(type='str', no_log=True),
-            ca_planned=dict(type='bool', default=False),
-            renew_days=dict(type='int', default=30),
-            force=dict(type='bool', default=False),
-            issued_dir=dict(type='path', aliases=['dir']),
-            details=dict(type='bool', default=False),
-            certs=dict(type='list', elements='dict', required=True, options=dict(
-                name=dict(type='str', required=True),
-                dir=dict(type='path'),
-                common_name=dict(type='str'),
-                dns=dict(type='list', elements='str', default=[]),
-                ip=dict(type='list', elements='str', default=[]),
-                usage=dict(type='str', default='server', choices=list(crypto.USAGES)),
-                valid_days=dict(type='int', default=365),
-                key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
-            )),
-        ),
+        argument_spec=argument_spec(),
         supports_check_mode=True,
     )
     if not crypto.HAS_CRYPTOGRAPHY:
