@@ -144,34 +144,51 @@ def issued_facts(request, cert, fingerprint):
     }
 
 
-def build_leaf_cert(request, key, ca, not_before, not_after):
-    public_key = key.public_key()
-    is_rsa = isinstance(public_key, crypto.rsa.RSAPublicKey)
+def _fixed_extensions(ca, usage, is_rsa):
+    """The extensions every leaf of this CA, usage and key kind shares, and the CA's subject."""
     eku_oids = {
         'server': [crypto.ExtendedKeyUsageOID.SERVER_AUTH],
         'client': [crypto.ExtendedKeyUsageOID.CLIENT_AUTH],
         'both': [crypto.ExtendedKeyUsageOID.SERVER_AUTH, crypto.ExtendedKeyUsageOID.CLIENT_AUTH],
-    }[request.usage]
+    }[usage]
+    return (
+        ca.cert.subject,
+        crypto.x509.BasicConstraints(ca=False, path_length=None),
+        crypto.x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=is_rsa, data_encipherment=False,
+            key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
+        crypto.x509.ExtendedKeyUsage(eku_oids),
+        # Key identifier only: a CA cert re-issued with the same key still validates this leaf.
+        crypto.x509.AuthorityKeyIdentifier(ca.key_identifier, None, None),
+    )
+
+
+def build_leaf_cert(request, key, ca, not_before, not_after, shared=None):
+    """``shared``: a dict the caller keeps for one CA across a batch, so what every leaf shares is built once."""
+    public_key = key.public_key()
+    is_rsa = isinstance(public_key, crypto.rsa.RSAPublicKey)
+    if shared is None:
+        shared = {}
+    fixed = shared.get((request.usage, is_rsa))
+    if fixed is None:
+        fixed = shared[(request.usage, is_rsa)] = _fixed_extensions(ca, request.usage, is_rsa)
+    issuer_name, basic_constraints, key_usage, extended_key_usage, authority_key_identifier = fixed
     alt_names = [crypto.x509.DNSName(name) for name in request.dns]
     alt_names += [crypto.x509.IPAddress(crypto.ipaddress.ip_address(u'%s' % ip)) for ip in request.ip]
     builder = (
         crypto.x509.CertificateBuilder()
         .subject_name(crypto.build_name(request.common_name))
-        .issuer_name(ca.cert.subject)
+        .issuer_name(issuer_name)
         .public_key(public_key)
         .serial_number(crypto.random_serial())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(crypto.x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(crypto.x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=is_rsa, data_encipherment=False,
-            key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
-            critical=True)
-        .add_extension(crypto.x509.ExtendedKeyUsage(eku_oids), critical=False)
+        .add_extension(basic_constraints, critical=True)
+        .add_extension(key_usage, critical=True)
+        .add_extension(extended_key_usage, critical=False)
         .add_extension(crypto.x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(crypto.x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        # Key identifier only: a CA cert re-issued with the same key still validates this leaf.
-        .add_extension(crypto.x509.AuthorityKeyIdentifier(ca.key_identifier, None, None), critical=False)
+        .add_extension(authority_key_identifier, critical=False)
     )
     return crypto.sign(builder, ca.key)
 
@@ -258,6 +275,7 @@ class LeafIssuer:
         self._ca_subject = None
         self._ca_public_key = None
         self._ca_fingerprint = None
+        self._shared_extensions = {}
         self._renew_before = None
         self._revoked = set()
 
@@ -272,6 +290,7 @@ class LeafIssuer:
         self._ca_subject = self.ca.cert.subject
         self._ca_public_key = self.ca.cert.public_key()
         self._ca_fingerprint = crypto.fingerprint_sha256(self.ca.cert)
+        self._shared_extensions = {}  # build_leaf_cert's, for this CA
         # metadata.json's not_after is iso8601(), whose fixed width and field order make text order time order.
         self._renew_before = crypto.iso8601(self.now + datetime.timedelta(days=self.renew_days))
         self.metadata = self.store.metadata()
@@ -537,7 +556,7 @@ class LeafIssuer:
                 self._warn_ca_ending()
         not_before = max(self.now - store.BACKDATE, crypto.not_before(self.ca.cert))
         key = crypto.generate_key(request.key_type)
-        cert = build_leaf_cert(request, key, self.ca, not_before, not_after)
+        cert = build_leaf_cert(request, key, self.ca, not_before, not_after, self._shared_extensions)
         cert_data = crypto.cert_pem(cert)
         key_data = crypto.private_key_pem(key)
         bundle_data = cert_data + self.ca.cert_pem

@@ -304,3 +304,23 @@ def test_is_ip_answers_as_ipaddress_does(value):
     except ValueError:
         expected = False
     assert crypto.is_ip(value) is expected
+
+
+def test_one_batch_of_mixed_usages_and_key_kinds_gets_each_its_own_extensions(ca_dir, out_dir, pki):
+    """build_leaf_cert shares extensions across a batch per usage and key kind: none may leak into another cert."""
+    wanted = {
+        'srv-ec': ('server', 'ec-p256'), 'cli-rsa': ('client', 'rsa2048'), 'both-ec': ('both', 'ec-p384'),
+        'srv-rsa': ('server', 'rsa2048'), 'cli-ed': ('client', 'ed25519'),
+    }
+    certs = [entry(name, usage=usage, key_type=key_type) for name, (usage, key_type) in sorted(wanted.items())]
+    issue(pki, ca_dir, out_dir, certs)
+    ca_key_identifier = load_ca(ca_dir).key_identifier
+    for name, (usage, key_type) in wanted.items():
+        cert = pki.load_cert(paths(out_dir, name)[1])
+        assert crypto.usage_of(cert) == usage and crypto.key_type_of(cert.public_key()) == key_type
+        key_usage = pki.ext(cert, crypto.x509.KeyUsage).value
+        assert key_usage.digital_signature and key_usage.key_encipherment is key_type.startswith('rsa')
+        assert pki.ext(cert, crypto.x509.AuthorityKeyIdentifier).value.key_identifier == ca_key_identifier
+        assert crypto.sans(cert) == (['%s.example.com' % name], [])
+        rc, output = pki.openssl_verify(os.path.join(ca_dir, 'ca-cert.pem'), paths(out_dir, name)[1])
+        assert rc == 0, output
