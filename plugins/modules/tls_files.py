@@ -59,7 +59,9 @@ options:
       group: {description: Group name or gid., type: str}
       mode: {description: Octal mode such as C("0644")., type: raw, required: true}
       backup:
-        description: Keep the previous file, when it is replaced, beside it under the name C(copy)'s O(ansible.builtin.copy#module:backup) gives.
+        description:
+          - Keep the previous file, when it is replaced, beside it under the name that
+            O(ansible.builtin.copy#module:backup) gives.
         type: bool
         default: false
   env_files:
@@ -79,9 +81,14 @@ options:
       group: {description: Group name or gid., type: str}
       mode: {description: Octal mode such as C("0640")., type: raw, required: true}
       entries: {description: Public KEY to value., type: dict, default: {}}
-      secret_entries: {description: KEY to value of secrets (passwords); values never logged or shown., type: dict, default: {}}
+      secret_entries:
+        description: KEY to value of secrets (passwords); values never logged or shown.
+        type: dict
+        default: {}
   checksums:
-    description: Files whose SHA-256 to return after the changes (C(missing) for an absent one), as M(ansible.builtin.stat) with C(checksum_algorithm=sha256) gives it.
+    description:
+      - Files whose SHA-256 to return after the changes (C(missing) for an absent one), as M(ansible.builtin.stat)
+        with C(checksum_algorithm=sha256) gives it.
     type: list
     elements: path
     default: []
