@@ -283,7 +283,7 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import ISS
 
 
 def argument_spec():
-    """The module's options (benchmarks/bench_issue.py checks its no-work stand-in against this)."""
+    """The module's options (benchmarks/bench_issue.py gives its no-work stand-in the same ones)."""
     return dict(
         ca_dir=dict(type='path', required=True),
         ca_passphrase=dict(type='str', no_log=True),
