@@ -23,6 +23,9 @@ import stat
 import tempfile
 import time
 
+# The engine's file helper is standard library only (and its errors module): nothing heavy reaches the host.
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.files import fsync_dir
+
 TMP_PREFIX = '.fleetpki-tmp-'
 SECRET_MARK = '(secret value)'
 READ_LIMIT = 65536
@@ -32,28 +35,25 @@ class HostFilesError(Exception):
     """An input the host cannot take: the message names the path and the fix."""
 
 
-def resolve_uid(owner, path):
-    if owner is None:
+def _resolve_id(name, lookup, kind, path):
+    """uid or gid of a user or group name (or number); -1 (leave as is) for None."""
+    if name is None:
         return -1
-    if str(owner).isdigit():
-        return int(owner)
+    if str(name).isdigit():
+        return int(name)
     try:
-        return pwd.getpwnam(owner).pw_uid
+        return lookup(name)
     except KeyError:
-        raise HostFilesError('%s: the owner %r does not exist on this host; create that user first (or name an '
-                             'existing one)' % (path, owner))
+        raise HostFilesError('%s: the %s %r does not exist on this host; create that %s first (or name an '
+                             'existing one)' % (path, 'owner' if kind == 'user' else kind, name, kind))
+
+
+def resolve_uid(owner, path):
+    return _resolve_id(owner, lambda name: pwd.getpwnam(name).pw_uid, 'user', path)
 
 
 def resolve_gid(group, path):
-    if group is None:
-        return -1
-    if str(group).isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise HostFilesError('%s: the group %r does not exist on this host; create that group first (or name an '
-                             'existing one)' % (path, group))
+    return _resolve_id(group, lambda name: grp.getgrnam(name).gr_gid, 'group', path)
 
 
 def parse_mode(mode, path):
@@ -209,11 +209,7 @@ def write_atomic(path, data, mode, uid, gid):
         if os.path.lexists(tmp_path):
             os.unlink(tmp_path)
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(directory)
 
 
 class HostFiles(object):
