@@ -828,21 +828,27 @@ def test_a_swapped_key_is_reissued(ca_dir, out_dir, pki):
     assert crypto.key_matches_cert(pki.load_key(key_path), pki.load_cert(cert_path))
 
 
-@pytest.mark.parametrize('which, action, reason', [
-    ('key', 'issue', 'key unreadable'),
-    ('cert', 'issue', 'certificate unreadable'),
-    ('bundle', 'update', 'bundle missing or out of date'),
+@pytest.mark.parametrize('which, action, reasons', [
+    # Which of the two depends on the cryptography release: newer ones check the key's embedded public key on load.
+    ('key', 'issue', ('key does not match certificate', 'key unreadable')),
+    ('cert', 'issue', ('certificate unreadable',)),
+    ('bundle', 'update', ('bundle missing or out of date',)),
 ])
-def test_one_changed_byte_gets_the_full_check(ca_dir, out_dir, pki, full_checks, which, action, reason):
+def test_one_changed_byte_gets_the_full_check(ca_dir, out_dir, pki, full_checks, which, action, reasons):
     issue(pki, ca_dir, out_dir)
     path = dict(zip(('key', 'cert', 'bundle'), paths(out_dir)))[which]
     data = bytearray(pki.read(path))
-    middle = data.index(b'\n', len(data) // 3) + 5  # a base64 character inside the first PEM block
+    if which == 'key':
+        # Character 55 of the first base64 line is DER byte 41 of the PKCS#8 P-256 key: inside the private scalar
+        # (bytes 36 to 67), so the key still loads but no longer belongs to the cert.
+        middle = data.index(b'\n') + 1 + 55
+    else:
+        middle = data.index(b'\n', len(data) // 3) + 5  # a base64 character inside the first PEM block
     data[middle] = ord('A') if data[middle] != ord('A') else ord('B')
     pki.write(path, bytes(data), pki.mode_of(path))
     del full_checks[:]
     second = issue(pki, ca_dir, out_dir)[1]['web1']
-    assert (second['action'], second['reason']) == (action, reason)
+    assert second['action'] == action and second['reason'] in reasons
     if which == 'bundle':
         assert len(full_checks) == 1
         key_path, cert_path, bundle_path = paths(out_dir)
