@@ -212,6 +212,31 @@ def key_matches_cert(key, cert):
     return public_key_der(key) == public_key_der(cert.public_key())
 
 
+_KEY_PROOF_MESSAGE = b'fleetpki: this key belongs to this certificate'
+
+
+def key_signs_for(key, public_key):
+    """True when ``key``'s private part makes signatures ``public_key`` verifies.
+
+    Comparing public keys is not enough: cryptography 38 loads a PKCS#8 EC key with the public key stored beside
+    its private scalar, so a damaged scalar still "matches" the cert while every handshake with it would fail.
+    """
+    try:
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            algorithm = ec.ECDSA(hashes.SHA256())
+            public_key.verify(key.sign(_KEY_PROOF_MESSAGE, algorithm), _KEY_PROOF_MESSAGE, algorithm)
+        elif isinstance(key, rsa.RSAPrivateKey):
+            signature = key.sign(_KEY_PROOF_MESSAGE, padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(signature, _KEY_PROOF_MESSAGE, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, ed25519.Ed25519PrivateKey):
+            public_key.verify(key.sign(_KEY_PROOF_MESSAGE), _KEY_PROOF_MESSAGE)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
 def fingerprint_sha256(cert):
     digest = binascii.hexlify(cert.fingerprint(hashes.SHA256())).decode('ascii').upper()
     return ':'.join(digest[i:i + 2] for i in range(0, len(digest), 2))

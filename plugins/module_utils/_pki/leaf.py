@@ -402,7 +402,7 @@ class LeafIssuer:
             key = crypto.load_private_key(key_data, request.key_path)
         except PkiError:
             return CertPlan(request, ISSUE, 'key unreadable')
-        if crypto.public_key_der(key) != crypto.public_key_der(public_key):
+        if crypto.public_key_der(key) != crypto.public_key_der(public_key) or not crypto.key_signs_for(key, public_key):
             return CertPlan(request, ISSUE, 'key does not match certificate', cert)
         if not crypto.signed_by(cert, self.ca.cert, self._ca_subject, self._ca_public_key):
             return CertPlan(request, ISSUE, 'not signed by the current CA', cert)

@@ -1015,3 +1015,12 @@ def test_one_batch_of_mixed_usages_and_key_kinds_gets_each_its_own_extensions(ca
         assert crypto.sans(cert) == (sorted([name, '%s.example.com' % name]), [])
         rc, output = pki.openssl_verify(os.path.join(ca_dir, 'ca-cert.pem'), paths(out_dir, name)[1])
         assert rc == 0, output
+
+
+@pytest.mark.parametrize('key_type', ['ec-p256', 'ec-p384', 'rsa2048', 'ed25519'])
+def test_key_signs_for_its_own_public_key_only(key_type):
+    key, other = crypto.generate_key(key_type), crypto.generate_key(key_type)
+    assert crypto.key_signs_for(key, key.public_key())
+    assert not crypto.key_signs_for(key, other.public_key())
+    assert not crypto.key_signs_for(key, crypto.generate_key('ec-p256' if key_type != 'ec-p256' else 'ed25519')
+                                    .public_key())
