@@ -129,7 +129,7 @@ def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
 
 def issued_facts(request, cert, fingerprint):
     """cert_facts() of a cert build_leaf_cert() just made from ``request``, taken from the request it was built of
-    rather than parsed back from the cert (half the cost of issuing); test_leaf_digest checks they are equal."""
+    rather than parsed back from the cert (half the cost of issuing); test_leaf checks they are equal."""
     return {
         'serial': crypto.serial_hex(cert),
         'subject': crypto.build_name(request.common_name).rfc4514_string(),
@@ -377,8 +377,9 @@ class LeafIssuer:
         if entry.get('serial') in self._revoked:
             return False
         not_after = entry.get('not_after')
+        # Equal to the second is left to the full check too: _renew_before drops the fraction of a second of now.
         if not isinstance(not_after, str) or len(not_after) != len(self._renew_before) \
-                or not_after < self._renew_before:
+                or not_after <= self._renew_before:
             return False
         return (entry.get('common_name') == request.common_name and entry.get('dns') == request.dns
                 and entry.get('ip') == request.ip and entry.get('usage') == request.usage

@@ -1024,3 +1024,16 @@ def test_key_signs_for_its_own_public_key_only(key_type):
     assert not crypto.key_signs_for(key, other.public_key())
     assert not crypto.key_signs_for(key, crypto.generate_key('ec-p256' if key_type != 'ec-p256' else 'ed25519')
                                     .public_key())
+
+
+def test_the_renew_window_edge_is_decided_as_the_full_check_decides(ca_dir, out_dir, pki):
+    """At exactly renew_days before the end (to the second) the record alone does not decide: renewed either way."""
+    first = issue(pki, ca_dir, out_dir, [entry(valid_days=60)])[1]['web1']
+    end = crypto.parse_iso8601(first['not_after'])
+    for offset in (datetime.timedelta(0), datetime.timedelta(microseconds=500000)):
+        kept = issue(pki, ca_dir, out_dir, [entry(valid_days=60)], renew_days=30,
+                     now=end - 30 * DAY - datetime.timedelta(seconds=1) + offset)[1]['web1']
+        assert kept['reason'] == 'up to date' and kept['serial'] == first['serial']
+    renewed = issue(pki, ca_dir, out_dir, [entry(valid_days=60)], renew_days=30,
+                    now=end - 30 * DAY + datetime.timedelta(microseconds=1))[1]['web1']
+    assert renewed['action'] == 'issue' and renewed['reason'].startswith('expires in ')
