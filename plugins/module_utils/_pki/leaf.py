@@ -115,6 +115,8 @@ def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
         # Modern clients ignore the CN: it must also be a SAN.
         if crypto.is_ip(common_name):
             ips.append(crypto.normalise_ip(common_name))
+        elif common_name.lower() in dns:  # checked above already (the usual case: the first dns entry)
+            pass
         else:
             problem = validate.dns_name_problem(common_name)
             if problem:
@@ -193,6 +195,14 @@ def build_leaf_cert(request, key, ca, not_before, not_after, shared=None):
     return crypto.sign(builder, ca.key)
 
 
+def _parse_recorded_time(text):
+    """crypto.parse_iso8601 of a time iso8601() wrote, by slicing (strptime was a tenth of a 1000-cert rerun)."""
+    if len(text) != 20 or text[4] != '-' or text[10] != 'T' or text[19] != 'Z':
+        return crypto.parse_iso8601(text)
+    return datetime.datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                             int(text[17:19]), tzinfo=crypto.UTC)
+
+
 class CertPlan:
     """What one request needs, and why.
 
@@ -224,7 +234,7 @@ class CertPlan:
             recorded = self.recorded
             serial, not_after, fingerprint = (recorded['serial'], recorded['not_after'],
                                               recorded['fingerprint_sha256'])
-            days = int((crypto.parse_iso8601(not_after) - now).total_seconds() // 86400)
+            days = int((_parse_recorded_time(not_after) - now).total_seconds() // 86400)
         elif cert is not None:
             serial, not_after, days = (crypto.serial_hex(cert), crypto.iso8601(crypto.not_after(cert)),
                                        crypto.days_remaining(cert, now))

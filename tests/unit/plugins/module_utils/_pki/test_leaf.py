@@ -21,7 +21,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files, store
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import CaManager, load_ca
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import LeafIssuer, build_leaf_cert, parse_requests
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.leaf import (
+    LeafIssuer, _parse_recorded_time, build_leaf_cert, parse_requests)
 
 DAY = datetime.timedelta(days=1)
 SERVER, CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
@@ -1037,3 +1039,18 @@ def test_the_renew_window_edge_is_decided_as_the_full_check_decides(ca_dir, out_
     renewed = issue(pki, ca_dir, out_dir, [entry(valid_days=60)], renew_days=30,
                     now=end - 30 * DAY + datetime.timedelta(microseconds=1))[1]['web1']
     assert renewed['action'] == 'issue' and renewed['reason'].startswith('expires in ')
+
+
+@pytest.mark.parametrize('text', ['2027-11-30T04:00:00Z', '1999-01-01T00:00:59Z', '2050-12-31T23:59:59Z'])
+def test_recorded_times_parse_as_parse_iso8601_does(text):
+    assert _parse_recorded_time(text) == crypto.parse_iso8601(text)
+    assert crypto.iso8601(_parse_recorded_time(text)) == text
+
+
+def test_an_explicit_common_name_is_checked_when_it_is_not_among_the_dns_names(tmp_path):
+    with pytest.raises(PkiError) as caught:
+        parse_requests([{'name': 'web1', 'dns': ['web1.example.com'], 'common_name': 'bad_name'}], str(tmp_path))
+    assert 'common_name' in str(caught.value) and 'bad_name' in str(caught.value)
+    request = parse_requests([{'name': 'web1', 'dns': ['Web1.Example.com'], 'common_name': 'WEB1.example.com'}],
+                             str(tmp_path))[0]
+    assert request.dns == ['web1.example.com'] and request.common_name == 'WEB1.example.com'
