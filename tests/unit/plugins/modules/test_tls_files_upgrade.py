@@ -1,0 +1,176 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Upgrading from the copy/lineinfile/template roles: a fleet they wrote is unchanged for the tls_files roles.
+
+One localhost ansible-playbook run: the first play writes the files as the earlier roles' tasks did (copy, file,
+lineinfile, template, as in ca_trust, client_tls, worker_tls, api_tls and redis_tls before tls_files), into a tmp
+directory; the second play runs the roles' current file tasks on the same paths, and none may report a change.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import grp
+import json
+import os
+import pwd
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
+KEY = '-----BEGIN ' + 'PRIVATE KEY-----\nMIGHAgEAupgradeKEY\n-----END ' + 'PRIVATE KEY-----\n'
+CERT = '-----BEGIN CERTIFICATE-----\nMIIBupgradeCERT\n-----END CERTIFICATE-----\n'
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+OPERATOR_ENV = '# operator settings\nLOG_LEVEL=debug\nREDIS_HOST=old-redis\nAPI_PORT=1\nLAST=no-newline'
+
+
+def old_tasks(t):
+    """The earlier roles' file tasks (as in the commit before tls_files), on the tmp paths of vars ``t``."""
+    own = {'owner': ME, 'group': MY_GROUP}
+    tasks = [
+        # ca_trust
+        {'ansible.builtin.file': dict(own, path='{{ ca_trust_bundle_path | dirname }}', state='directory', mode='0755')},
+        {'ansible.builtin.copy': dict(own, src='{{ ca_trust_bundle_src }}', dest='{{ ca_trust_bundle_path }}', mode='0644')},
+        {'ansible.builtin.copy': dict(own, src='{{ ca_trust_bundle_src }}', dest='{{ ca_trust_system_store_file }}',
+                                      mode='0644')},
+        # client_tls
+        {'ansible.builtin.file': dict(own, path='{{ client_tls_dir }}', state='directory', mode='0750')},
+        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-key.pem', dest='{{ client_tls_dir }}/client-key.pem', mode='0600')},
+        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-cert.pem', dest='{{ client_tls_dir }}/client-cert.pem',
+                                      mode='0644')},
+        {'ansible.builtin.copy': dict(own, dest='{{ client_tls_dir }}/client.pem', mode='0600', content=(
+            "{{ lookup('ansible.builtin.file', t.src ~ '-key.pem') }}\n{{ lookup('ansible.builtin.file', t.src ~ '-cert.pem') }}\n"))},
+        # redis_tls certs.yml
+        {'ansible.builtin.file': dict(own, path='{{ redis_tls_dir }}', state='directory', mode='0750')},
+        {'ansible.builtin.copy': dict(own, src='{{ redis_tls_key_src }}', dest='{{ redis_tls_key_file }}', mode='0600', backup=True)},
+        {'ansible.builtin.copy': dict(own, src='{{ redis_tls_cert_src }}', dest='{{ redis_tls_cert_file }}', mode='0644',
+                                      backup=True)},
+        # worker_tls certs.yml and env.yml
+        {'ansible.builtin.file': dict(own, path='{{ worker_tls_dir }}', state='directory', mode='0750')},
+        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-key.pem', dest='{{ worker_tls_key_file }}', mode='0600', backup=True)},
+        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-cert.pem', dest='{{ worker_tls_cert_file }}', mode='0644', backup=True)},
+        {'ansible.builtin.file': dict(own, path='{{ worker_tls_env_file | dirname }}', state='directory', mode='0750')},
+        {'ansible.builtin.file': dict(own, path='{{ worker_tls_env_file }}', state='touch', mode='0640',
+                                      modification_time='preserve', access_time='preserve')},
+        {'ansible.builtin.lineinfile': dict(own, path='{{ worker_tls_env_file }}', regexp='^{{ item.key }}=', mode='0640',
+                                            line='{{ item.key }}={{ item.value }}'),
+         'loop': '{{ t.worker_env | dict2items }}'},
+        {'ansible.builtin.lineinfile': dict(own, path='{{ worker_tls_env_file }}', regexp='^{{ item.key }}=', mode='0640',
+                                            line='{{ item.key }}={{ item.value }}'),
+         'loop': '{{ worker_tls_extra_env | dict2items }}'},
+        {'ansible.builtin.lineinfile': dict(own, path='{{ worker_tls_env_file }}', regexp='^REDIS_PASSWORD=', mode='0640',
+                                            line='REDIS_PASSWORD={{ worker_tls_redis_password }}')},
+        # api_tls certs.yml, tls_policy.yml and env.yml
+        {'ansible.builtin.file': dict(own, path='{{ api_tls_dir }}', state='directory', mode='0750')},
+        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-key.pem', dest='{{ api_tls_key_file }}', mode='0600', backup=True)},
+        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-cert.pem', dest='{{ api_tls_cert_file }}', mode='0644', backup=True)},
+        {'ansible.builtin.copy': dict(own, src='{{ api_tls_crl_src }}', dest='{{ api_tls_crl_file }}', mode='0644')},
+        {'ansible.builtin.template': dict(own, src=ROOT + '/roles/api_tls/templates/openssl-tls-policy.cnf.j2',
+                                          dest='{{ api_tls_openssl_conf }}', mode='0644')},
+        {'ansible.builtin.file': dict(own, path='{{ api_tls_env_file | dirname }}', state='directory', mode='0750')},
+        {'ansible.builtin.file': dict(own, path='{{ api_tls_env_file }}', state='touch', mode='0600',
+                                      modification_time='preserve', access_time='preserve')},
+        {'ansible.builtin.lineinfile': dict(own, path='{{ api_tls_env_file }}', regexp='^{{ item.key }}=', mode='0600',
+                                            line='{{ item.key }}={{ item.value }}'),
+         'loop': '{{ t.api_env | combine(api_tls_extra_env) | dict2items }}'},
+    ]
+    return tasks
+
+
+def settings(tmp):
+    pki = os.path.join(tmp, 'pki')
+    host = os.path.join(tmp, 'host')
+    own = {'worker_tls_user': ME, 'worker_tls_group': MY_GROUP, 'api_tls_user': ME, 'api_tls_group': MY_GROUP,
+           'redis_tls_user': ME, 'redis_tls_group': MY_GROUP, 'client_tls_owner': ME, 'client_tls_group': MY_GROUP}
+    values = dict(
+        own,
+        ca_trust_bundle_src=pki + '/ca-bundle.pem', ca_trust_bundle_path=host + '/fleetpki/ca-bundle.pem',
+        ca_trust_system_store_file=host + '/store/fleetpki-ca.crt',
+        client_tls_pki_issued_dir=pki, client_tls_cert_name='leaf', client_tls_dir=host + '/fleetpki/client',
+        redis_tls_key_src=pki + '/leaf-key.pem', redis_tls_cert_src=pki + '/leaf-cert.pem', redis_tls_dir=host + '/redis-tls',
+        redis_tls_ca_file=host + '/fleetpki/ca-bundle.pem',
+        worker_tls_pki_issued_dir=pki, worker_tls_cert_name='leaf', worker_tls_dir=host + '/fleetpki/worker',
+        worker_tls_env_file=host + '/fleet-worker/.env', worker_tls_ca_file=host + '/fleetpki/ca-bundle.pem',
+        worker_tls_redis_host='redis1', worker_tls_redis_port=6379, worker_tls_redis_password='Upgrade-pass-1234567',
+        worker_tls_callback_api_url='https://api1:8443/callback/report',
+        worker_tls_extra_env={'OPERATOR_TOKEN': 'tok', 'REDIS_HOST': 'redis-extra'},
+        api_tls_pki_issued_dir=pki, api_tls_cert_name='leaf', api_tls_dir=host + '/fleetpki/api',
+        api_tls_env_file=host + '/fleet-api/.env', api_tls_crl_src=pki + '/crl-bundle.pem',
+        api_tls_ca_file=host + '/fleetpki/ca-bundle.pem', api_tls_extra_env={'API_PORT': '9443', 'EXTRA': 'x'},
+    )
+    t = {'src': pki + '/leaf',
+         'worker_env': {
+             'WORKER_NAME': '{{ inventory_hostname }}', 'REDIS_USERNAME': '{{ worker_tls_redis_username }}',
+             'REDIS_HOST': '{{ worker_tls_redis_host }}', 'REDIS_PORT': '{{ worker_tls_redis_port }}',
+             'REDIS_USE_TLS': '{{ worker_tls_redis_use_tls | bool | string | lower }}',
+             'REDIS_TLS_CERT': '{{ worker_tls_cert_file }}', 'REDIS_TLS_KEY': '{{ worker_tls_key_file }}',
+             'REDIS_TLS_CA': '{{ worker_tls_ca_file }}', 'PKI_CA_CERT': '{{ worker_tls_ca_file }}',
+             'API_USE_TLS': '{{ worker_tls_api_use_tls | bool | string | lower }}', 'API_TLS_CA': '{{ worker_tls_ca_file }}',
+             'API_TLS_CERT': '{{ worker_tls_cert_file }}', 'API_TLS_KEY': '{{ worker_tls_key_file }}',
+             'CALLBACK_API_URL': '{{ worker_tls_callback_api_url }}'},
+         'api_env': {
+             'API_BIND': '{{ api_tls_bind }}', 'API_PORT': '{{ api_tls_port }}', 'API_USE_TLS': 'true',
+             'API_TLS_CERT': '{{ api_tls_cert_file }}', 'API_TLS_KEY': '{{ api_tls_key_file }}',
+             'API_TLS_CA': '{{ api_tls_ca_file }}', 'PKI_CA_CERT': '{{ api_tls_ca_file }}',
+             'API_REQUIRE_CLIENT_CERT': '{{ api_tls_require_client_cert | bool | string | lower }}',
+             'API_TLS_CRL': "{{ api_tls_crl_file if api_tls_crl_check | bool else '' }}",
+             'API_TLS_MIN_VERSION': '{{ api_tls_min_version }}', 'API_TLS_CIPHERS': '{{ api_tls_ciphers }}',
+             'API_TLS_OPENSSL_CONF': '{{ api_tls_openssl_conf }}'}}
+    os.makedirs(pki)
+    for name, text in (('leaf-key.pem', KEY), ('leaf-cert.pem', CERT), ('ca-bundle.pem', CERT + CERT),
+                       ('crl-bundle.pem', '-----BEGIN X509 CRL-----\nMIIBupgradeCRL\n-----END X509 CRL-----\n')):
+        with open(os.path.join(pki, name), 'w') as handle:
+            handle.write(text)
+    for env in (values['worker_tls_env_file'], values['api_tls_env_file']):
+        os.makedirs(os.path.dirname(env))
+        with open(env, 'w') as handle:
+            handle.write(OPERATOR_ENV)
+    os.makedirs(host + '/store')
+    return values, t
+
+
+def test_a_fleet_the_earlier_roles_wrote_is_unchanged(tmp_path):
+    values, t = settings(str(tmp_path))
+    # The earlier roles' defaults these tasks read (the current roles take them from their own defaults).
+    earlier_defaults = {
+        'worker_tls_key_file': '{{ worker_tls_dir }}/client-key.pem', 'worker_tls_cert_file': '{{ worker_tls_dir }}/client-cert.pem',
+        'worker_tls_redis_username': '{{ inventory_hostname }}', 'worker_tls_redis_use_tls': True, 'worker_tls_api_use_tls': True,
+        'redis_tls_key_file': '{{ redis_tls_dir }}/redis-key.pem', 'redis_tls_cert_file': '{{ redis_tls_dir }}/redis-cert.pem',
+        'api_tls_key_file': '{{ api_tls_dir }}/api-key.pem', 'api_tls_cert_file': '{{ api_tls_dir }}/api-cert.pem',
+        'api_tls_crl_file': '{{ api_tls_dir }}/crl.pem', 'api_tls_crl_check': True, 'api_tls_bind': '0.0.0.0',
+        'api_tls_port': 8443, 'api_tls_require_client_cert': True, 'api_tls_profile': 'intermediate',
+        'api_tls_min_version': 'TLSv1.2', 'api_tls_ciphers': 'ECDHE-ECDSA-AES128-GCM-SHA256',
+        'api_tls_ciphersuites': 'TLS_AES_128_GCM_SHA256', 'api_tls_groups': 'X25519:P-256:P-384',
+        'api_tls_openssl_conf': '{{ api_tls_dir }}/openssl-tls-policy.cnf',
+    }
+    current = [{'name': 'current %s' % role, 'ansible.builtin.include_role': {'name': 'fleetpki.mtls.' + role,
+                                                                              'tasks_from': tasks_from}}
+               for role, tasks_from in (('ca_trust', 'main'), ('client_tls', 'main'), ('redis_tls', 'certs'),
+                                        ('worker_tls', 'certs'), ('api_tls', 'certs'))]
+    same = dict((key, earlier_defaults[key]) for key in ('api_tls_ciphers', 'api_tls_ciphersuites', 'api_tls_groups'))
+    playbook = [
+        {'name': 'earlier roles', 'hosts': 'localhost', 'gather_facts': False, 'vars': dict(values, t=t, **earlier_defaults),
+         'tasks': old_tasks(t)},
+        {'name': 'current roles', 'hosts': 'localhost', 'gather_facts': False, 'vars': dict(values, **same),
+         'tasks': current},
+    ]
+    path = tmp_path / 'upgrade.yml'
+    path.write_text(json.dumps(playbook))
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json', ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, 'collections'),
+               ANSIBLE_NOCOLOR='1', ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+                           '-e', 'ansible_python_interpreter=' + sys.executable, str(path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(tmp_path), check=False)
+    assert proc.returncode == 0, proc.stdout.decode()[-4000:] + proc.stderr.decode()[-2000:]
+    (tmp_path / 'report.json').write_bytes(proc.stdout)
+    report = json.loads(proc.stdout.decode())
+    first, second = report['plays']
+    assert any(task['hosts']['localhost'].get('changed') for task in first['tasks'])
+    ran = [(task['task']['name'], task['hosts']['localhost']) for task in second['tasks']
+           if task['hosts'].get('localhost', {}).get('action') == 'fleetpki.mtls.tls_files']
+    assert len(ran) == 5, [name for name, dummy in ran]
+    changed = [(name, result.get('changed_paths')) for name, result in ran if result.get('changed')]
+    assert changed == []
+    assert KEY.split('\n')[1] not in proc.stdout.decode()
