@@ -158,7 +158,9 @@ def test_a_fleet_the_earlier_roles_wrote_is_unchanged(tmp_path):
     ]
     path = tmp_path / 'upgrade.yml'
     path.write_text(json.dumps(playbook))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json', ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, 'collections'),
+    # Not the checkout's ansible.cfg (make exports ANSIBLE_CONFIG): its summary callback would follow the JSON.
+    env = dict((key, value) for key, value in os.environ.items() if key != 'ANSIBLE_CONFIG')
+    env = dict(env, ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json', ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, 'collections'),
                ANSIBLE_NOCOLOR='1', ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
                            '-e', 'ansible_python_interpreter=' + sys.executable, str(path)],
