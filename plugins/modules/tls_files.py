@@ -150,10 +150,13 @@ texts:
   type: dict
 '''
 
+import copy
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._host.host_files import HostFiles, HostFilesError
 
+MASK = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
 OWNERSHIP = dict(owner=dict(type='str'), group=dict(type='str'), mode=dict(type='raw', required=True))
 
 
@@ -175,12 +178,28 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    # Ansible masks a no_log value wherever it occurs as a substring of the result: a secret .env entry such as
+    # '1' would rewrite the backups' paths and the digests the roles read back. Secrets never enter the result by
+    # construction (no diff or message carries them), and the invocation masks every one of them (below).
+    invocation = {'module_args': masked_args(params)}
+    module.no_log_values.clear()
     try:
         result = HostFiles(params['directories'], params['files'], params['env_files'], params['checksums'],
                            params['read'], check_mode=module.check_mode, want_diff=module._diff).run()
     except (HostFilesError, OSError) as exc:
-        module.fail_json(msg='%s' % exc, changed=False)
-    module.exit_json(**result)
+        module.fail_json(msg='%s' % exc, changed=False, invocation=invocation)
+    module.exit_json(invocation=invocation, **result)
+
+
+def masked_args(params):
+    """The module's arguments with every secret replaced, as Ansible shows a no_log value."""
+    args = copy.deepcopy(params)
+    for spec in args.get('files') or []:
+        if spec.get('secret_content') is not None:
+            spec['secret_content'] = MASK
+    for spec in args.get('env_files') or []:
+        spec['secret_entries'] = dict((key, MASK) for key in spec.get('secret_entries') or {})
+    return args
 
 
 if __name__ == '__main__':

@@ -52,3 +52,21 @@ def test_error_is_a_failure_naming_the_path(tmp_path, run_module):
 def test_content_or_secret_content_exactly_one(tmp_path, run_module):
     both = {'files': [{'path': str(tmp_path / 'k'), 'content': 'x', 'secret_content': 'y', 'mode': '0600'}]}
     assert run_module(tls_files, both).rc == 1
+
+
+def test_a_short_secret_value_does_not_rewrite_paths_or_digests(tmp_path, run_module):
+    """Ansible masks a no_log value wherever it occurs as a substring: a secret .env entry '1' would turn the
+    backups' paths and the digests the roles read back into '********'. They must come back as they are, and
+    the secrets still masked in the invocation."""
+    cert = tmp_path / 'cert.pem'
+    cert.write_text('old\n')
+    short = dict(args(tmp_path), checksums=[str(cert)])
+    short['files'] = [{'path': str(cert), 'content': 'cert\n', 'mode': '0644', 'backup': True}]
+    short['env_files'][0]['secret_entries'] = {'DEBUG': '1', 'REDIS_PASSWORD': PASSWORD}
+    run = run_module(tls_files, short)
+    backup = run.result['backups'][str(cert)]
+    assert os.path.exists(backup), backup
+    assert all(len(digest) == 64 and '*' not in digest for digest in run.result['checksums'].values())
+    invocation = run.result['invocation']['module_args']
+    assert set(invocation['env_files'][0]['secret_entries'].values()) == {'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'}
+    assert PASSWORD not in run.stdout
