@@ -84,10 +84,13 @@ oldest-core:
 crash: setup
 	$(BIN)/python tests/crash/kill_pki_leaf.py
 
-# Preflight errors of site.yml on fake inventories (no hosts needed: they stop before connecting).
+# Preflight errors of site.yml on fake inventories (no hosts needed: they stop before connecting). Each case is an
+# ansible-playbook run of its own, in its own temp dir: pytest-xdist runs them on every core (-n auto; PYTEST_WORKERS=1
+# runs them one at a time).
+PYTEST_WORKERS ?= auto
 playbook-checks: setup
 	tests/tools/ensure-promtool.sh
-	$(BIN)/python -m pytest -q tests/playbooks
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/playbooks
 
 # The lab fleet in containers (needs Docker: lab/ensure-docker.sh): default = converge, idempotence, testinfra;
 # lifecycle = rotate, CA rollover, revocation under live load, then the faults; migration = a password-only
