@@ -51,9 +51,14 @@ PLAYBOOK = """---
     - name: Work
 %(task)s
 """
+# The options roles/pki/tasks/issue.yml passes (there templated from the role's variables; no CA passphrase here).
 LEAF_TASK = """      fleetpki.mtls.pki_leaf:
         ca_dir: %(ca_dir)s
-        dir: %(out_dir)s
+        ca_planned: false
+        renew_days: 30
+        force: false
+        issued_dir: %(out_dir)s
+        report: changed
         certs: "{{ certs }}"
 """
 PING_TASK = """      ansible.builtin.ping:

@@ -84,6 +84,18 @@ options:
         action, reason, serial and expiry are always returned.
     type: bool
     default: false
+  report:
+    description:
+      - Which entries of O(certs) RV(certs) returns. The counts RV(issued), RV(updated) and RV(unchanged) always cover
+        every entry.
+      - V(all) returns one entry per requested certificate, in request order.
+      - V(changed) returns only the certificates issued or updated (or that would be, in check mode), in request
+        order; a rerun over a large fleet that changes nothing then returns an empty list instead of one entry per
+        certificate. The pki role passes it: its summary lists only what changed.
+    type: str
+    default: all
+    choices: [all, changed]
+    version_added: 0.3.0
   certs:
     description: The certificates to issue. Names must be unique.
     type: list
@@ -188,6 +200,14 @@ EXAMPLES = r'''
       fleetpki.mtls.pki_crl:
         crl_days: 30
 
+- name: Re-check a large fleet and get back only what changed (the counts cover every certificate)
+  fleetpki.mtls.pki_leaf:
+    ca_dir: /srv/pki/ca
+    issued_dir: /srv/pki/issued
+    certs: "{{ fleet_cert_requests }}"
+    report: changed
+  register: fleet_leaves
+
 - name: List what was re-issued and why
   ansible.builtin.debug:
     msg: "{{ leaves.certs | selectattr('changed') | map(attribute='name') | zip(leaves.certs | selectattr('changed') | map(attribute='reason')) }}"
@@ -195,7 +215,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 certs:
-  description: One entry per requested certificate, in request order.
+  description:
+    - One entry per requested certificate, in request order; with O(report=changed) only the entries with
+      RV(certs[].changed) true.
   returned: always
   type: list
   elements: dict
@@ -292,6 +314,7 @@ def argument_spec():
         force=dict(type='bool', default=False),
         issued_dir=dict(type='path', aliases=['dir']),
         details=dict(type='bool', default=False),
+        report=dict(type='str', default='all', choices=['all', 'changed']),
         certs=dict(type='list', elements='dict', required=True, options=dict(
             name=dict(type='str', required=True),
             dir=dict(type='path'),
@@ -332,6 +355,8 @@ def main():
     for warning in issuer.warnings:
         module.warn(warning)
     actions = [entry['action'] for entry in certs]
+    if params['report'] == 'changed':
+        certs = [entry for entry in certs if entry['changed']]
     result = dict(
         changed=issuer.changed,
         certs=certs,

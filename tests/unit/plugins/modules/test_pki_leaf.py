@@ -134,3 +134,28 @@ def test_check_mode_without_a_ca_not_planned_fails_like_a_real_run(tmp_path, run
     assert check.rc == 1, check.result
     assert 'no CA in %s' % ca_dir in check.result['msg'] and 'ca_dir' in check.result['msg']
     assert not os.path.exists(out_dir)
+
+
+def test_report_changed_returns_only_the_changed_entries_and_every_count(ca_dir, out_dir, run_module):
+    """report=changed (what the pki role passes): a 1000-host rerun returns counts, not 1000 unchanged entries."""
+    args = {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS, 'report': 'changed'}
+    first = run_module(pki_leaf, args)
+    assert first.rc == 0, first.result
+    assert [cert['name'] for cert in first.result['certs']] == ['redis1', 'worker1']
+    assert (first.result['issued'], first.result['updated'], first.result['unchanged']) == (2, 0, 0)
+
+    again = run_module(pki_leaf, args)
+    assert again.result['changed'] is False and again.result['certs'] == []
+    assert (again.result['issued'], again.result['updated'], again.result['unchanged']) == (0, 0, 2)
+
+    os.unlink(os.path.join(out_dir, 'worker1-bundle.pem'))
+    os.unlink(os.path.join(out_dir, 'redis1-cert.pem'))
+    fixed = run_module(pki_leaf, dict(args, certs=CERTS + [{'name': 'api1', 'dns': ['api1']}]), check_mode=True)
+    assert [(c['name'], c['action']) for c in fixed.result['certs']] == [
+        ('redis1', 'issue'), ('worker1', 'update'), ('api1', 'issue')]
+    assert (fixed.result['issued'], fixed.result['updated'], fixed.result['unchanged']) == (2, 1, 0)
+
+    everything = run_module(pki_leaf, dict(args, report='all'), check_mode=True)
+    assert [c['name'] for c in everything.result['certs']] == ['redis1', 'worker1']
+    default = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}, check_mode=True)
+    assert default.result['certs'] == everything.result['certs'], 'report defaults to all'
