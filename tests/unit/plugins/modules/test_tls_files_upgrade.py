@@ -26,57 +26,59 @@ MY_GROUP = grp.getgrgid(os.getgid()).gr_name
 OPERATOR_ENV = '# operator settings\nLOG_LEVEL=debug\nREDIS_HOST=old-redis\nAPI_PORT=1\nLAST=no-newline'
 
 
-def old_tasks(t):
-    """The earlier roles' file tasks (as in the commit before tls_files), on the tmp paths of vars ``t``."""
+def old_tasks():
+    """The earlier roles' file tasks (as in the commit before tls_files), on the paths of the play's vars."""
     own = {'owner': ME, 'group': MY_GROUP}
-    tasks = [
+
+    def directory(path, mode):
+        return {'ansible.builtin.file': dict(own, path=path, state='directory', mode=mode)}
+
+    def copy(src, dest, mode, backup=False):
+        return {'ansible.builtin.copy': dict(own, src=src, dest=dest, mode=mode, backup=backup)}
+
+    def env_file(path, mode, loops):
+        """env.yml: its directory, touch, then one lineinfile (regexp ^KEY=) per entry of each loop."""
+        tasks = [directory('{{ %s | dirname }}' % path, '0750'),
+                 {'ansible.builtin.file': dict(own, path='{{ %s }}' % path, state='touch', mode=mode,
+                                               modification_time='preserve', access_time='preserve')}]
+        for loop in loops:
+            tasks.append({'ansible.builtin.lineinfile': dict(own, path='{{ %s }}' % path, regexp='^{{ item.key }}=',
+                                                             line='{{ item.key }}={{ item.value }}', mode=mode),
+                          'loop': loop})
+        return tasks
+
+    return (
         # ca_trust
-        {'ansible.builtin.file': dict(own, path='{{ ca_trust_bundle_path | dirname }}', state='directory', mode='0755')},
-        {'ansible.builtin.copy': dict(own, src='{{ ca_trust_bundle_src }}', dest='{{ ca_trust_bundle_path }}', mode='0644')},
-        {'ansible.builtin.copy': dict(own, src='{{ ca_trust_bundle_src }}', dest='{{ ca_trust_system_store_file }}',
-                                      mode='0644')},
+        [directory('{{ ca_trust_bundle_path | dirname }}', '0755'),
+         copy('{{ ca_trust_bundle_src }}', '{{ ca_trust_bundle_path }}', '0644'),
+         copy('{{ ca_trust_bundle_src }}', '{{ ca_trust_system_store_file }}', '0644')]
         # client_tls
-        {'ansible.builtin.file': dict(own, path='{{ client_tls_dir }}', state='directory', mode='0750')},
-        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-key.pem', dest='{{ client_tls_dir }}/client-key.pem', mode='0600')},
-        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-cert.pem', dest='{{ client_tls_dir }}/client-cert.pem',
-                                      mode='0644')},
-        {'ansible.builtin.copy': dict(own, dest='{{ client_tls_dir }}/client.pem', mode='0600', content=(
-            "{{ lookup('ansible.builtin.file', t.src ~ '-key.pem') }}\n{{ lookup('ansible.builtin.file', t.src ~ '-cert.pem') }}\n"))},
+        + [directory('{{ client_tls_dir }}', '0750'),
+           copy('{{ t.src }}-key.pem', '{{ client_tls_dir }}/client-key.pem', '0600'),
+           copy('{{ t.src }}-cert.pem', '{{ client_tls_dir }}/client-cert.pem', '0644'),
+           {'ansible.builtin.copy': dict(own, dest='{{ client_tls_dir }}/client.pem', mode='0600', content=(
+               "{{ lookup('ansible.builtin.file', t.src ~ '-key.pem') }}\n"
+               "{{ lookup('ansible.builtin.file', t.src ~ '-cert.pem') }}\n"))}]
         # redis_tls certs.yml
-        {'ansible.builtin.file': dict(own, path='{{ redis_tls_dir }}', state='directory', mode='0750')},
-        {'ansible.builtin.copy': dict(own, src='{{ redis_tls_key_src }}', dest='{{ redis_tls_key_file }}', mode='0600', backup=True)},
-        {'ansible.builtin.copy': dict(own, src='{{ redis_tls_cert_src }}', dest='{{ redis_tls_cert_file }}', mode='0644',
-                                      backup=True)},
-        # worker_tls certs.yml and env.yml
-        {'ansible.builtin.file': dict(own, path='{{ worker_tls_dir }}', state='directory', mode='0750')},
-        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-key.pem', dest='{{ worker_tls_key_file }}', mode='0600', backup=True)},
-        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-cert.pem', dest='{{ worker_tls_cert_file }}', mode='0644', backup=True)},
-        {'ansible.builtin.file': dict(own, path='{{ worker_tls_env_file | dirname }}', state='directory', mode='0750')},
-        {'ansible.builtin.file': dict(own, path='{{ worker_tls_env_file }}', state='touch', mode='0640',
-                                      modification_time='preserve', access_time='preserve')},
-        {'ansible.builtin.lineinfile': dict(own, path='{{ worker_tls_env_file }}', regexp='^{{ item.key }}=', mode='0640',
-                                            line='{{ item.key }}={{ item.value }}'),
-         'loop': '{{ t.worker_env | dict2items }}'},
-        {'ansible.builtin.lineinfile': dict(own, path='{{ worker_tls_env_file }}', regexp='^{{ item.key }}=', mode='0640',
-                                            line='{{ item.key }}={{ item.value }}'),
-         'loop': '{{ worker_tls_extra_env | dict2items }}'},
-        {'ansible.builtin.lineinfile': dict(own, path='{{ worker_tls_env_file }}', regexp='^REDIS_PASSWORD=', mode='0640',
-                                            line='REDIS_PASSWORD={{ worker_tls_redis_password }}')},
+        + [directory('{{ redis_tls_dir }}', '0750'),
+           copy('{{ redis_tls_key_src }}', '{{ redis_tls_key_file }}', '0600', backup=True),
+           copy('{{ redis_tls_cert_src }}', '{{ redis_tls_cert_file }}', '0644', backup=True)]
+        # worker_tls certs.yml and env.yml (TLS entries, extra entries, then the password)
+        + [directory('{{ worker_tls_dir }}', '0750'),
+           copy('{{ t.src }}-key.pem', '{{ worker_tls_key_file }}', '0600', backup=True),
+           copy('{{ t.src }}-cert.pem', '{{ worker_tls_cert_file }}', '0644', backup=True)]
+        + env_file('worker_tls_env_file', '0640', [
+            '{{ t.worker_env | dict2items }}', '{{ worker_tls_extra_env | dict2items }}',
+            "{{ {'REDIS_PASSWORD': worker_tls_redis_password} | dict2items }}"])
         # api_tls certs.yml, tls_policy.yml and env.yml
-        {'ansible.builtin.file': dict(own, path='{{ api_tls_dir }}', state='directory', mode='0750')},
-        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-key.pem', dest='{{ api_tls_key_file }}', mode='0600', backup=True)},
-        {'ansible.builtin.copy': dict(own, src='{{ t.src }}-cert.pem', dest='{{ api_tls_cert_file }}', mode='0644', backup=True)},
-        {'ansible.builtin.copy': dict(own, src='{{ api_tls_crl_src }}', dest='{{ api_tls_crl_file }}', mode='0644')},
-        {'ansible.builtin.template': dict(own, src=ROOT + '/roles/api_tls/templates/openssl-tls-policy.cnf.j2',
-                                          dest='{{ api_tls_openssl_conf }}', mode='0644')},
-        {'ansible.builtin.file': dict(own, path='{{ api_tls_env_file | dirname }}', state='directory', mode='0750')},
-        {'ansible.builtin.file': dict(own, path='{{ api_tls_env_file }}', state='touch', mode='0600',
-                                      modification_time='preserve', access_time='preserve')},
-        {'ansible.builtin.lineinfile': dict(own, path='{{ api_tls_env_file }}', regexp='^{{ item.key }}=', mode='0600',
-                                            line='{{ item.key }}={{ item.value }}'),
-         'loop': '{{ t.api_env | combine(api_tls_extra_env) | dict2items }}'},
-    ]
-    return tasks
+        + [directory('{{ api_tls_dir }}', '0750'),
+           copy('{{ t.src }}-key.pem', '{{ api_tls_key_file }}', '0600', backup=True),
+           copy('{{ t.src }}-cert.pem', '{{ api_tls_cert_file }}', '0644', backup=True),
+           copy('{{ api_tls_crl_src }}', '{{ api_tls_crl_file }}', '0644'),
+           {'ansible.builtin.template': dict(own, src=ROOT + '/roles/api_tls/templates/openssl-tls-policy.cnf.j2',
+                                             dest='{{ api_tls_openssl_conf }}', mode='0644')}]
+        + env_file('api_tls_env_file', '0600', ['{{ t.api_env | combine(api_tls_extra_env) | dict2items }}'])
+    )
 
 
 def settings(tmp):
@@ -152,7 +154,7 @@ def test_a_fleet_the_earlier_roles_wrote_is_unchanged(tmp_path):
     same = dict((key, earlier_defaults[key]) for key in ('api_tls_ciphers', 'api_tls_ciphersuites', 'api_tls_groups'))
     playbook = [
         {'name': 'earlier roles', 'hosts': 'localhost', 'gather_facts': False, 'vars': dict(values, t=t, **earlier_defaults),
-         'tasks': old_tasks(t)},
+         'tasks': old_tasks()},
         {'name': 'current roles', 'hosts': 'localhost', 'gather_facts': False, 'vars': dict(values, **same),
          'tasks': current},
     ]
