@@ -80,6 +80,10 @@ ensure_network() {
 wait_ssh() {  # wait_ssh HOST ADDRESS
   local _
   for _ in $(seq 1 60); do
+    if [ "$(docker inspect -f '{{.State.Running}}' "${prefix}$1" 2>/dev/null)" = false ]; then
+      echo "$1 ($2): its container stopped (docker logs ${prefix}$1)" >&2
+      return 1
+    fi
     if ssh -i "$key" -o BatchMode=yes -o ConnectTimeout=2 -o StrictHostKeyChecking=no \
          -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "deploy@$2" sudo -n true 2>/dev/null; then
       return 0

@@ -26,12 +26,28 @@ running_hosts() {
   docker ps -a --filter "name=^${FLEETPKI_LAB_PREFIX}" --format '{{.Names}}' | sed "s/^${FLEETPKI_LAB_PREFIX}//" | sort | xargs
 }
 
+# Every container's systemd takes inotify instances (about 5) from one per-user limit of the Docker host,
+# fs.inotify.max_user_instances (often 128: about 25 containers, the rest exit at boot with status 255).
+ensure_inotify() {  # ensure_inotify N
+  local have need=$((8 * $1 + 128))
+  have=$(cat /proc/sys/fs/inotify/max_user_instances)
+  if [ "$have" -ge "$need" ]; then return 0; fi
+  if [ "$(id -u)" = 0 ] && sysctl -qw "fs.inotify.max_user_instances=$need"; then
+    echo "fs.inotify.max_user_instances raised from $have to $need for $1 systemd containers (until reboot)"
+    return 0
+  fi
+  echo "fs.inotify.max_user_instances is $have: $1 systemd containers need about $need." >&2
+  echo "As root: sysctl -w fs.inotify.max_user_instances=$need" >&2
+  exit 1
+}
+
 up() {
   local n=$1 wanted extra name
   if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 3 ] || [ "$n" -gt 244 ]; then
     echo "N=$n: give 3 to 244 hosts (1 Redis, 1 API, 1 pki client, N-3 workers; .11 to .254 of a /24)" >&2
     exit 2
   fi
+  ensure_inotify "$n"
   wanted=" $(hosts_for "$n") "
   # A smaller N than the lab runs now: the workers beyond it go (the inventory no longer names them).
   for name in $(running_hosts); do
