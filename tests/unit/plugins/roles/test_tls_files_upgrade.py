@@ -6,6 +6,7 @@
 One localhost ansible-playbook run: the first play writes the files as the earlier roles' tasks did (copy, file,
 lineinfile, template, as in ca_trust, client_tls, worker_tls, api_tls and redis_tls before tls_files), into a tmp
 directory; the second play runs the roles' current file tasks on the same paths, and none may report a change.
+Under tests/unit/plugins/roles, not modules/: ansible-test units runs it as controller code (ansible-playbook).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,10 +16,15 @@ import grp
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
+from ansible_collections.fleetpki.mtls.plugins.modules import tls_files
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))  # the collection's tree
+# Where this copy of the collection is importable from (the checkout's collections/, or ansible-test's copy).
+COLLECTIONS_PATH = tls_files.__file__.split(os.sep + 'ansible_collections' + os.sep)[0]
 KEY = '-----BEGIN ' + 'PRIVATE KEY-----\nMIGHAgEAupgradeKEY\n-----END ' + 'PRIVATE KEY-----\n'
 CERT = '-----BEGIN CERTIFICATE-----\nMIIBupgradeCERT\n-----END CERTIFICATE-----\n'
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -147,34 +153,43 @@ def test_a_fleet_the_earlier_roles_wrote_is_unchanged(tmp_path):
         'api_tls_ciphersuites': 'TLS_AES_128_GCM_SHA256', 'api_tls_groups': 'X25519:P-256:P-384',
         'api_tls_openssl_conf': '{{ api_tls_dir }}/openssl-tls-policy.cnf',
     }
-    current = [{'name': 'current %s' % role, 'ansible.builtin.include_role': {'name': 'fleetpki.mtls.' + role,
-                                                                              'tasks_from': tasks_from}}
-               for role, tasks_from in (('ca_trust', 'main'), ('client_tls', 'main'), ('redis_tls', 'certs'),
-                                        ('worker_tls', 'certs'), ('api_tls', 'certs'))]
+    earlier = [{'name': 'earlier roles', 'hosts': 'localhost', 'gather_facts': False,
+                'vars': dict(values, t=t, **earlier_defaults), 'tasks': old_tasks()}]
+    first = run_playbook(tmp_path, 'earlier.yml', earlier)
+    assert 'changed: [localhost]' in first
     same = dict((key, earlier_defaults[key]) for key in ('api_tls_ciphers', 'api_tls_ciphersuites', 'api_tls_groups'))
-    playbook = [
-        {'name': 'earlier roles', 'hosts': 'localhost', 'gather_facts': False, 'vars': dict(values, t=t, **earlier_defaults),
-         'tasks': old_tasks()},
-        {'name': 'current roles', 'hosts': 'localhost', 'gather_facts': False, 'vars': dict(values, **same),
-         'tasks': current},
-    ]
-    path = tmp_path / 'upgrade.yml'
-    path.write_text(json.dumps(playbook))
-    # Not the checkout's ansible.cfg (make exports ANSIBLE_CONFIG): its summary callback would follow the JSON.
+    current = [{'name': 'current roles', 'hosts': 'localhost', 'gather_facts': False, 'vars': dict(values, **same),
+                'tasks': [{'ansible.builtin.include_role': {'name': 'fleetpki.mtls.' + role, 'tasks_from': tasks_from}}
+                          for role, tasks_from, dummy in CURRENT]}]
+    second = run_playbook(tmp_path, 'current.yml', current)
+    for role, dummy, task in CURRENT:
+        assert 'TASK [fleetpki.mtls.%s : %s] ***' % (role, task) in second, second
+    assert 'changed: [localhost]' not in second, second
+    assert re.search(r'localhost +: ok=\d+ +changed=0 +unreachable=0 +failed=0', second), second
+    assert KEY.split('\n')[1] not in first + second
+
+
+# The current roles' file tasks: (role, tasks_from, name of its one tls_files task).
+CURRENT = [
+    ('ca_trust', 'main', 'Install the trust bundle and add the CA to the system trust store'),
+    ('client_tls', 'main', 'Install the client key, certificate, and both as one file'),
+    ('redis_tls', 'certs', 'Install the server key and certificate'),
+    ('worker_tls', 'certs', 'Install the client key and certificate and write the worker .env'),
+    ('api_tls', 'certs', 'Install the API key, certificate, CRL, TLS policy and .env'),
+]
+
+
+def run_playbook(tmp_path, name, plays):
+    """ansible-playbook -v of this very Python (ansible-test's venv has no ansible-playbook script) on localhost,
+    without the checkout's ansible.cfg (make exports ANSIBLE_CONFIG); returns its output."""
+    path = tmp_path / name
+    path.write_text(json.dumps(plays))
     env = dict((key, value) for key, value in os.environ.items() if key != 'ANSIBLE_CONFIG')
-    env = dict(env, ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json', ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, 'collections'),
-               ANSIBLE_NOCOLOR='1', ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+    env = dict(env, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR='1', ANSIBLE_LOCALHOST_WARNING='0',
+               ANSIBLE_INVENTORY_UNPARSED_WARNING='0', ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default')
+    proc = subprocess.run([sys.executable, '-m', 'ansible.cli.playbook', '-v', '-i', 'localhost,', '-c', 'local',
                            '-e', 'ansible_python_interpreter=' + sys.executable, str(path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(tmp_path), check=False)
-    assert proc.returncode == 0, proc.stdout.decode()[-4000:] + proc.stderr.decode()[-2000:]
-    (tmp_path / 'report.json').write_bytes(proc.stdout)
-    report = json.loads(proc.stdout.decode())
-    first, second = report['plays']
-    assert any(task['hosts']['localhost'].get('changed') for task in first['tasks'])
-    ran = [(task['task']['name'], task['hosts']['localhost']) for task in second['tasks']
-           if task['hosts'].get('localhost', {}).get('action') == 'fleetpki.mtls.tls_files']
-    assert len(ran) == 5, [name for name, dummy in ran]
-    changed = [(name, result.get('changed_paths')) for name, result in ran if result.get('changed')]
-    assert changed == []
-    assert KEY.split('\n')[1] not in proc.stdout.decode()
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path), check=False)
+    output = proc.stdout.decode()
+    assert proc.returncode == 0, output[-4000:]
+    return output
