@@ -91,7 +91,7 @@ options:
       - V(all) returns one entry per requested certificate, in request order.
       - V(changed) returns only the certificates issued or updated (or that would be, in check mode), in request
         order; a rerun over a large fleet that changes nothing then returns an empty list instead of one entry per
-        certificate. The pki role passes it: its summary lists only what changed.
+        certificate. The pki role passes it, as its summary lists only what changed.
     type: str
     default: all
     choices: [all, changed]
@@ -333,8 +333,9 @@ def main():
         argument_spec=argument_spec(),
         supports_check_mode=True,
     )
-    if not crypto.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=crypto.CRYPTOGRAPHY_IMPORT_ERROR)
+    # Found, not imported: a rerun whose files all match their recorded digests never imports it.
+    if not crypto.cryptography_installed():
+        module.fail_json(msg=missing_required_lib('cryptography'))
 
     params = module.params
     try:
@@ -347,6 +348,8 @@ def main():
             default_dir=params['issued_dir'],
         )
         certs = issuer.run(check_mode=module.check_mode, details=params['details'], ca_planned=params['ca_planned'])
+    except crypto.CryptographyMissing:  # found, but its import failed
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=crypto.CRYPTOGRAPHY_IMPORT_ERROR)
     except PkiError as exc:
         module.fail_json(msg=str(exc))
     except (IOError, OSError) as exc:
@@ -365,7 +368,7 @@ def main():
         unchanged=actions.count('none'),
         metadata_path=issuer.store.metadata_path,
         # None only in check mode before the CA is made.
-        ca_not_after=crypto.iso8601(issuer.ca.not_after) if issuer.ca is not None else None,
+        ca_not_after=issuer.ca_not_after(),
     )
     if module._diff:
         result['diff'] = issuer.diff()

@@ -14,27 +14,93 @@ __metaclass__ = type
 
 import binascii
 import datetime
+import importlib.util
 import ipaddress
 import re
 import traceback
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 
-try:
-    import cryptography
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
-    CRYPTOGRAPHY_VERSION = None
-else:
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-    CRYPTOGRAPHY_VERSION = cryptography.__version__
+# cryptography is imported on first use, not with this module: pki_leaf's rerun of a fleet whose files all match
+# their recorded digests parses nothing, and the import was a twentieth of such a run. Until then each name below
+# stands in for the module or class of the same name; the first attribute read on one imports them all (_load) and
+# binds the real objects here, so later calls cost nothing extra.
+
+
+class CryptographyMissing(ImportError):
+    """cryptography could not be imported when it was first needed (CRYPTOGRAPHY_IMPORT_ERROR has the traceback)."""
+
+
+class _NotLoadedYet(Exception):
+    """Stands for cryptography's exception classes until the import: nothing raises them before it."""
+
+
+class _Deferred:
+    """One of cryptography's modules or classes, imported on the first attribute read."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(_load()[self._name], attr)
+
+
+cryptography = _Deferred('cryptography')
+x509 = _Deferred('x509')
+hashes = _Deferred('hashes')
+serialization = _Deferred('serialization')
+ec = _Deferred('ec')
+ed25519 = _Deferred('ed25519')
+padding = _Deferred('padding')
+rsa = _Deferred('rsa')
+ExtendedKeyUsageOID = _Deferred('ExtendedKeyUsageOID')
+NameOID = _Deferred('NameOID')
+InvalidSignature = UnsupportedAlgorithm = _NotLoadedYet
+_LOADED = {}
+
+
+def _load():
+    """Import cryptography (once) and bind its names in this module; raises CryptographyMissing without it."""
+    if not _LOADED:
+        global HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR, CRYPTOGRAPHY_VERSION
+        try:
+            import cryptography as real_cryptography
+            from cryptography import x509 as real_x509
+            from cryptography import exceptions
+            from cryptography.hazmat.primitives import hashes as real_hashes, serialization as real_serialization
+            from cryptography.hazmat.primitives.asymmetric import ec as real_ec, ed25519 as real_ed25519
+            from cryptography.hazmat.primitives.asymmetric import padding as real_padding, rsa as real_rsa
+            from cryptography.x509 import oid
+        except ImportError:
+            HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR, CRYPTOGRAPHY_VERSION = False, traceback.format_exc(), None
+            raise CryptographyMissing('cryptography is needed and could not be imported')
+        _LOADED.update(
+            cryptography=real_cryptography, x509=real_x509, hashes=real_hashes, serialization=real_serialization,
+            ec=real_ec, ed25519=real_ed25519, padding=real_padding, rsa=real_rsa,
+            ExtendedKeyUsageOID=oid.ExtendedKeyUsageOID, NameOID=oid.NameOID,
+            InvalidSignature=exceptions.InvalidSignature, UnsupportedAlgorithm=exceptions.UnsupportedAlgorithm)
+        globals().update(_LOADED)
+        HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR = True, None
+        CRYPTOGRAPHY_VERSION = real_cryptography.__version__
+    return _LOADED
+
+
+def __getattr__(name):
+    """HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR and CRYPTOGRAPHY_VERSION: known once the import was tried, so
+    reading one tries it (the modules other than pki_leaf check HAS_CRYPTOGRAPHY first thing, as before)."""
+    if name in ('HAS_CRYPTOGRAPHY', 'CRYPTOGRAPHY_IMPORT_ERROR', 'CRYPTOGRAPHY_VERSION'):
+        try:
+            _load()
+        except CryptographyMissing:
+            pass
+        return globals()[name]
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
+
+
+def cryptography_installed():
+    """Whether cryptography can be found, without importing it (pki_leaf's early check)."""
+    return HAS_CRYPTOGRAPHY if 'HAS_CRYPTOGRAPHY' in globals() else importlib.util.find_spec('cryptography') is not None
+
 
 UTC = datetime.timezone.utc
 

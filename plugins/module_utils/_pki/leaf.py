@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import datetime
 import errno
+import hashlib
 import os
 import re
 
@@ -279,6 +280,8 @@ class LeafIssuer:
         self.requests = parse_requests(certs, default_dir, renew_days, defaults)
         self.ca = None
         self.metadata = None
+        self._ca_cert_data = None
+        self._ca_file_sha256 = None
         self.plans = []
         self.warnings = []
         self._ca_warning_given = False
@@ -295,22 +298,71 @@ class LeafIssuer:
         self.ca = load_ca(self.ca_dir, self.ca_passphrase, passphrase_option='ca_passphrase', dir_option='ca_dir')
         check_ca_usable(self.ca, self.now)
 
+    def _ca_needed_up_front(self):
+        """Whether the CA must be loaded (and its key decrypted) before any certificate is looked at: for force,
+        and whenever loading it can fail on the key (a passphrase to check, an encrypted or missing key), so that a
+        wrong passphrase fails every run, not only the next one that issues. Otherwise the CA is loaded only when a
+        certificate needs more than its record (_need_ca)."""
+        if self.force or self.ca_passphrase:
+            return True
+        key_data = self.store.read_ca_key()
+        return key_data is None or b'ENCRYPTED' in key_data
+
+    def preflight(self):
+        """Outside the lock: fail fast (no CA, wrong passphrase) without waiting for it; parses nothing when the
+        CA key is unencrypted."""
+        if self.store.read_ca_cert() is None or self._ca_needed_up_front():
+            self.load_ca()
+
     def load(self):
-        self.load_ca()
-        self._ca_subject = self.ca.cert.subject
-        self._ca_public_key = self.ca.cert.public_key()
-        self._ca_fingerprint = crypto.fingerprint_sha256(self.ca.cert)
-        self._shared_extensions = {}  # build_leaf_cert's, for this CA
+        self.ca = None
+        self._ca_subject = None
+        self._ca_cert_data = self.store.read_ca_cert()
+        if self._ca_cert_data is None:
+            self.load_ca()  # raises, naming the missing CA and the option to fix
+        # The CA as the digests of files_sha256 know it: the bytes of its certificate file, hashed without parsing.
+        self._ca_file_sha256 = hashlib.sha256(self._ca_cert_data).hexdigest()
         # metadata.json's not_after is iso8601(), whose fixed width and field order make text order time order.
         self._renew_before = crypto.iso8601(self.now + datetime.timedelta(days=self.renew_days))
         self.metadata = self.store.metadata()
         self._revoked = self.store.revoked_serials()
+        if self._ca_needed_up_front():
+            self._need_ca()
+
+    def _need_ca(self):
+        """Load and check the CA (the first use of cryptography in a run) once a certificate needs more than its
+        record: a full check, an issue, an update. Every request is checked against its nameConstraints then; a
+        run whose certificates all match their digests has the CA those digests were recorded with, byte for byte,
+        which permitted the same requests when it issued them."""
+        if self._ca_subject is not None:
+            return
+        if self.ca is None:
+            self.load_ca()
+        if self.ca.cert_pem != self._ca_cert_data:
+            raise PkiError('%s changed while this run read it (another process wrote it without the CA directory '
+                           'lock); run again' % self.ca.cert_path)
+        self._ca_subject = self.ca.cert.subject
+        self._ca_public_key = self.ca.cert.public_key()
+        self._ca_fingerprint = crypto.fingerprint_sha256(self.ca.cert)
+        self._shared_extensions = {}  # build_leaf_cert's, for this CA
+        self._check_name_constraints()
+
+    def ca_not_after(self):
+        """End of the CA's validity, ISO 8601; from metadata.json's record of the CA when it is of these very
+        bytes (a run that loaded no CA), else parsed. None in check mode before the CA is made."""
+        if self.ca is not None:
+            return crypto.iso8601(self.ca.not_after)
+        if self._ca_file_sha256 is None:
+            return None
+        recorded = self.metadata.data.get('ca') or {}
+        if recorded.get('cert_sha256') == self._ca_file_sha256 and recorded.get('not_after'):
+            return recorded['not_after']
+        return crypto.iso8601(crypto.not_after(crypto.load_cert(self._ca_cert_data, self.store.cert_path)))
 
     def plan(self):
         """Decide every certificate's action; raises PkiError before any write when a target is unwritable."""
-        if self.ca is None:
+        if self.metadata is None:
             self.load()
-        self._check_name_constraints()
         self.plans = [self._plan_one(request) for request in self.requests]
         self._check_writable()
         return self.plans
@@ -371,13 +423,14 @@ class LeafIssuer:
             if (bundle is not None and entry is not None and entry.get(FILES_DIGEST)
                     and self._recorded_still_valid(request, entry, key_data, cert_data, bundle, key_mode, cert_mode)):
                 return CertPlan(request, None, 'up to date', recorded=entry)
+        self._need_ca()  # the first certificate that needs more than its record loads the CA
         return self._full_check(request, key_data, cert_data)
 
     def _recorded_still_valid(self, request, entry, key_data, cert_data, bundle, key_mode, cert_mode):
         """True when the files are byte for byte those recorded for this CA and the record alone shows the cert
         still wanted as it is: same request, not revoked, not within renew_days. Anything else (or any doubt)
         is left to the full check, which also words the reason."""
-        if files_digest(self._ca_fingerprint, key_data, cert_data, bundle) != entry[FILES_DIGEST]:
+        if files_digest(self._ca_file_sha256, key_data, cert_data, bundle) != entry[FILES_DIGEST]:
             return False
         if key_mode != KEY_MODE or cert_mode != PUBLIC_MODE:
             return False
@@ -427,7 +480,7 @@ class LeafIssuer:
             return CertPlan(request, ISSUE, expiring, cert)
         plan = self._plan_upkeep(request, cert)
         # The files as the upkeep leaves them (the bundle rewritten if it was not this one).
-        digest = files_digest(self._ca_fingerprint, key_data, cert_data, crypto.cert_pem(cert) + self.ca.cert_pem)
+        digest = files_digest(self._ca_file_sha256, key_data, cert_data, crypto.cert_pem(cert) + self.ca.cert_pem)
         if (self.metadata.entry(request.name) or {}).get(FILES_DIGEST) != digest:
             plan.files_sha256 = digest
         return plan
@@ -508,7 +561,7 @@ class LeafIssuer:
             else:
                 self.plan()
             return self.results(details)
-        self.load_ca()  # outside the lock only to fail fast (no CA, wrong passphrase) without waiting for it
+        self.preflight()
         with self.store.lock():
             # Plan on what is there once the lock is ours: another run may have issued, revoked or renewed the CA
             # while this one waited.
@@ -531,6 +584,7 @@ class LeafIssuer:
         finally:
             # Record what was written even when a later write failed (disk full...), so no serial goes unrecorded.
             if self.metadata.dirty:
+                self._need_ca()  # its record is saved along (dirty with no cert to change: a killed run's journal)
                 # Digests of valid certs that had none (a PKI dir from before digests) or a stale one ride along
                 # with this write; alone they never cause one (an up-to-date run writes nothing).
                 for plan in self.plans:
@@ -588,7 +642,7 @@ class LeafIssuer:
         os.rename(key_tmp, request.key_path)
         os.rename(cert_tmp, request.cert_path)
         os.rename(bundle_tmp, request.bundle_path)
-        return cert, item, files_digest(self._ca_fingerprint, key_data, cert_data, bundle_data)
+        return cert, item, files_digest(self._ca_file_sha256, key_data, cert_data, bundle_data)
 
     def results(self, details=True):
         return [plan.result(self.now, details) for plan in self.plans]

@@ -174,14 +174,16 @@ class CaStore:
         return Metadata(self.directory).load()
 
 
-def files_digest(ca_fingerprint, key_data, cert_data, bundle_data):
-    """SHA-256 (hex) over the issuing CA's fingerprint and the exact bytes of a leaf's key, cert and bundle.
+def files_digest(ca_file_sha256, key_data, cert_data, bundle_data):
+    """SHA-256 (hex) over the SHA-256 of the issuing CA's certificate file and the exact bytes of a leaf's key, cert
+    and bundle. The CA is known by its file's bytes, not its parsed fingerprint, so that a rerun whose files all
+    match parses nothing (the same certificate in other bytes is taken for another CA: a full check, no harm).
 
     Each part is length-prefixed so no two different sets of files hash alike by moving bytes between them. One
     digest over all (not one per file): metadata.json is world-readable and holds no hash of the key alone.
     """
     digest = hashlib.sha256(b'fleetpki leaf files v1\0')
-    for part in (crypto.to_bytes(ca_fingerprint), key_data, cert_data, bundle_data):
+    for part in (crypto.to_bytes(ca_file_sha256), key_data, cert_data, bundle_data):
         digest.update(b'%d\0' % len(part))
         digest.update(part)
     return digest.hexdigest()
@@ -345,6 +347,9 @@ class Metadata:
             'subject': crypto.subject_string(ca.cert),
             'serial': crypto.serial_hex(ca.cert),
             'fingerprint_sha256': crypto.fingerprint_sha256(ca.cert),
+            # pki_leaf's rerun answers ca_not_after from here, without parsing the CA, when its file has these bytes.
+            'not_after': crypto.iso8601(ca.not_after),
+            'cert_sha256': hashlib.sha256(ca.cert_pem).hexdigest(),
         }
         files.atomic_write(self.path, self._payload(), PUBLIC_MODE)
         self.dirty = False

@@ -7,7 +7,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import json
 import os
+import subprocess
+import sys
 
 from ansible_collections.fleetpki.mtls.plugins.modules import pki_leaf
 
@@ -159,3 +162,68 @@ def test_report_changed_returns_only_the_changed_entries_and_every_count(ca_dir,
     assert [c['name'] for c in everything.result['certs']] == ['redis1', 'worker1']
     default = run_module(pki_leaf, {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}, check_mode=True)
     assert default.result['certs'] == everything.result['certs'], 'report defaults to all'
+
+
+# A module run in a fresh interpreter, as Ansible runs it: prints the module's JSON result on stdout and, on stderr,
+# the cryptography modules it imported.
+_DRIVER = """
+import json, runpy, sys
+sys.argv = ['pki_leaf', sys.argv[1]]
+try:
+    runpy.run_module('ansible_collections.fleetpki.mtls.plugins.modules.pki_leaf', run_name='__main__')
+except SystemExit:
+    pass
+sys.stderr.write(json.dumps(sorted(name for name in sys.modules if name.split('.')[0] == 'cryptography')))
+"""
+
+
+def run_in_a_fresh_process(tmp_path, args):
+    """(module result, names of the cryptography modules the run imported)."""
+    args_path = tmp_path / 'args.json'
+    args_path.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': args}))
+    proc = subprocess.run([sys.executable, '-c', _DRIVER, str(args_path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    return json.loads(proc.stdout), json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def test_an_unchanged_rerun_does_not_import_cryptography(ca_dir, out_dir, tmp_path, run_module):
+    """Every file matches its recorded digest: no certificate or CA is parsed, so cryptography is not even loaded
+    (a twentieth of a 1000-cert rerun); anything to check or issue loads it."""
+    args = {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS, 'report': 'changed'}
+    first, imported = run_in_a_fresh_process(tmp_path, args)
+    assert first['changed'] is True and first['issued'] == 2, first
+    assert 'cryptography.x509' in imported
+    again, imported = run_in_a_fresh_process(tmp_path, args)
+    assert again['changed'] is False and again['unchanged'] == 2, again
+    assert imported == [], 'an unchanged rerun parses nothing'
+    assert again['ca_not_after'] == first['ca_not_after'] and again['ca_not_after'].endswith('Z')
+    checked, imported = run_in_a_fresh_process(tmp_path, dict(args, report='all'))
+    assert [cert['reason'] for cert in checked['certs']] == ['up to date', 'up to date'] and imported == []
+
+    os.unlink(os.path.join(out_dir, 'worker1-bundle.pem'))
+    fixed, imported = run_in_a_fresh_process(tmp_path, args)
+    assert [(cert['name'], cert['action']) for cert in fixed['certs']] == [('worker1', 'update')]
+    assert 'cryptography.x509' in imported
+
+
+def test_an_unchanged_rerun_still_refuses_a_wrong_or_missing_passphrase(tmp_path, pki, run_module):
+    """The fast path parses no certificate, but a wrong CA passphrase still fails every run, not only the next
+    one that issues (months later, when certificates are due)."""
+    ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
+    pki.make_ca(ca_dir, passphrase=pki.PASSPHRASE)
+    args = {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS, 'ca_passphrase': pki.PASSPHRASE}
+    assert run_module(pki_leaf, args).result['issued'] == 2
+    assert run_module(pki_leaf, args).result['changed'] is False
+    wrong = run_module(pki_leaf, dict(args, ca_passphrase=pki.WRONG_PASSPHRASE))
+    assert wrong.rc == 1 and 'ca_passphrase is wrong' in wrong.result['msg']
+    missing = run_module(pki_leaf, dict(args, ca_passphrase=None))
+    assert missing.rc == 1 and 'give its passphrase in ca_passphrase' in missing.result['msg']
+
+
+def test_an_unchanged_rerun_still_refuses_a_missing_ca_key(ca_dir, out_dir, run_module):
+    args = {'ca_dir': ca_dir, 'issued_dir': out_dir, 'certs': CERTS}
+    assert run_module(pki_leaf, args).result['issued'] == 2
+    os.unlink(os.path.join(ca_dir, 'ca-key.pem'))
+    missing = run_module(pki_leaf, args)
+    assert missing.rc == 1 and 'ca-key.pem is missing' in missing.result['msg'], missing.result

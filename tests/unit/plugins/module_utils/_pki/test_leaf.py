@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import multiprocessing
@@ -756,11 +757,15 @@ def issue(pki, ca_dir, out_dir, certs=None, **kwargs):
 
 
 def test_issue_records_the_digest_of_the_files_and_the_ca(ca_dir, out_dir, pki):
+    """The CA is identified by the SHA-256 of its certificate file's bytes: a rerun hashes it without parsing it."""
     issue(pki, ca_dir, out_dir)
     key_path, cert_path, bundle_path = paths(out_dir)
-    ca_fingerprint = crypto.fingerprint_sha256(load_ca(ca_dir).cert)
-    expected = store.files_digest(ca_fingerprint, pki.read(key_path), pki.read(cert_path), pki.read(bundle_path))
+    ca_file_sha256 = hashlib.sha256(pki.read(ca_cert_path(ca_dir))).hexdigest()
+    expected = store.files_digest(ca_file_sha256, pki.read(key_path), pki.read(cert_path), pki.read(bundle_path))
     assert metadata(ca_dir)['certs']['web1'][store.FILES_DIGEST] == expected
+    ca_record = metadata(ca_dir)['ca']
+    assert ca_record['cert_sha256'] == ca_file_sha256
+    assert ca_record['not_after'] == crypto.iso8601(load_ca(ca_dir).not_after)
     assert pki.read(key_path) not in json.dumps(metadata(ca_dir)).encode(), 'metadata.json never holds the key'
 
 
@@ -908,6 +913,23 @@ def test_a_ca_cert_renewed_with_the_same_key_gets_the_full_check(ca_dir, out_dir
     second = issue(pki, ca_dir, out_dir)[1]['web1']
     assert len(full_checks) == 1
     assert second['action'] == 'update' and second['serial'] == first['serial']
+    del full_checks[:]
+    assert issue(pki, ca_dir, out_dir)[1]['web1']['reason'] == 'up to date' and full_checks == []
+
+
+def test_the_same_ca_cert_in_other_bytes_gets_the_full_check(ca_dir, out_dir, pki, full_checks):
+    """The CA is known by its file's bytes: the same certificate written otherwise (CRLF line ends) is not taken
+    for the one the digests were recorded with; the full check finds the leaf valid and only the bundle is
+    rewritten."""
+    first = issue(pki, ca_dir, out_dir)[1]['web1']
+    ca_pem = pki.read(ca_cert_path(ca_dir))
+    pki.write(ca_cert_path(ca_dir), ca_pem.replace(b'\n', b'\r\n'), 0o644)
+    assert load_ca(ca_dir).cert == load_ca(ca_dir).cert and crypto.load_cert(ca_pem, 'x') == load_ca(ca_dir).cert
+    del full_checks[:]
+    second = issue(pki, ca_dir, out_dir)[1]['web1']
+    assert len(full_checks) == 1
+    assert second['action'] == 'update' and second['reason'] == 'bundle missing or out of date'
+    assert second['serial'] == first['serial']
     del full_checks[:]
     assert issue(pki, ca_dir, out_dir)[1]['web1']['reason'] == 'up to date' and full_checks == []
 
