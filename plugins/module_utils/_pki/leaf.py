@@ -130,19 +130,23 @@ def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
     return requests
 
 
-def issued_facts(request, cert, fingerprint):
+def issued_facts(request, cert, fingerprint, subject=None, not_before=None, not_after=None):
     """cert_facts() of a cert build_leaf_cert() just made from ``request``, taken from the request it was built of
-    rather than parsed back from the cert (half the cost of issuing); test_leaf checks they are equal."""
+    rather than parsed back from the cert (half the cost of issuing); test_leaf checks they are equal.
+
+    ``subject``: the Name the cert was built with; ``not_before``, ``not_after``: the iso8601() of the times it was
+    built with (the cert keeps whole seconds, which is all iso8601() writes), when the caller has them.
+    """
     return {
         'serial': crypto.serial_hex(cert),
-        'subject': crypto.build_name(request.common_name).rfc4514_string(),
+        'subject': (subject or crypto.build_name(request.common_name)).rfc4514_string(),
         'common_name': request.common_name,
         'dns': list(request.dns),
         'ip': list(request.ip),
         'usage': request.usage,
         'key_type': request.key_type,
-        'not_before': crypto.iso8601(crypto.not_before(cert)),
-        'not_after': crypto.iso8601(crypto.not_after(cert)),
+        'not_before': not_before or crypto.iso8601(crypto.not_before(cert)),
+        'not_after': not_after or crypto.iso8601(crypto.not_after(cert)),
         'fingerprint_sha256': fingerprint,
     }
 
@@ -166,8 +170,9 @@ def _fixed_extensions(ca, usage, is_rsa):
     )
 
 
-def build_leaf_cert(request, key, ca, not_before, not_after, shared=None):
-    """``shared``: a dict the caller keeps for one CA across a batch, so what every leaf shares is built once."""
+def build_leaf_cert(request, key, ca, not_before, not_after, shared=None, subject=None):
+    """``shared``: a dict the caller keeps for one CA across a batch, so what every leaf shares is built once;
+    ``subject``: crypto.build_name(request.common_name) when the caller has built it already."""
     public_key = key.public_key()
     is_rsa = isinstance(public_key, crypto.rsa.RSAPublicKey)
     if shared is None:
@@ -180,7 +185,7 @@ def build_leaf_cert(request, key, ca, not_before, not_after, shared=None):
     alt_names += [crypto.x509.IPAddress(crypto.ipaddress.ip_address(u'%s' % ip)) for ip in request.ip]
     builder = (
         crypto.x509.CertificateBuilder()
-        .subject_name(crypto.build_name(request.common_name))
+        .subject_name(subject or crypto.build_name(request.common_name))
         .issuer_name(issuer_name)
         .public_key(public_key)
         .serial_number(crypto.random_serial())
@@ -291,6 +296,7 @@ class LeafIssuer:
         self._shared_extensions = {}
         self._renew_before = None
         self._revoked = set()
+        self._time_texts = {}  # iso8601() of the few validity bounds a batch's certs share
 
     # -- planning (reads only) -------------------------------------------------------------------------------
 
@@ -368,8 +374,10 @@ class LeafIssuer:
         return self.plans
 
     def _check_writable(self):
+        checked = set()  # a fleet's certs share one or a few directories
         for plan in self.plans:
-            if plan.changed:
+            if plan.changed and plan.request.directory not in checked:
+                checked.add(plan.request.directory)
                 reason = files.unwritable_reason(plan.request.directory)
                 if reason:
                     raise PkiError('certs entry %s: dir %s cannot be written: %s; choose a writable directory'
@@ -598,9 +606,8 @@ class LeafIssuer:
     def _apply_one(self, plan, issued_at):
         request = plan.request
         if plan.action == ISSUE:
-            plan.new_cert, item, digest = self._issue(request, plan.reason, issued_at)
-            self.metadata.record(request, plan.new_cert, self._ca_fingerprint, item, digest,
-                                 issued_facts(request, plan.new_cert, item['fingerprint_sha256']))
+            plan.new_cert, item, digest, facts = self._issue(request, plan.reason, issued_at)
+            self.metadata.record(request, plan.new_cert, self._ca_fingerprint, item, digest, facts)
             return
         if BUNDLE in plan.fixes:
             files.atomic_write(request.bundle_path, crypto.cert_pem(plan.cert) + self.ca.cert_pem, PUBLIC_MODE)
@@ -621,7 +628,8 @@ class LeafIssuer:
                 self._warn_ca_ending()
         not_before = max(self.now - store.BACKDATE, crypto.not_before(self.ca.cert))
         key = crypto.generate_key(request.key_type)
-        cert = build_leaf_cert(request, key, self.ca, not_before, not_after, self._shared_extensions)
+        subject = crypto.build_name(request.common_name)
+        cert = build_leaf_cert(request, key, self.ca, not_before, not_after, self._shared_extensions, subject)
         cert_data = crypto.cert_pem(cert)
         key_data = crypto.private_key_pem(key)
         bundle_data = cert_data + self.ca.cert_pem
@@ -629,7 +637,9 @@ class LeafIssuer:
         key_tmp = files.write_temp(directory, os.path.basename(request.key_path), key_data, KEY_MODE)
         cert_tmp = files.write_temp(directory, os.path.basename(request.cert_path), cert_data, PUBLIC_MODE)
         bundle_tmp = files.write_temp(directory, os.path.basename(request.bundle_path), bundle_data, PUBLIC_MODE)
-        item = Metadata.history_item(cert, self._ca_fingerprint, reason, issued_at)
+        not_before_text, not_after_text = self._time_text(not_before), self._time_text(not_after)
+        item = Metadata.history_item(cert, self._ca_fingerprint, reason, issued_at, not_after=not_after_text)
+        facts = issued_facts(request, cert, item['fingerprint_sha256'], subject, not_before_text, not_after_text)
         self.metadata.journal(request.name, item)
         # Drop the old cert and bundle first: a kill between the renames leaves "no cert" (re-issued next run),
         # never a new key beside the old cert or the old bundle.
@@ -642,7 +652,13 @@ class LeafIssuer:
         os.rename(key_tmp, request.key_path)
         os.rename(cert_tmp, request.cert_path)
         os.rename(bundle_tmp, request.bundle_path)
-        return cert, item, files_digest(self._ca_file_sha256, key_data, cert_data, bundle_data)
+        return cert, item, files_digest(self._ca_file_sha256, key_data, cert_data, bundle_data), facts
+
+    def _time_text(self, moment):
+        text = self._time_texts.get(moment)
+        if text is None:
+            text = self._time_texts[moment] = crypto.iso8601(moment)
+        return text
 
     def results(self, details=True):
         return [plan.result(self.now, details) for plan in self.plans]

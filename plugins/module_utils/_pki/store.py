@@ -257,12 +257,12 @@ class Metadata:
         return True
 
     @staticmethod
-    def history_item(cert, ca_fingerprint, reason, issued_at, fingerprint=None):
+    def history_item(cert, ca_fingerprint, reason, issued_at, fingerprint=None, not_after=None):
         """One serial's history record; the CA's fingerprint (and the cert's, when known) computed by the caller
-        once per run, not per cert."""
+        once per run, not per cert; ``not_after``: iso8601() of the cert's end, when the issuer has it."""
         return {
             'serial': crypto.serial_hex(cert),
-            'not_after': crypto.iso8601(crypto.not_after(cert)),
+            'not_after': not_after or crypto.iso8601(crypto.not_after(cert)),
             'fingerprint_sha256': fingerprint or crypto.fingerprint_sha256(cert),
             'ca_fingerprint_sha256': ca_fingerprint,
             'issued_at': issued_at,

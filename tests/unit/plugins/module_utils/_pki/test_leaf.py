@@ -990,6 +990,7 @@ def test_recorded_facts_of_an_issued_cert_are_those_parsed_from_it(ca_dir, out_d
     record = metadata(ca_dir)['certs']['web1']
     parsed = store.cert_facts(pki.load_cert(paths(out_dir)[1]))
     assert dict((key, record[key]) for key in parsed) == parsed
+    assert record['history'][-1]['not_after'] == parsed['not_after']
 
 
 def test_a_temp_name_already_taken_is_not_written_through(tmp_path, pki):
