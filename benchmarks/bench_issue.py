@@ -6,8 +6,9 @@ Prints figures; asserts nothing about time (it does check that the rerun changed
   (b) the same playbook again (idempotent: every cert re-checked, none issued)
   (c) the fixed cost: the same playbook shape passing the same N-item list to ansible.builtin.ping as data
   (d) a bare Python loop with cryptography writing the same key, cert and bundle files
-  (e) for reference, not a goal: a stand-in module with pki_leaf's argument spec and result shape doing no work,
-      i.e. what Ansible costs for this task's arguments and result before pki_leaf does anything
+  (e) for reference, not a goal: a stand-in module with pki_leaf's argument spec, given (b)'s options and returning
+      (b)'s result (report: changed, nothing changed) and doing no work, i.e. what Ansible costs for this task's
+      arguments and result before pki_leaf does anything
 
 Goals (issue 11): a <= 1.2 x (c + d) and b <= 1.2 x c.
 
@@ -67,14 +68,10 @@ PING_TASK = """      ansible.builtin.ping:
 CA_TASK = """      fleetpki.mtls.pki_ca:
         dir: %(ca_dir)s
 """
-SHAPE_TASK = """      bench_leaf_shape:
-        ca_dir: %(ca_dir)s
-        dir: %(out_dir)s
-        certs: "{{ certs }}"
-"""
+SHAPE_TASK = LEAF_TASK.replace('fleetpki.mtls.pki_leaf', 'bench_leaf_shape')
 # (e): pki_leaf's argument spec (written into the stand-in as a literal: importing pki_leaf there would import
-# cryptography, which is pki_leaf's cost, not Ansible's) and a result of the same size (one entry per cert, details
-# off), and nothing else.
+# cryptography, which is pki_leaf's cost, not Ansible's), the same options as (b), and the result (b) returns: with
+# report changed, no per-cert entry when nothing changed (one per cert with report all, details off).
 SHAPE_MODULE = """from ansible.module_utils.basic import AnsibleModule
 
 
@@ -83,7 +80,10 @@ def run():
     certs = [dict(name=cert['name'], changed=False, action='none', reason='up to date',
                   serial='7A3F0C2D9E8B1A4C5D6E7F8091A2B3C4D5E6F708', not_after='2027-11-30T04:00:00Z',
                   days_remaining=364) for cert in module.params['certs']]
-    module.exit_json(changed=False, certs=certs, issued=0, updated=0, unchanged=len(certs),
+    unchanged = len(certs)
+    if module.params['report'] == 'changed':
+        certs = []
+    module.exit_json(changed=False, certs=certs, issued=0, updated=0, unchanged=unchanged,
                      metadata_path='/nowhere/metadata.json', ca_not_after='2036-01-01T00:00:00Z')
 
 
@@ -246,7 +246,7 @@ def main():
         'b': 'the same run again (idempotent re-check)',
         'c': 'fixed cost: same list to ansible.builtin.ping',
         'd': 'bare cryptography loop writing the same files',
-        'e': "pki_leaf's arguments and result, no work (reference)",
+        'e': "pki_leaf's options and (b)'s result, no work (ref.)",
     }
     print('fleetpki issuance benchmark: %d certs, %d rounds, %s, cryptography in %s'
           % (args.count, args.repeat, 'tmpfs (/dev/shm)' if base else 'disk', sys.executable))
