@@ -24,7 +24,7 @@ from ansible_collections.fleetpki.mtls.plugins.modules import tls_files
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))  # the collection's tree
 # Where this copy of the collection is importable from (the checkout's collections/, or ansible-test's copy).
-COLLECTIONS_PATH = tls_files.__file__.split(os.sep + 'ansible_collections' + os.sep)[0]
+COLLECTIONS_PATH = tls_files.__file__.split(os.sep + 'ansible_collections' + os.sep, maxsplit=1)[0]
 KEY = '-----BEGIN ' + 'PRIVATE KEY-----\nMIGHAgEAupgradeKEY\n-----END ' + 'PRIVATE KEY-----\n'
 CERT = '-----BEGIN CERTIFICATE-----\nMIIBupgradeCERT\n-----END CERTIFICATE-----\n'
 ME = pwd.getpwuid(os.getuid()).pw_name
