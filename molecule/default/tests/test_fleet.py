@@ -79,6 +79,18 @@ def test_private_keys_are_0600_and_owned_by_the_service_user(fleet, name, path, 
     assert key.user == owner
 
 
+def test_redis_tls_directory_is_roots_and_redis_only_reads_it(fleet):
+    """/etc/redis/tls is root:redis 0750: a directory of the service user's would let it plant a symlink where root
+    writes the key. Redis (User=redis) still reads its key through the group; /etc/redis stays as Debian ships it."""
+    redis1 = fleet['redis1']
+    tls_dir = redis1.file('/etc/redis/tls')
+    assert (tls_dir.user, tls_dir.group, tls_dir.mode) == ('root', 'redis', 0o750)
+    assert redis1.run('runuser -u redis -- test -r %s', REDIS_KEY).rc == 0, 'redis cannot read its key'
+    assert redis1.run('runuser -u redis -- test -w /etc/redis/tls').rc != 0, 'redis can write its TLS directory'
+    etc_redis = redis1.file('/etc/redis')
+    assert (etc_redis.user, etc_redis.group, etc_redis.mode) == ('redis', 'redis', 0o2770)
+
+
 def test_worker_env_files_are_root_owned_0640_and_carry_the_tls_settings(fleet):
     for name in ('worker1', 'worker2'):
         env = fleet[name].file('/opt/fleet-worker/.env')
