@@ -16,6 +16,9 @@
 # Other hosts: FLEETPKI_LAB_HOSTS="redis1 api1 pxe1 worker01 ..." (the same .10+i scheme, so at most 244 hosts;
 # the group of each comes from its name: redis*, api*, pxe*, worker*); FLEETPKI_LAB_MEMORY=256m caps each
 # container's memory (docker run --memory). lab/scale.sh sets both for the scale lab.
+# Ownership: the containers and the network carry the label fleetpki-lab=<prefix, or "default" without one>;
+# down removes only what carries this lab's label, and up refuses a container or network of the same name
+# without it (molecule's redis1..., anyone's scale-foreign), so no other container is ever removed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -24,8 +27,9 @@ prefix=${FLEETPKI_LAB_PREFIX:-}
 subnet=${FLEETPKI_LAB_SUBNET:-172.30.99.0/24}
 network=${prefix}fleetpki-lab
 key=$root/.build/lab-ssh/id_ed25519
-# shellcheck disable=SC2206  # a list of plain host names, split on spaces on purpose
-hosts=(${FLEETPKI_LAB_HOSTS:-redis1 worker1 worker2 api1 pxe1})
+lab_label=fleetpki-lab=${prefix:-default}
+# Split on blanks and newlines, never globbed (read -a): the names are then checked one by one.
+read -r -d '' -a hosts <<< "${FLEETPKI_LAB_HOSTS:-redis1 worker1 worker2 api1 pxe1}" || true
 memory=${FLEETPKI_LAB_MEMORY:-}
 
 if ! [[ $subnet =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]]; then
@@ -33,6 +37,24 @@ if ! [[ $subnet =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]]; then
   exit 2
 fi
 net3=${BASH_REMATCH[1]}
+if [ "${#hosts[@]}" -eq 0 ]; then
+  echo "FLEETPKI_LAB_HOSTS names no host: give names such as \"redis1 api1 pxe1 worker01\"" >&2
+  exit 2
+fi
+declare -A seen_hosts=()
+for host in "${hosts[@]}"; do
+  # A host name (it is the container's hostname, and its name in the inventory): lower-case letters, digits, '-'.
+  if ! [[ $host =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]]; then
+    echo "FLEETPKI_LAB_HOSTS: '$host' is not a host name: use lower-case letters, digits and '-' (e.g. worker01)" >&2
+    exit 2
+  fi
+  if [ -n "${seen_hosts[$host]:-}" ]; then
+    echo "FLEETPKI_LAB_HOSTS: '$host' is named twice: each host once" >&2
+    exit 2
+  fi
+  seen_hosts[$host]=1
+done
+unset seen_hosts host
 if [ "${#hosts[@]}" -gt 244 ]; then
   echo "FLEETPKI_LAB_HOSTS: ${#hosts[@]} hosts, at most 244 fit a /24 at .11 to .254" >&2
   exit 2
@@ -64,9 +86,21 @@ ensure_key() {
   fi
 }
 
+# owned_by_lab container|network NAME: true if NAME exists and carries this lab's label.
+owned_by_lab() {
+  local labels=.Labels
+  if [ "$1" = container ]; then labels=.Config.Labels; fi
+  [ "$(docker "$1" inspect -f "{{index $labels \"fleetpki-lab\"}}" "$2" 2>/dev/null)" = "${lab_label#fleetpki-lab=}" ]
+}
+
 ensure_network() {
   if docker network inspect "$network" >/dev/null 2>&1; then
     local have
+    if ! owned_by_lab network "$network"; then
+      echo "network $network exists without the label $lab_label: it is not this lab's (or an older lab.sh made it)." >&2
+      echo "Remove it if it is yours (docker network rm $network), or choose another FLEETPKI_LAB_PREFIX." >&2
+      exit 1
+    fi
     have=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$network")
     if [ "$have" != "$subnet" ]; then
       echo "network $network has subnet $have, not $subnet: lab/lab.sh down first" >&2
@@ -74,7 +108,7 @@ ensure_network() {
     fi
     return
   fi
-  docker network create --subnet "$subnet" --gateway "$net3.1" "$network" >/dev/null
+  docker network create --label "$lab_label" --subnet "$subnet" --gateway "$net3.1" "$network" >/dev/null
 }
 
 wait_ssh() {  # wait_ssh HOST ADDRESS
@@ -96,13 +130,20 @@ wait_ssh() {  # wait_ssh HOST ADDRESS
 
 start_host() {  # start_host HOST: start its container unless it runs already
   local name=$prefix$1
-  if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = true ]; then
-    return 0
+  if docker container inspect "$name" >/dev/null 2>&1; then
+    if ! owned_by_lab container "$name"; then
+      echo "container $name exists without the label $lab_label: it is not this lab's (or an older lab.sh made it)." >&2
+      echo "Remove it if it is yours (docker rm -f $name), or choose another FLEETPKI_LAB_PREFIX." >&2
+      return 1
+    fi
+    if [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ]; then
+      return 0
+    fi
+    docker rm -f "$name" >/dev/null
   fi
-  docker rm -f "$name" >/dev/null 2>&1 || true
   # systemd as PID 1 without --privileged: SYS_ADMIN, no seccomp filter, cgroups read-only, tmpfs runtime dirs.
   # The public key is mounted read-only; lab-authorized-keys.service installs it for the user deploy at boot.
-  docker run -d --name "$name" --hostname "$1" --network "$network" --ip "$(address "$1")" \
+  docker run -d --name "$name" --label "$lab_label" --hostname "$1" --network "$network" --ip "$(address "$1")" \
     ${memory:+--memory "$memory"} \
     --cap-add SYS_ADMIN --security-opt seccomp=unconfined --stop-signal SIGRTMIN+3 \
     -v /sys/fs/cgroup:/sys/fs/cgroup:ro --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
@@ -144,16 +185,26 @@ ips() {
   done
 }
 
+# down: every container with this lab's label (whatever FLEETPKI_LAB_HOSTS says now), then the network if it is
+# the lab's. A container or network of the same name without the label stays: it is not ours.
 down() {
-  local host
-  for host in "${hosts[@]}"; do docker rm -f "$prefix$host" >/dev/null 2>&1 || true; done
-  docker network rm "$network" >/dev/null 2>&1 || true
+  local names
+  names=$(docker ps -aq --filter "label=$lab_label")
+  if [ -n "$names" ]; then
+    # shellcheck disable=SC2086  # container ids, split on purpose
+    docker rm -f $names >/dev/null
+  fi
+  if owned_by_lab network "$network"; then
+    docker network rm "$network" >/dev/null
+  elif docker network inspect "$network" >/dev/null 2>&1; then
+    echo "network $network has no label $lab_label: not this lab's, left in place" >&2
+  fi
   # The default lab's PKI (pki/lab beside ansible.cfg), and one an earlier version made inside the inventory.
   # A prefixed lab has its own inventory and PKI elsewhere: not ours to remove.
   if [ -z "$prefix" ]; then
     rm -rf "$root/pki/lab" "$root/inventories/lab/pki"
   fi
-  echo "lab down: ${prefix:-(no prefix)} containers and network $network removed"
+  echo "lab down: the containers and network labelled $lab_label removed"
 }
 
 # The group of a host, from its name (inventories/lab's groups).
