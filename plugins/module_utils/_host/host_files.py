@@ -3,10 +3,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A host's TLS files in one pass: directories, files with given content, managed entries of .env files.
 
-Everything is compared first and only what differs is written. A write goes to a temp file in the target's
-directory, created 0600, given its owner and final mode before any byte is written, fsynced, then renamed over
-the target: a reader never sees half a file, and a private key is never readable by anyone else, even for a moment.
-Ownership or mode alone is fixed in place, without rewriting the content.
+A planning pass looks at every target first (its type, its directory, the owners named) and refuses the whole
+request before any write if one cannot be done; then only what differs is written.
+
+The target directories may be writable by a service user (/etc/redis is redis:redis 2770 on Debian), who may
+swap any name in them for a link at any moment. So nothing here follows a link by path: each directory is opened
+component by component without following links (except a link only root could have placed, such as
+/var/run -> /run), and every file is opened, read, changed and renamed relative to its directory's descriptor with
+O_NOFOLLOW; a target that is a link, a FIFO, a device or has a second hard link is refused, naming the path.
+
+A write goes to a temp file created 0600 by root in the target's directory, written, fsynced, given its final
+mode and then its owner (so the owner cannot change it while it is written), then renamed over the target: a
+reader never sees half a file, and a private key is never readable by anyone else, even for a moment. Ownership
+or mode alone is fixed in place, through the open file, without rewriting the content.
 
 Secret content (private keys, secret .env entries) never appears in what is returned: not in the diff, not in
 any message.
@@ -15,20 +24,33 @@ any message.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import binascii
+import errno
 import grp
 import hashlib
 import os
 import pwd
+import re
 import stat
-import tempfile
 import time
-
-# The engine's file helper is standard library only (and its errors module): nothing heavy reaches the host.
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.files import fsync_dir
 
 TMP_PREFIX = '.fleetpki-tmp-'
 SECRET_MARK = '(secret value)'
 READ_LIMIT = 65536
+# The largest file compared or backed up (certificates, keys, bundles, CRLs, .env files are far smaller): a
+# bigger one is refused rather than read into memory.
+CONTENT_LIMIT = 1024 * 1024
+MAX_LINKS = 40
+
+_CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+# O_NONBLOCK: a FIFO put in place of a file must not hang the module (it is refused after fstat).
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | _CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+
+# The reader (module_utils/_fleet_env.py) splits a .env with str.splitlines(), which also breaks lines at these.
+_ENV_KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_]*\Z')
+_LINE_BREAKS = frozenset([u'\x85', u'\u2028', u'\u2029'])
 
 
 class HostFilesError(Exception):
@@ -65,28 +87,176 @@ def parse_mode(mode, path):
         raise HostFilesError('%s: mode %r is not an octal mode such as "0640"' % (path, mode))
 
 
+def check_env_entry(path, key, value):
+    """Refuse a key or value that is not exactly one KEY=value line for every reader, naming the key only."""
+    if not _ENV_KEY.match(key):
+        raise HostFilesError('%s: the key %r is not a variable name; use letters, digits and "_" (not starting '
+                             'with a digit)' % (path, key))
+    for char in value:
+        if ord(char) < 0x20 or 0x7f <= ord(char) <= 0x9f or char in _LINE_BREAKS:
+            raise HostFilesError('%s: the value of %s holds a line break or control character (U+%04X), which '
+                                 'would end its line and let the rest be read as another entry; remove it from '
+                                 'the value' % (path, key, ord(char)))
+
+
+def _refuse_link(path):
+    return HostFilesError('%s: is a symbolic link; tls_files never writes, reads or changes a file through a link '
+                          '(in a directory a service user can write, it could point at any file root can reach). '
+                          'Check where it points, remove the link and rerun, or name the real path' % path)
+
+
+def _trusted_link(parent_info, link_info):
+    """A link only root (or the user this runs as) could have placed: theirs, in a directory nobody else writes."""
+    owners = (0, os.geteuid())
+    return (link_info.st_uid in owners and parent_info.st_uid in owners
+            and not parent_info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def open_directory(path):
+    """A descriptor of the directory ``path``, opened from / one component at a time without following a link
+    (a link is followed, resolved the same way, only when _trusted_link). OSError ENOENT when it is absent."""
+    parts = [part for part in path.split('/') if part]
+    fd = os.open('/', _DIR_FLAGS)
+    resolved = '/'
+    hops = 0
+    try:
+        while parts:
+            name = parts.pop(0)
+            parent_info = os.fstat(fd)
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                hops += 1
+                if hops > MAX_LINKS or not _trusted_link(parent_info, info):
+                    raise _refuse_link(os.path.join(resolved, name))
+                target = os.readlink(name, dir_fd=fd)
+                parts = [part for part in os.path.normpath(os.path.join(resolved, target)).split('/') if part] + parts
+                os.close(fd)
+                fd = os.open('/', _DIR_FLAGS)
+                resolved = '/'
+                continue
+            if not stat.S_ISDIR(info.st_mode):
+                raise HostFilesError('%s: is not a directory; move it away or choose another path'
+                                     % os.path.join(resolved, name))
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            _same_file(fd, info, os.path.join(resolved, name))
+            resolved = os.path.join(resolved, name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _same_file(fd, info, path):
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+        raise HostFilesError('%s: was replaced while this run opened it (another process or user is changing '
+                             'it); find out who and rerun' % path)
+    return opened
+
+
+def _lstat(dir_fd, name):
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def open_regular(dir_fd, name, path, info=None):
+    """A descriptor of the regular file ``name`` in ``dir_fd``: never a link, a FIFO, a device, nor a file with a
+    second hard link (root would read or change a file elsewhere); the file lstat'd as ``info`` when given."""
+    if info is not None:
+        _check_regular(info, path)  # before opening: a device is never opened
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refuse_link(path)
+        raise
+    try:
+        opened = os.fstat(fd) if info is None else _same_file(fd, info, path)
+        _check_regular(opened, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_regular(info, path):
+    if stat.S_ISLNK(info.st_mode):
+        raise _refuse_link(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise HostFilesError('%s: is a directory; move it away or choose another path' % path)
+    if not stat.S_ISREG(info.st_mode):
+        raise HostFilesError('%s: is not a regular file (a FIFO, socket or device); move it away and rerun' % path)
+    if info.st_nlink != 1:
+        raise HostFilesError('%s: has %d hard links; a hard link could make root read or change a file elsewhere. '
+                             'Find them (find / -xdev -samefile %s), remove the file or the other links, and rerun'
+                             % (path, info.st_nlink, path))
+
+
+def read_fd(fd, limit, path, what):
+    chunks, size = [], 0
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise HostFilesError('%s: larger than %d bytes; %s. Move it away or name another path'
+                                 % (path, limit, what))
+
+
+def _in_directory(path, action):
+    """``action(dir_fd, name)`` in the directory of ``path`` opened safely; ``None`` when that directory is absent."""
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        dir_fd = open_directory(directory)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
+    try:
+        return action(dir_fd, name)
+    finally:
+        os.close(dir_fd)
+
+
 def sha256_of(path):
     """Hex SHA-256 of the file (as stat's checksum with checksum_algorithm sha256), 'missing' when absent."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, 'rb') as handle:
-            for block in iter(lambda: handle.read(65536), b''):
+    def digest_of(dir_fd, name):
+        info = _lstat(dir_fd, name)
+        if info is None:
+            return 'missing'
+        fd = open_regular(dir_fd, name, path, info)
+        digest = hashlib.sha256()
+        try:
+            for block in iter(lambda: os.read(fd, 65536), b''):
                 digest.update(block)
-    except (IOError, OSError):
-        return 'missing'
-    return digest.hexdigest()
+        finally:
+            os.close(fd)
+        return digest.hexdigest()
+    found = _in_directory(path, digest_of)
+    return 'missing' if found is None else found
 
 
 def read_small_text(path):
     """The text of a small public file (a stamp the roles write), None when absent."""
-    try:
-        with open(path, 'rb') as handle:
-            data = handle.read(READ_LIMIT + 1)
-    except (IOError, OSError):
-        return None
-    if len(data) > READ_LIMIT:
-        raise HostFilesError('%s: larger than %d bytes; read names only small files such as stamps' % (path, READ_LIMIT))
-    return data.decode('utf-8', 'replace')
+    def text_of(dir_fd, name):
+        info = _lstat(dir_fd, name)
+        if info is None:
+            return None
+        fd = open_regular(dir_fd, name, path, info)
+        try:
+            data = read_fd(fd, READ_LIMIT, path, 'read names only small files such as stamps')
+        finally:
+            os.close(fd)
+        return data.decode('utf-8', 'replace')
+    return _in_directory(path, text_of)
 
 
 def set_env_entries(data, entries):
@@ -159,11 +329,11 @@ class Want(object):
             self.entries = [(key, _text(value)) for key, value in (spec.get('entries') or {}).items()]
             secret_entries = [(key, _text(value)) for key, value in (spec.get('secret_entries') or {}).items()]
             self.secret_keys = set(key for key, dummy in secret_entries)
+            # A .env holds passwords: its backups and temps are root's alone.
+            self.secret = True
             self.entries += secret_entries
             for key, value in self.entries:
-                if not key or '=' in key or '\n' in key or '\n' in value:
-                    raise HostFilesError('%s: the entry %r cannot be one KEY=value line (no "=" in the key, no '
-                                         'newline in key or value)' % (self.path, key))
+                check_env_entry(self.path, key, value)
 
 
 def _settings(want):
@@ -176,44 +346,64 @@ def _text(value):
     return '%s' % (value,)
 
 
-def _read(path):
-    try:
-        with open(path, 'rb') as handle:
-            return handle.read()
-    except IOError as exc:
-        raise HostFilesError('%s: cannot read it (%s)' % (path, exc.strerror))
-
-
-def _backup_name(path):
+def _backup_name(name):
     # The name copy's backup: true gives (AnsibleModule.backup_local).
-    return '%s.%s.%s' % (path, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S~', time.localtime(time.time())))
+    return '%s.%s.%s' % (name, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S~', time.localtime(time.time())))
 
 
-def write_atomic(path, data, mode, uid, gid):
-    """Replace ``path`` with ``data`` in one rename; the temp file has its owner and final mode before any byte."""
-    directory, name = os.path.split(path)
-    fd, tmp_path = tempfile.mkstemp(prefix=TMP_PREFIX + name + '.', dir=directory)
+def write_in(dir_fd, name, data, mode, uid, gid):
+    """Replace ``name`` in ``dir_fd`` with ``data`` in one rename (a link there is replaced, never followed).
+
+    The temp is created 0600 by this user, written and fsynced, then given its mode and, last, its owner: nobody
+    else can open or change it while the bytes go in."""
+    tmp = '%s%s.%s' % (TMP_PREFIX, name, binascii.hexlify(os.urandom(6)).decode('ascii'))
+    fd = os.open(tmp, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
     try:
         try:
-            if uid != -1 or gid != -1:
-                os.fchown(fd, uid, gid)
-            os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
+            os.fchmod(fd, mode)
+            if uid != -1 or gid != -1:
+                os.fchown(fd, uid, gid)
         finally:
             os.close(fd)
-        os.rename(tmp_path, path)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        if os.path.lexists(tmp_path):
-            os.unlink(tmp_path)
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
         raise
-    fsync_dir(directory)
+    os.fsync(dir_fd)
+
+
+def remove_stale_temps(dir_fd):
+    """Remove the temp files a killed run of this module left in a directory (they may hold key bytes): only
+    regular files with this module's prefix, never a link."""
+    for name in os.listdir(dir_fd):
+        if not name.startswith(TMP_PREFIX):
+            continue
+        info = _lstat(dir_fd, name)
+        if info is not None and stat.S_ISREG(info.st_mode):
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except OSError:
+                pass
+
+
+class Action(object):
+    """What the planning pass found to do for one want: 'mkdir', 'attributes' or 'write'."""
+
+    def __init__(self, want, what, info=None, old=None, new=None):
+        self.want, self.what, self.info, self.old, self.new = want, what, info, old, new
 
 
 class HostFiles(object):
-    """Compare, then write only what differs. ``run()`` returns the result dict (no secret in it)."""
+    """Plan, then write only what differs. ``run()`` returns the result dict (no secret in it).
+
+    On a failure, ``changed_paths`` and ``backups`` say what was already done."""
 
     def __init__(self, directories=(), files=(), env_files=(), checksums=(), read=(), check_mode=False,
                  want_diff=False):
@@ -227,6 +417,8 @@ class HostFiles(object):
         self.changed_paths = []
         self.backups = {}
         self.diffs = []
+        self._dirs = {}
+        self._to_create = set()
         # A directory named twice the same way (two role settings that point at one directory) is one directory.
         seen, wants = {}, []
         for want in self.wants:
@@ -238,100 +430,165 @@ class HostFiles(object):
             seen[want.path] = want
             wants.append(want)
         self.wants = wants
-        self.planned_dirs = set(want.path for want in self.wants if want.kind == 'directory')
 
     def run(self):
-        for want in self.wants:
-            self._check_parent(want)
-        for want in self.wants:
-            if want.kind == 'directory':
-                self._directory(want)
+        try:
+            actions = [action for action in (self._plan(want) for want in self.wants) if action is not None]
+            if self.check_mode:
+                self.changed_paths.extend(action.want.path for action in actions)
             else:
-                self._file(want)
-        result = dict(changed=bool(self.changed_paths), changed_paths=self.changed_paths, backups=self.backups)
-        if self.checksum_paths:
-            result['checksums'] = dict((path, sha256_of(path)) for path in self.checksum_paths)
-        if self.read_paths:
-            result['texts'] = dict((path, read_small_text(path)) for path in self.read_paths)
+                for directory in sorted(set(os.path.dirname(want.path) for want in self.wants
+                                            if want.kind != 'directory')):
+                    if self._dirs.get(directory) is not None:
+                        remove_stale_temps(self._dirs[directory])
+                for action in actions:
+                    self._do(action)
+            result = dict(changed=bool(self.changed_paths), changed_paths=self.changed_paths, backups=self.backups)
+            if self.checksum_paths:
+                result['checksums'] = dict((path, sha256_of(path)) for path in self.checksum_paths)
+            if self.read_paths:
+                result['texts'] = dict((path, read_small_text(path)) for path in self.read_paths)
+        finally:
+            for fd in self._dirs.values():
+                if fd is not None:
+                    os.close(fd)
+            self._dirs = {}
         if self.want_diff:
             result['diff'] = self.diffs
         return result
 
-    def _check_parent(self, want):
-        parent = os.path.dirname(want.path)
-        if os.path.isdir(parent) or parent in self.planned_dirs:
-            return
-        raise HostFilesError('%s: its directory %s does not exist; create it first or list it under directories'
-                             % (want.path, parent))
+    def _dir_fd(self, directory):
+        """The descriptor of an existing directory (cached), None when it is absent but planned for creation."""
+        if directory in self._dirs:
+            return self._dirs[directory]
+        if directory in self._to_create:
+            return None
+        try:
+            fd = open_directory(directory)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise HostFilesError('%s: cannot open it (%s)' % (directory, exc.strerror))
+            fd = None
+        if fd is None:
+            return None
+        self._dirs[directory] = fd
+        return fd
 
-    def _changed(self, want, before=None, after=None):
-        if want.path not in self.changed_paths:
-            self.changed_paths.append(want.path)
+    def _parent(self, want):
+        parent, name = os.path.split(want.path)
+        fd = self._dir_fd(parent)
+        if fd is None and parent not in self._to_create:
+            raise HostFilesError('%s: its directory %s does not exist; create it first or list it under directories '
+                                 '(before it)' % (want.path, parent))
+        return fd, name
+
+    def _plan(self, want):
+        """What to do for ``want``, looked at without changing anything; refuses what cannot be done."""
+        parent_fd, name = self._parent(want)
+        info = None if parent_fd is None else _lstat(parent_fd, name)
+        if want.kind == 'directory':
+            return self._plan_directory(want, parent_fd, name, info)
+        old = None
+        if info is not None:
+            fd = open_regular(parent_fd, name, want.path, info)
+            try:
+                old = read_fd(fd, CONTENT_LIMIT, want.path, 'tls_files compares and backs up only small files')
+            finally:
+                os.close(fd)
+        new = set_env_entries(old or b'', want.entries) if want.kind == 'env' else want.content
+        if old == new:
+            return self._plan_attributes(want, info)
+        self._diff(want, *self._content_diff(want, old, new))
+        return Action(want, 'write', info, old, new)
+
+    def _plan_directory(self, want, parent_fd, name, info):
+        if info is None:
+            self._to_create.add(want.path)
+            self._diff(want, 'absent\n', 'directory\n')
+            return Action(want, 'mkdir')
+        if stat.S_ISLNK(info.st_mode):
+            raise _refuse_link(want.path)
+        if not stat.S_ISDIR(info.st_mode):
+            raise HostFilesError('%s: exists and is not a directory; move it away or choose another path' % want.path)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        self._dirs[want.path] = fd
+        _same_file(fd, info, want.path)
+        return self._plan_attributes(want, info)
+
+    def _plan_attributes(self, want, info):
+        """Owner, group and mode in place; an action when any differs."""
+        differs = ((want.uid != -1 and info.st_uid != want.uid) or (want.gid != -1 and info.st_gid != want.gid)
+                   or (want.mode is not None and stat.S_IMODE(info.st_mode) != want.mode))
+        if not differs:
+            return None
+        self._diff(want, 'owner %d group %d mode %04o\n' % (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)),
+                   'owner %d group %d mode %04o\n' % (
+                       info.st_uid if want.uid == -1 else want.uid, info.st_gid if want.gid == -1 else want.gid,
+                       stat.S_IMODE(info.st_mode) if want.mode is None else want.mode))
+        return Action(want, 'attributes', info)
+
+    def _diff(self, want, before, after):
         if self.want_diff and (before is not None or after is not None):
             self.diffs.append(dict(before=before or '', after=after or '', before_header=want.path,
                                    after_header=want.path))
 
-    def _directory(self, want):
+    def _do(self, action):
+        want = action.want
         try:
-            info = os.lstat(want.path)
-        except OSError:
-            info = None
-        if info is not None and not stat.S_ISDIR(info.st_mode):
-            raise HostFilesError('%s: exists and is not a directory; move it away or choose another path' % want.path)
-        if info is None:
-            self._changed(want, 'absent\n', 'directory\n')
-            if not self.check_mode:
-                os.mkdir(want.path, 0o700)
-                self._fix_attributes(want, os.lstat(want.path))
+            getattr(self, '_do_' + action.what)(action)
+        except OSError as exc:
+            raise HostFilesError(
+                '%s: cannot %s it (%s). %s; fix the cause and rerun, the rerun completes the rest'
+                % (want.path, 'create' if action.what == 'mkdir' else 'change', exc.strerror or exc,
+                   'The paths in changed_paths were changed before it (their backups in backups)'
+                   if self.changed_paths else 'Nothing was changed before it'))
+        self.changed_paths.append(want.path)
+
+    def _do_mkdir(self, action):
+        want = action.want
+        parent_fd, name = self._parent(want)
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        self._dirs[want.path] = fd
+        self._to_create.discard(want.path)
+        if os.fstat(fd).st_uid != os.geteuid():
+            raise HostFilesError('%s: was replaced right after this run created it; find out who and rerun'
+                                 % want.path)
+        self._fix_attributes(fd, want, os.fstat(fd))
+
+    def _do_attributes(self, action):
+        want = action.want
+        if want.kind == 'directory':
+            self._fix_attributes(self._dirs[want.path], want, action.info)
             return
-        self._attributes(want, info)
+        parent_fd, name = self._parent(want)
+        fd = open_regular(parent_fd, name, want.path, action.info)
+        try:
+            self._fix_attributes(fd, want, action.info)
+        finally:
+            os.close(fd)
 
-    def _attributes(self, want, info):
-        """Owner, group and mode in place; reports the path changed when any differs."""
-        differs = ((want.uid != -1 and info.st_uid != want.uid) or (want.gid != -1 and info.st_gid != want.gid)
-                   or (want.mode is not None and stat.S_IMODE(info.st_mode) != want.mode))
-        if differs:
-            self._changed(want, 'owner %d group %d mode %04o\n' % (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)),
-                          'owner %d group %d mode %04o\n' % (
-                              info.st_uid if want.uid == -1 else want.uid, info.st_gid if want.gid == -1 else want.gid,
-                              stat.S_IMODE(info.st_mode) if want.mode is None else want.mode))
-            if not self.check_mode:
-                self._fix_attributes(want, info)
-
-    def _fix_attributes(self, want, info):
+    @staticmethod
+    def _fix_attributes(fd, want, info):
         if (want.uid != -1 and info.st_uid != want.uid) or (want.gid != -1 and info.st_gid != want.gid):
-            os.lchown(want.path, want.uid, want.gid)
+            os.fchown(fd, want.uid, want.gid)
         if want.mode is not None and stat.S_IMODE(info.st_mode) != want.mode:
-            os.chmod(want.path, want.mode)
+            os.fchmod(fd, want.mode)
 
-    def _file(self, want):
-        try:
-            info = os.lstat(want.path)
-        except OSError:
-            info = None
-        if info is not None and stat.S_ISDIR(info.st_mode):
-            raise HostFilesError('%s: is a directory; move it away or choose another path' % want.path)
-        old = _read(want.path) if info is not None and stat.S_ISREG(info.st_mode) else None
-        if want.kind == 'env':
-            new = set_env_entries(old or b'', want.entries)
-        else:
-            new = want.content
-        if old == new and info is not None and stat.S_ISREG(info.st_mode):
-            self._attributes(want, info)
-            return
-        self._changed(want, *self._content_diff(want, old, new))
-        if self.check_mode:
-            return
+    def _do_write(self, action):
+        want, info = action.want, action.info
+        parent_fd, name = self._parent(want)
         mode = want.mode
         if mode is None:
             mode = stat.S_IMODE(info.st_mode) if info is not None else 0o600
         uid = info.st_uid if want.uid == -1 and info is not None else want.uid
         gid = info.st_gid if want.gid == -1 and info is not None else want.gid
-        if want.backup and old is not None:
-            backup = _backup_name(want.path)
-            write_atomic(backup, old, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
-            self.backups[want.path] = backup
-        write_atomic(want.path, new, mode, uid, gid)
+        if want.backup and action.old is not None:
+            # Root's own file: a secret's backup is 0600, a public file's keeps its mode.
+            backup = _backup_name(name)
+            write_in(parent_fd, backup, action.old, 0o600 if want.secret else stat.S_IMODE(info.st_mode), -1, -1)
+            self.backups[want.path] = os.path.join(os.path.dirname(want.path), backup)
+        write_in(parent_fd, name, action.new, mode, uid, gid)
 
     def _content_diff(self, want, old, new):
         if want.kind == 'file':

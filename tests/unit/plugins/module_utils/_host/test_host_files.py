@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pwd
+import signal
 import stat
 
 import pytest
@@ -212,23 +213,30 @@ def test_failed_write_leaves_no_temp_and_the_old_file(tmp_path, monkeypatch):
     def broken_fsync(fd):
         raise OSError(5, 'Input/output error')
     monkeypatch.setattr(host_files.os, 'fsync', broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(HostFilesError) as caught:
         run(files=[{'path': str(cert), 'content': CERT_TEXT, 'mode': '0644'}])
+    assert str(cert) in str(caught.value) and 'Nothing was changed' in str(caught.value)
     assert listing(tmp_path) == ['cert.pem']
     assert cert.read_text() == 'old\n'
 
 
-def test_temp_file_has_final_mode_before_content(tmp_path, monkeypatch):
+def test_temp_file_is_ours_alone_while_written(tmp_path, monkeypatch):
+    """The temp is 0600 and this user's while the bytes go in; its mode, then its owner, come after (N3: an
+    owner given the file earlier could change it while it is written)."""
     seen = []
     real_write = os.write
 
     def spying_write(fd, data):
-        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        info = os.fstat(fd)
+        seen.append((stat.S_IMODE(info.st_mode), info.st_uid))
         return real_write(fd, data)
     monkeypatch.setattr(host_files.os, 'write', spying_write)
-    run(files=[{'path': str(tmp_path / 'key.pem'), 'secret_content': KEY_TEXT, 'mode': '0600'},
-               {'path': str(tmp_path / 'cert.pem'), 'content': CERT_TEXT, 'mode': '0644'}])
-    assert seen == [0o600, 0o644]
+    other = 'nobody' if os.getuid() == 0 else ME
+    run(files=[{'path': str(tmp_path / 'key.pem'), 'secret_content': KEY_TEXT, 'owner': other, 'mode': '0600'},
+               {'path': str(tmp_path / 'cert.pem'), 'content': CERT_TEXT, 'owner': other, 'mode': '0644'}])
+    assert seen == [(0o600, os.geteuid()), (0o600, os.geteuid())]
+    assert stat.S_IMODE(os.stat(str(tmp_path / 'cert.pem')).st_mode) == 0o644
+    assert os.stat(str(tmp_path / 'cert.pem')).st_uid == pwd.getpwnam(other).pw_uid
 
 
 @pytest.mark.parametrize('spec, needles', [
@@ -273,3 +281,269 @@ def test_read_returns_small_texts(tmp_path):
     with pytest.raises(HostFilesError) as caught:
         run(read=[str(stamp)])
     assert str(stamp) in str(caught.value)
+
+
+# --- A service user's directory: links, hard links, FIFOs (review B1) -------------------------------------------
+# /etc/redis is redis:redis 2770 on Debian: the service user can put any name there at any moment. These plant the
+# link before the run, or swap the file for a link right after the module looked at it (the race, made
+# deterministic), and check root never reads, backs up, chmods or returns the file the link points at.
+
+ROOT_ONLY = 'ROOT-ONLY-unit-secret-Hq2w\n'
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / 'victim-secret'
+    path.write_text(ROOT_ONLY)
+    os.chmod(str(path), 0o600)
+    return path
+
+
+def all_text_under(directory):
+    texts = []
+    for root, dummy, names in os.walk(str(directory)):
+        for name in names:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                with open(path, errors='replace') as handle:
+                    texts.append(handle.read())
+    return '\n'.join(texts)
+
+
+def swap_for_link_after_looking(monkeypatch, target, link_to):
+    """Right after the module first stats ``target`` (by path or by name in a directory), replace it by a link."""
+    state = {'done': False}
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def swap(path):
+        if not state['done'] and os.path.basename(str(path)) == target.name:
+            state['done'] = True
+            os.unlink(str(target))
+            os.symlink(str(link_to), str(target))
+
+    def stat_then_swap(path, *args, **kwargs):
+        info = real_stat(path, *args, **kwargs)
+        swap(path)
+        return info
+
+    def lstat_then_swap(path, *args, **kwargs):
+        info = real_lstat(path, *args, **kwargs)
+        swap(path)
+        return info
+    monkeypatch.setattr(host_files.os, 'stat', stat_then_swap)
+    monkeypatch.setattr(host_files.os, 'lstat', lstat_then_swap)
+
+
+def test_file_swapped_for_a_link_is_neither_read_nor_backed_up(tmp_path, victim, monkeypatch):
+    tls = tmp_path / 'tls'
+    tls.mkdir()
+    cert = tls / 'redis-cert.pem'
+    cert.write_text('old cert\n')
+    swap_for_link_after_looking(monkeypatch, cert, victim)
+    with pytest.raises(HostFilesError) as caught:
+        run(files=[{'path': str(cert), 'content': 'new cert\n', 'mode': '0644', 'backup': True}])
+    monkeypatch.undo()
+    assert str(cert) in str(caught.value) and 'symbolic link' in str(caught.value)
+    assert ROOT_ONLY not in all_text_under(tls) and ROOT_ONLY not in str(caught.value)
+    assert listing(tls) == ['redis-cert.pem'] and os.path.islink(str(cert))
+
+
+def test_mode_fix_never_follows_a_link(tmp_path, victim, monkeypatch):
+    cert = tmp_path / 'tls-cert.pem'
+    cert.write_text('new cert\n')
+    os.chmod(str(cert), 0o600)
+    swap_for_link_after_looking(monkeypatch, cert, victim)
+    with pytest.raises(HostFilesError):
+        run(files=[{'path': str(cert), 'content': 'new cert\n', 'mode': '0644'}])
+    monkeypatch.undo()
+    assert stat.S_IMODE(os.stat(str(victim)).st_mode) == 0o600
+
+
+@pytest.mark.parametrize('kind', ['file', 'env', 'directory'])
+def test_a_link_planted_before_the_run_is_refused_and_nothing_written(tmp_path, victim, kind):
+    """Refused (not replaced): a .env's other lines live in the file the link names, and a link where root
+    writes keys is a sign to look at, not to hide. Checked before the first write: the other file stays absent."""
+    target = tmp_path / 'target'
+    os.symlink(str(victim), str(target))
+    spec = {'files': [{'path': str(tmp_path / 'first.pem'), 'content': CERT_TEXT, 'mode': '0644'}]}
+    if kind == 'file':
+        spec['files'].append({'path': str(target), 'secret_content': KEY_TEXT, 'mode': '0640', 'backup': True})
+    elif kind == 'env':
+        spec['env_files'] = [{'path': str(target), 'mode': '0644', 'entries': {'REDIS_HOST': 'r1'}}]
+    else:
+        spec['directories'] = [{'path': str(target), 'mode': '0755'}]
+    with pytest.raises(HostFilesError) as caught:
+        run(**spec)
+    assert str(target) in str(caught.value) and 'remove the link' in str(caught.value)
+    assert victim.read_text() == ROOT_ONLY and stat.S_IMODE(os.stat(str(victim)).st_mode) == 0o600
+    assert listing(tmp_path) == ['target', 'victim-secret']
+
+
+def test_a_directory_a_service_user_swapped_for_a_link_is_refused(tmp_path):
+    """/etc/redis (writable by redis) with tls a link to a directory of root's: nothing is written there."""
+    service_dir, elsewhere = tmp_path / 'etc-redis', tmp_path / 'root-only'
+    service_dir.mkdir()
+    elsewhere.mkdir()
+    os.chmod(str(service_dir), 0o2770 | 0o007)  # writable by others than root
+    os.symlink(str(elsewhere), str(service_dir / 'tls'))
+    with pytest.raises(HostFilesError) as caught:
+        run(files=[{'path': str(service_dir / 'tls' / 'key.pem'), 'secret_content': KEY_TEXT, 'mode': '0600'}])
+    assert str(service_dir / 'tls') in str(caught.value) and 'symbolic link' in str(caught.value)
+    assert listing(elsewhere) == []
+
+
+def test_a_link_only_root_could_place_is_followed(tmp_path):
+    """As /var/run -> /run: a link of root's in a directory only root writes cannot be swapped by anyone else."""
+    real = tmp_path / 'run'
+    real.mkdir()
+    os.chmod(str(tmp_path), 0o755)
+    os.symlink('run', str(tmp_path / 'var-run'))
+    result = run(files=[{'path': str(tmp_path / 'var-run' / 'cert.pem'), 'content': CERT_TEXT, 'mode': '0644'}],
+                 checksums=[str(tmp_path / 'var-run' / 'cert.pem')])
+    assert (real / 'cert.pem').read_text() == CERT_TEXT
+    assert result['checksums'][str(tmp_path / 'var-run' / 'cert.pem')] == hashlib.sha256(CERT_TEXT.encode()).hexdigest()
+
+
+def test_a_hard_link_is_refused(tmp_path, victim):
+    cert = tmp_path / 'cert.pem'
+    os.link(str(victim), str(cert))
+    with pytest.raises(HostFilesError) as caught:
+        run(files=[{'path': str(cert), 'content': CERT_TEXT, 'mode': '0644', 'backup': True}])
+    assert str(cert) in str(caught.value) and 'hard links' in str(caught.value)
+    assert victim.read_text() == ROOT_ONLY and stat.S_IMODE(os.stat(str(victim)).st_mode) == 0o600
+    assert listing(tmp_path) == ['cert.pem', 'victim-secret']
+
+
+@pytest.fixture
+def alarm():
+    """A FIFO makes a blocking open hang: fail the test after a few seconds instead."""
+    def timeout(signum, frame):
+        raise AssertionError('the module hung on a FIFO')
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(5)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize('where', ['files', 'read', 'checksums'])
+def test_a_fifo_is_refused_not_waited_on(tmp_path, alarm, where):
+    fifo = tmp_path / 'stamp'
+    os.mkfifo(str(fifo))
+    spec = {'read': [str(fifo)]} if where == 'read' else {'checksums': [str(fifo)]}
+    if where == 'files':
+        spec = {'files': [{'path': str(fifo), 'content': CERT_TEXT, 'mode': '0644'}]}
+    with pytest.raises(HostFilesError) as caught:
+        run(**spec)
+    assert str(fifo) in str(caught.value) and 'FIFO' in str(caught.value)
+
+
+@pytest.mark.parametrize('where', ['read', 'checksums'])
+def test_read_and_checksums_never_follow_a_link(tmp_path, victim, where):
+    stamp = tmp_path / '.fleetpki-loaded'
+    os.symlink(str(victim), str(stamp))
+    with pytest.raises(HostFilesError) as caught:
+        run(**{where: [str(stamp)]})
+    assert str(stamp) in str(caught.value) and ROOT_ONLY not in str(caught.value)
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path):
+    """N2: the old content is read to compare and back up; a huge file is refused, not read into memory."""
+    big = tmp_path / 'ca-bundle.pem'
+    big.write_bytes(b'x' * (host_files.CONTENT_LIMIT + 1))
+    with pytest.raises(HostFilesError) as caught:
+        run(files=[{'path': str(big), 'content': CERT_TEXT, 'mode': '0644'}])
+    assert str(big) in str(caught.value) and 'larger than' in str(caught.value)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason='giving a file to another user needs root')
+def test_backup_of_a_secret_is_roots_alone(tmp_path):
+    """N6: the old key's backup is 0600 and root's, whatever the key's own mode and owner were."""
+    key = tmp_path / 'key.pem'
+    key.write_text('old key\n')
+    os.chmod(str(key), 0o640)
+    os.chown(str(key), pwd.getpwnam('nobody').pw_uid, 0)
+    result = run(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'owner': 'nobody', 'mode': '0640',
+                         'backup': True}])
+    info = os.stat(result['backups'][str(key)])
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, 0)
+
+
+# --- A failure part way (review B2) --------------------------------------------------------------------------------
+
+def test_a_target_that_cannot_be_written_is_found_before_any_write(tmp_path):
+    key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
+    key.write_text('old key\n')
+    cert.mkdir()
+    with pytest.raises(HostFilesError) as caught:
+        run(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True},
+                   {'path': str(cert), 'content': CERT_TEXT, 'mode': '0644'}])
+    assert str(cert) in str(caught.value) and 'is a directory' in str(caught.value)
+    assert key.read_text() == 'old key\n' and listing(tmp_path) == ['cert.pem', 'key.pem']
+
+
+def test_a_write_failing_part_way_reports_what_was_done(tmp_path, monkeypatch):
+    key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
+    key.write_text('old key\n')
+    cert.write_text('old cert\n')
+    real_rename = os.rename
+
+    def read_only_for_cert(src, dst, *args, **kwargs):
+        if os.path.basename(str(dst)) == 'cert.pem':
+            raise OSError(30, 'Read-only file system')
+        return real_rename(src, dst, *args, **kwargs)
+    monkeypatch.setattr(host_files.os, 'rename', read_only_for_cert)
+    files = HostFiles(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True},
+                             {'path': str(cert), 'content': CERT_TEXT, 'mode': '0644'}])
+    with pytest.raises(HostFilesError) as caught:
+        files.run()
+    monkeypatch.undo()
+    assert str(cert) in str(caught.value) and 'Read-only file system' in str(caught.value)
+    assert files.changed_paths == [str(key)] and list(files.backups) == [str(key)]
+    assert key.read_text() == KEY_TEXT and cert.read_text() == 'old cert\n'
+    with open(files.backups[str(key)]) as handle:
+        assert handle.read() == 'old key\n'
+    assert not [name for name in listing(tmp_path) if name.startswith(host_files.TMP_PREFIX)]
+
+
+# --- .env injection (review S1) ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('separator', ['\n', '\r', '\x0b', '\x0c', '\x1c', '\x1d', '\x1e', '\x85', '\u2028', '\u2029',
+                                       '\x00', '\x1b', '\t', '\x7f'])
+@pytest.mark.parametrize('secret', [True, False])
+def test_a_value_cannot_inject_a_line(tmp_path, separator, secret):
+    env = tmp_path / '.env'
+    env.write_bytes(b'REDIS_HOST=redis1\n')
+    value = 'pw' + separator + 'REDIS_HOST=evil.example'
+    entries = {'secret_entries' if secret else 'entries': {'REDIS_PASSWORD': value}}
+    with pytest.raises(HostFilesError) as caught:
+        run(env_files=[dict({'path': str(env), 'mode': '0640'}, **entries)])
+    assert str(env) in str(caught.value) and 'REDIS_PASSWORD' in str(caught.value)
+    assert 'evil.example' not in str(caught.value)
+    assert env.read_bytes() == b'REDIS_HOST=redis1\n'
+
+
+@pytest.mark.parametrize('key', ['', '1ABC', 'A-B', 'A B', 'A=B', 'ABC\n', 'ABC\u2028', ' ABC', 'ÄBC'])
+def test_a_key_must_be_a_variable_name(tmp_path, key):
+    with pytest.raises(HostFilesError) as caught:
+        run(env_files=[{'path': str(tmp_path / '.env'), 'mode': '0640', 'entries': {key: 'x'}}])
+    assert 'not a variable name' in str(caught.value)
+    assert listing(tmp_path) == []
+
+
+# --- Temps a killed run left (review S2) ---------------------------------------------------------------------------
+
+def test_stale_temps_of_this_module_are_removed(tmp_path, victim):
+    tls = tmp_path / 'tls'
+    tls.mkdir()
+    stale = tls / (host_files.TMP_PREFIX + 'key.pem.1a2b3c')
+    stale.write_text(KEY_TEXT)
+    os.symlink(str(victim), str(tls / (host_files.TMP_PREFIX + 'link')))
+    (tls / '.operator-file').write_text('kept\n')
+    spec = {'files': [{'path': str(tls / 'cert.pem'), 'content': CERT_TEXT, 'mode': '0644'}]}
+    run(check_mode=True, **spec)
+    assert stale.exists()
+    result = run(**spec)
+    assert result['changed_paths'] == [str(tls / 'cert.pem')]
+    assert listing(tls) == ['.fleetpki-tmp-link', '.operator-file', 'cert.pem']
+    assert victim.read_text() == ROOT_ONLY
