@@ -13,9 +13,20 @@ version_added: 0.3.0
 description:
   - Ensures, in one round trip, the directories, files (certificates, private keys, CA bundles, CRLs) and managed
     C(KEY=value) entries of C(.env) files a host needs, and returns what changed.
-  - Everything is compared first; only what differs is written. A write goes to a temp file in the same directory,
-    created C(0600) and given its owner and final mode before any byte is written, fsynced, then renamed over the
-    target. Owner, group or mode alone are fixed in place without rewriting the content.
+  - Every target is looked at first, and the whole request is refused before any write if one cannot be done (a
+    path that is a directory, a missing directory, an unknown owner). Only what differs is written.
+  - A write goes to a temp file in the same directory, created C(0600) by the user the module runs as, written,
+    fsynced, then given its final mode and, last, its owner, and renamed over the target. Owner, group or mode alone
+    are fixed in place, through the open file, without rewriting the content.
+  - The target directories may be writable by a service user (C(/etc/redis) is C(redis:redis 2770) on Debian), so
+    no link is ever followed there. Every directory is opened one component at a time, following only a link that
+    only root could have placed (its own, in a directory only root writes, such as C(/var/run)). A target, a
+    O(checksums) or O(read) path that is a symbolic link, a FIFO, a socket, a device or a file with more than one
+    hard link is refused, naming the path, and never read, written through or changed.
+  - A file larger than 1 MiB is refused (it is read to compare it and to back it up).
+  - Temp files a killed run of this module left in the target directories (they may hold key bytes) are removed.
+  - A failure part way through (a full or read-only disk) fails the task with RV(changed_paths) and RV(backups) of
+    what was already changed, so a role's rescue can restore it.
   - Private keys (O(files[].secret_content)) and secret C(.env) entries (O(env_files[].secret_entries)) are
     C(no_log); they never appear in the result, the diff or the logged invocation.
   - Pass content read on the control node with C(lookup('ansible.builtin.file', src, rstrip=False)) so the bytes
@@ -62,6 +73,8 @@ options:
         description:
           - Keep the previous file, when it is replaced, beside it under the name that
             O(ansible.builtin.copy#module:backup) gives.
+          - The backup is owned by the user the module runs as; a private key's backup has mode C(0600), a public
+            file's keeps the file's mode.
         type: bool
         default: false
   env_files:
@@ -80,9 +93,17 @@ options:
       owner: {description: User name or uid., type: str}
       group: {description: Group name or gid., type: str}
       mode: {description: Octal mode such as C("0640")., type: raw, required: true}
-      entries: {description: Public KEY to value., type: dict, default: {}}
+      entries:
+        description:
+          - Public KEY to value.
+          - A key is a variable name (letters, digits, C(_), not starting with a digit). A value is one line for
+            every reader, with no control character (tab included; C(\r), C(\x0b), C(\x0c), C(\x1c) to C(\x1e),
+            C(\x85), C(\u2028) and C(\u2029) all end a line for Python's C(str.splitlines)): otherwise
+            the request is refused, naming the key and never the value.
+        type: dict
+        default: {}
       secret_entries:
-        description: KEY to value of secrets (passwords); values never logged or shown.
+        description: KEY to value of secrets (passwords); values never logged or shown. Checked as O(env_files[].entries).
         type: dict
         default: {}
   checksums:
@@ -131,12 +152,16 @@ EXAMPLES = r'''
 
 RETURN = r'''
 changed_paths:
-  description: The paths created or changed (content, owner, group or mode), in the order given.
+  description:
+    - The paths created or changed (content, owner, group or mode), in the order given.
+    - On a failure part way through, those changed before it.
   returned: always
   type: list
   elements: str
 backups:
-  description: Path to the backup of the previous file, for each file with O(files[].backup=true) that was replaced.
+  description:
+    - Path to the backup of the previous file, for each file with O(files[].backup=true) that was replaced.
+    - On a failure part way through, those written before it.
   returned: always
   type: dict
   sample: {/etc/fleetpki/worker/client-key.pem: /etc/fleetpki/worker/client-key.pem.4242.2026-01-01@00:00:00~}
@@ -184,10 +209,17 @@ def main():
     invocation = {'module_args': masked_args(params)}
     module.no_log_values.clear()
     try:
-        result = HostFiles(params['directories'], params['files'], params['env_files'], params['checksums'],
-                           params['read'], check_mode=module.check_mode, want_diff=module._diff).run()
+        host_files = HostFiles(params['directories'], params['files'], params['env_files'], params['checksums'],
+                               params['read'], check_mode=module.check_mode, want_diff=module._diff)
+    except HostFilesError as exc:
+        module.fail_json(msg='%s' % exc, changed=False, changed_paths=[], backups={}, invocation=invocation)
+    try:
+        result = host_files.run()
     except (HostFilesError, OSError) as exc:
-        module.fail_json(msg='%s' % exc, changed=False, invocation=invocation)
+        # Every target is checked before the first write, but a write can still fail part way (a full or
+        # read-only disk): what was already changed, and its backups, let a role's rescue restore it.
+        module.fail_json(msg='%s' % exc, changed=bool(host_files.changed_paths) and not module.check_mode,
+                         changed_paths=host_files.changed_paths, backups=host_files.backups, invocation=invocation)
     module.exit_json(invocation=invocation, **result)
 
 

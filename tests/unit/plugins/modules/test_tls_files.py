@@ -70,3 +70,38 @@ def test_a_short_secret_value_does_not_rewrite_paths_or_digests(tmp_path, run_mo
     invocation = run.result['invocation']['module_args']
     assert set(invocation['env_files'][0]['secret_entries'].values()) == {'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'}
     assert PASSWORD not in run.stdout
+
+
+def test_a_failure_part_way_reports_what_was_changed_and_its_backups(tmp_path, run_module, monkeypatch):
+    """A role's rescue restores from these: changed=False without them would leave the new key in place."""
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._host import host_files
+    key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
+    key.write_text('old key\n')
+    cert.write_text('old cert\n')
+    real_rename = os.rename
+
+    def no_space_for_cert(src, dst, *args, **kwargs):
+        if os.path.basename(str(dst)) == 'cert.pem':
+            raise OSError(28, 'No space left on device')
+        return real_rename(src, dst, *args, **kwargs)
+    monkeypatch.setattr(host_files.os, 'rename', no_space_for_cert)
+    run = run_module(tls_files, {'files': [
+        {'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True},
+        {'path': str(cert), 'content': 'cert\n', 'mode': '0644', 'backup': True}]})
+    monkeypatch.undo()
+    assert run.rc == 1 and run.result['changed'] is True
+    assert run.result['changed_paths'] == [str(key)]
+    assert str(key) in run.result['backups']
+    assert str(cert) in run.result['msg'] and 'No space left on device' in run.result['msg']
+    assert 'MIGHAgEAmoduleKEYq8Vv' not in run.stdout and 'old key' not in run.stdout
+
+
+def test_a_link_in_place_of_a_file_fails_before_any_write(tmp_path, run_module):
+    (tmp_path / 'elsewhere').write_text('root only\n')
+    os.symlink(str(tmp_path / 'elsewhere'), str(tmp_path / 'cert.pem'))
+    run = run_module(tls_files, {'files': [
+        {'path': str(tmp_path / 'key.pem'), 'secret_content': KEY_TEXT, 'mode': '0600'},
+        {'path': str(tmp_path / 'cert.pem'), 'content': 'cert\n', 'mode': '0644'}]})
+    assert run.rc == 1 and run.result['changed'] is False and run.result['changed_paths'] == []
+    assert str(tmp_path / 'cert.pem') in run.result['msg'] and 'symbolic link' in run.result['msg']
+    assert sorted(os.listdir(str(tmp_path))) == ['cert.pem', 'elsewhere']
