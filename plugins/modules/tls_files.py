@@ -98,8 +98,8 @@ options:
           - Public KEY to value.
           - A key is a variable name (letters, digits, C(_), not starting with a digit). A value is one line for
             every reader, with no control character (tab included; C(\r), C(\x0b), C(\x0c), C(\x1c) to C(\x1e),
-            C(\x85), C(\u2028) and C(\u2029) all end a line for Python's C(str.splitlines)): otherwise
-            the request is refused, naming the key and never the value.
+            C(\x85), C(\u2028) and C(\u2029) all end a line for Python's C(str.splitlines)), or the
+            request is refused, naming the key and never the value.
         type: dict
         default: {}
       secret_entries:
