@@ -2,7 +2,7 @@
 # The scale lab: 1 Redis (redis1), 1 API (api1), 1 pki client (pxe1, also a Redis client) and N-3 workers
 # (worker01...), containers like the lab's (lab/lab.sh: same image, docker run flags and SSH key) on their own
 # prefix and subnet, so they never meet molecule's (172.30.98.0/24), the demo's (.99) or the install path's (.101).
-#   lab/scale.sh up N    start N hosts (3 <= N <= 244), remove scale- containers beyond them, write the inventory
+#   lab/scale.sh up N    start N hosts (4 <= N <= 244), remove scale- containers beyond them, write the inventory
 #   lab/scale.sh down    remove every container labelled fleetpki-lab=scale- (lab/lab.sh labels its own; a
 #                        foreign scale-* container stays), the network, the inventory and the PKI
 #   lab/scale.sh ips     print each running host's address
@@ -53,8 +53,9 @@ ensure_inotify() {  # ensure_inotify N
 
 up() {
   local n=$1 wanted extra name
-  if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 3 ] || [ "$n" -gt 244 ]; then
-    echo "N=$n: give 3 to 244 hosts (1 Redis, 1 API, 1 pki client, N-3 workers; .11 to .254 of a /24)" >&2
+  # At least one worker: site.yml's preflight refuses a fleet without one (redis_servers and workers both needed).
+  if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 4 ] || [ "$n" -gt 244 ]; then
+    echo "N=$n: give 4 to 244 hosts (1 Redis, 1 API, 1 pki client, N-3 >= 1 workers; .11 to .254 of a /24)" >&2
     exit 2
   fi
   ensure_inotify "$n"
