@@ -9,6 +9,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.fleetpki.mtls.plugins.modules import tls_files
+from ansible_collections.fleetpki.mtls.tests.unit.plugins.module_utils._host.faults import fail_rename_onto
 
 KEY_TEXT = '-----BEGIN ' + 'PRIVATE KEY-----\nMIGHAgEAmoduleKEYq8Vv\n-----END ' + 'PRIVATE KEY-----\n'
 PASSWORD = 'Pw7-module-redis-password-Zq4t'
@@ -74,17 +75,10 @@ def test_a_short_secret_value_does_not_rewrite_paths_or_digests(tmp_path, run_mo
 
 def test_a_failure_part_way_reports_what_was_changed_and_its_backups(tmp_path, run_module, monkeypatch):
     """A role's rescue restores from these: changed=False without them would leave the new key in place."""
-    from ansible_collections.fleetpki.mtls.plugins.module_utils._host import host_files
     key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
     key.write_text('old key\n')
     cert.write_text('old cert\n')
-    real_rename = os.rename
-
-    def no_space_for_cert(src, dst, *args, **kwargs):
-        if os.path.basename(str(dst)) == 'cert.pem':
-            raise OSError(28, 'No space left on device')
-        return real_rename(src, dst, *args, **kwargs)
-    monkeypatch.setattr(host_files.os, 'rename', no_space_for_cert)
+    fail_rename_onto(monkeypatch, 'cert.pem', OSError(28, 'No space left on device'))
     run = run_module(tls_files, {'files': [
         {'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True},
         {'path': str(cert), 'content': 'cert\n', 'mode': '0644', 'backup': True}]})

@@ -22,6 +22,7 @@ import pytest
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._host import host_files
 from ansible_collections.fleetpki.mtls.plugins.module_utils._host.host_files import HostFiles, HostFilesError
+from ansible_collections.fleetpki.mtls.tests.unit.plugins.module_utils._host.faults import fail_rename_onto
 
 # Built at run time: no private-key header is written literally in a tracked file.
 KEY_TEXT = '-----BEGIN ' + 'PRIVATE KEY-----\nMIGHAgEAunitKEYbytesQ7zz\n-----END ' + 'PRIVATE KEY-----\n'
@@ -486,13 +487,7 @@ def test_a_write_failing_part_way_reports_what_was_done(tmp_path, monkeypatch):
     key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
     key.write_text('old key\n')
     cert.write_text('old cert\n')
-    real_rename = os.rename
-
-    def read_only_for_cert(src, dst, *args, **kwargs):
-        if os.path.basename(str(dst)) == 'cert.pem':
-            raise OSError(30, 'Read-only file system')
-        return real_rename(src, dst, *args, **kwargs)
-    monkeypatch.setattr(host_files.os, 'rename', read_only_for_cert)
+    fail_rename_onto(monkeypatch, 'cert.pem', OSError(30, 'Read-only file system'))
     files = HostFiles(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True},
                              {'path': str(cert), 'content': CERT_TEXT, 'mode': '0644'}])
     with pytest.raises(HostFilesError) as caught:
