@@ -41,6 +41,7 @@ trap 'rm -rf "$work"' EXIT
 # Owned by root and not group/world-writable whoever checked them out and with whatever umask (sudoers, sshd and
 # systemd refuse or warn otherwise; the directory entries would also reset /etc's own mode).
 tar -C "$here/image/overlay" --owner=0 --group=0 --numeric-owner --mode='u+rwX,go+rX,go-w' -cf "$work/overlay.tar" .
+# shellcheck disable=SC2016  # "$1" in the chroot hook is the hook's argument, expanded by mmdebstrap
 mmdebstrap --variant=apt --include="$packages" \
   --customize-hook="tar-in $work/overlay.tar /" \
   --customize-hook="copy-in $here/image/setup.sh /tmp" \

@@ -106,6 +106,7 @@ PY
 # Nothing of the checkout in the environment the playbooks run with, and the project is the cwd.
 assert_clean() {
   local leaked
+  # shellcheck disable=SC2015  # || true: grep finding nothing is the good case
   leaked=$(cd "$proj" && clean env | grep -E '^(ANSIBLE_|PYTHONPATH)' | grep -F "$root" || true)
   if [ -n "$leaked" ]; then echo "checkout paths in the environment: $leaked" >&2; return 1; fi
   if grep -qF "$root" "$proj/ansible.cfg"; then echo "the project's ansible.cfg names the checkout" >&2; return 1; fi

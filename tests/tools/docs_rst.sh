@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rst=$root/docs/docsite/rst
 label_prefix=ansible_collections.fleetpki.mtls.docsite.
-mode=write
+mode='write'
 case ${1:-} in
     --check) mode=check ;;
     '') ;;
@@ -22,6 +22,7 @@ trap 'rm -rf "$tmp"' EXIT
 # <name>.md#anchor) point at their pages of the site; a code block right under a list item's text gets the blank
 # line RST needs; pandoc's own section labels (.. _1-cron:) go, since antsibull-docs refuses labels without the
 # collection's prefix (docutils gives every section an id of its own anyway).
+# shellcheck disable=SC2016  # the $ in the awk and sed programs are theirs, not the shell's
 for md in "$root"/docs/*.md; do
     name=$(basename "$md" .md)
     {
@@ -36,7 +37,7 @@ if [[ $mode == write ]]; then
     mkdir -p "$rst"
     rm -f "$rst"/*.rst
     cp "$tmp"/*.rst "$rst"/
-    echo "docs_rst.sh: docs/docsite/rst/ written from docs/*.md ($(ls "$tmp" | wc -l) pages)"
+    echo "docs_rst.sh: docs/docsite/rst/ written from docs/*.md ($(find "$tmp" -name '*.rst' | wc -l) pages)"
     exit 0
 fi
 if ! diff -ru "$tmp" "$rst" >&2; then
