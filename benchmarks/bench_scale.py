@@ -211,7 +211,7 @@ def report(result):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('sizes', type=int, nargs='*', default=[5, 25, 50], help='fleet sizes N (4 to 244: lab/scale.sh's bounds)')
+    parser.add_argument('sizes', type=int, nargs='*', default=[5, 25, 50], help='fleet sizes N (4 to 244, the bounds of lab/scale.sh)')
     parser.add_argument('--forks', type=int, default=20, help='ansible-playbook -f, the same for runs and floors')
     parser.add_argument('--batch-size', default='20%', help='fleetpki_worker_batch_size (a number or a percentage)')
     parser.add_argument('--keep', action='store_true', help='leave the last scale lab up')
