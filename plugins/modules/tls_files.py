@@ -72,7 +72,7 @@ options:
       backup:
         description:
           - Keep the previous file, when it is replaced, beside it under the name that
-            O(ansible.builtin.copy#module:backup) gives.
+            C(ansible.builtin.copy)'s C(backup) gives.
           - The backup is owned by the user the module runs as; a private key's backup has mode C(0600), a public
             file's keeps the file's mode.
         type: bool
@@ -82,7 +82,7 @@ options:
       - C(.env) files of which only the given keys are managed; every other line stays as it is, and a missing file
         is created.
       - >-
-        Each key is set as M(ansible.builtin.lineinfile) with O(ansible.builtin.lineinfile#module:regexp=^KEY=) sets
+        Each key is set as C(ansible.builtin.lineinfile) with C(regexp: ^KEY=) sets
         it, in order (O(env_files[].entries) first, then O(env_files[].secret_entries)); the last line starting with
         C(KEY=) is replaced, or the line is added at the end.
     type: list
@@ -108,7 +108,7 @@ options:
         default: {}
   checksums:
     description:
-      - Files whose SHA-256 to return after the changes (C(missing) for an absent one), as M(ansible.builtin.stat)
+      - Files whose SHA-256 to return after the changes (C(missing) for an absent one), as C(ansible.builtin.stat)
         with C(checksum_algorithm=sha256) gives it.
     type: list
     elements: path
