@@ -368,6 +368,38 @@ def test_unreachable_worker_stops_the_roll_and_a_rerun_completes(fleet):
     assert heartbeat_serial(fleet, 'worker2') == after
 
 
+def test_a_failed_batch_puts_all_its_workers_back_and_a_rerun_completes(fleet):
+    """worker1 and worker2 in one batch; worker2's service cannot be enabled after its new files are in place.
+    worker1 is healthy on its new certificate, but the batch failed: both go back to their previous certificates
+    (on disk and in the heartbeat), the roll stops naming worker2, and a rerun once it is fixed finishes it."""
+    before = {name: cert_serial(fleet[name], WORKER_CERT) for name in ('worker1', 'worker2')}
+    subprocess.run(['docker', 'exec', 'worker2', 'systemctl', 'mask', '--runtime', 'fleet-worker'], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers', '-e', 'force=true',
+                                  '-e', 'fleetpki_worker_batch_size=2')
+    finally:
+        subprocess.run(['docker', 'exec', 'worker2', 'systemctl', 'unmask', '--runtime', 'fleet-worker'], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'The batch worker1, worker2 failed: 1 of 2 workers failed (worker2;' in flat, flat[-3000:]
+    assert {name: cert_serial(fleet[name], WORKER_CERT) for name in before} == before
+    deadline = time.time() + 30
+    while heartbeat_serial(fleet, 'worker1') != before['worker1'] and time.time() < deadline:
+        time.sleep(1)
+    assert heartbeat_serial(fleet, 'worker1') == before['worker1']
+    for name in before:  # no backup of a key is left behind
+        listing = fleet[name].run('ls -a %s' % os.path.dirname(WORKER_CERT)).stdout
+        assert '~' not in listing, listing
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers', '-e', 'fleetpki_worker_batch_size=2')
+    assert rc == 0, output[-3000:]
+    for name in before:
+        after = cert_serial(fleet[name], WORKER_CERT)
+        assert after != before[name]
+        assert heartbeat_serial(fleet, name) == after
+
+
 def expired_copy(cert_pem, ca_dir):
     """The same certificate (subject, key, extensions), signed again by the CA with a validity that ended
     yesterday: a fleet back from a long shutdown."""
