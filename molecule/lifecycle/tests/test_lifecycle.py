@@ -391,7 +391,7 @@ def test_a_failed_batch_puts_all_its_workers_back_and_a_rerun_completes(fleet):
     assert heartbeat_serial(fleet, 'worker1') == before['worker1']
     for name in before:  # no backup of a key is left behind
         listing = fleet[name].run('ls -a %s' % os.path.dirname(WORKER_CERT)).stdout
-        assert '~' not in listing, listing
+        assert 'fleetpki-previous' not in listing and '~' not in listing, listing
     rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers', '-e', 'fleetpki_worker_batch_size=2')
     assert rc == 0, output[-3000:]
     for name in before:
