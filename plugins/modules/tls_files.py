@@ -71,8 +71,9 @@ options:
       mode: {description: Octal mode such as C("0644")., type: raw, required: true}
       backup:
         description:
-          - Keep the previous file, when it is replaced, beside it under the name that
-            C(ansible.builtin.copy)'s C(backup) gives.
+          - Keep the previous file, when it is replaced, beside it as C(<file>.fleetpki-previous~) (its path in
+            RV(backups)) for a rollback; the caller removes it when done. One left by an earlier run (stopped
+            before it removed it) is removed by the next call that writes in that directory.
           - The backup is owned by the user the module runs as; a private key's backup has mode C(0600), a public
             file's keeps the file's mode.
         type: bool

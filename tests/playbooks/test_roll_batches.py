@@ -38,6 +38,13 @@ def test_each_batch_says_which_of_how_many(tmp_path, batch_size, expected):
     assert roll(tmp_path, '-e', 'fleetpki_worker_batch_size=%s' % batch_size) == expected
 
 
+def test_default_one_worker_first_then_a_quarter_at_a_time(tmp_path):
+    """The roll's time grows with its batches, not its workers: a canary, then 25% of the workers per batch."""
+    assert roll(tmp_path) == ['batch 1 of 5: worker1', 'batch 2 of 5: worker2, worker3',
+                              'batch 3 of 5: worker4, worker5', 'batch 4 of 5: worker6, worker7',
+                              'batch 5 of 5: worker8, worker9']
+
+
 def test_default_batch_of_one_under_limit(tmp_path):
     """--limit shrinks the play: the count is of the limited hosts."""
     assert roll(tmp_path, '--limit', 'worker2:worker7') == ['batch 1 of 2: worker2', 'batch 2 of 2: worker7']

@@ -368,6 +368,56 @@ def test_unreachable_worker_stops_the_roll_and_a_rerun_completes(fleet):
     assert heartbeat_serial(fleet, 'worker2') == after
 
 
+# worker2's heartbeat check fails (its worker never shows the new serial); worker1's is the role's own.
+FAILING_WORKER2 = json.dumps({
+    'worker_tls_health_retries': 3,
+    'worker_tls_health_command': "{{ '/bin/false' if inventory_hostname == 'worker2' else '/usr/bin/python3 "
+                                 "/opt/fleetpki/bin/fleet-worker --env ' ~ worker_tls_env_file ~ ' --expect-heartbeat' }}"})
+
+
+def test_a_failed_batch_puts_all_its_workers_back_and_a_rerun_completes(fleet):
+    """worker1 and worker2 in one batch; worker2 never beats on its new certificate. worker1 is healthy on its
+    new one, but the batch failed: both go back to their previous certificates (on disk and in the heartbeat),
+    no backup is left, the roll stops naming worker2, and a rerun once it is fixed finishes it."""
+    before = {name: cert_serial(fleet[name], WORKER_CERT) for name in ('worker1', 'worker2')}
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers', '-e', 'force=true',
+                              '-e', 'fleetpki_worker_batch_size=2', '-e', FAILING_WORKER2)
+    assert rc != 0
+    flat = ' '.join(output.split())
+    assert 'The batch worker1, worker2 failed: 1 of 2 workers failed (worker2;' in flat, flat[-3000:]
+    assert 'worker1 is back on its previous certificate and key.' in flat, flat[-3000:]
+    assert {name: cert_serial(fleet[name], WORKER_CERT) for name in before} == before
+    deadline = time.time() + 30
+    while heartbeat_serial(fleet, 'worker1') != before['worker1'] and time.time() < deadline:
+        time.sleep(1)
+    assert heartbeat_serial(fleet, 'worker1') == before['worker1']
+    for name in before:  # no backup of a key is left behind
+        listing = fleet[name].run('ls -a %s' % os.path.dirname(WORKER_CERT)).stdout
+        assert 'fleetpki-previous' not in listing and '~' not in listing, listing
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers', '-e', 'fleetpki_worker_batch_size=2')
+    assert rc == 0, output[-3000:]
+    for name in before:
+        after = cert_serial(fleet[name], WORKER_CERT)
+        assert after != before[name]
+        assert heartbeat_serial(fleet, name) == after
+
+
+def test_a_failure_within_max_fail_percentage_puts_back_only_the_failed_worker(fleet):
+    """fleetpki_worker_max_fail_percentage=50 and one of two workers failing: worker1 keeps its new
+    certificate, worker2 goes back to its previous one and stops alone; a rerun finishes it."""
+    before = {name: cert_serial(fleet[name], WORKER_CERT) for name in ('worker1', 'worker2')}
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers', '-e', 'force=true',
+                              '-e', 'fleetpki_worker_batch_size=2', '-e', 'fleetpki_worker_max_fail_percentage=50',
+                              '-e', FAILING_WORKER2)
+    assert rc != 0
+    assert 'The batch went on (1 of 2 failed' in ' '.join(output.split()), output[-3000:]
+    assert cert_serial(fleet['worker1'], WORKER_CERT) != before['worker1']
+    assert cert_serial(fleet['worker2'], WORKER_CERT) == before['worker2']
+    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers')
+    assert rc == 0, output[-3000:]
+    assert cert_serial(fleet['worker2'], WORKER_CERT) != before['worker2']
+
+
 def expired_copy(cert_pem, ca_dir):
     """The same certificate (subject, key, extensions), signed again by the CA with a validity that ended
     yesterday: a fleet back from a long shutdown."""

@@ -32,9 +32,10 @@ import os
 import pwd
 import re
 import stat
-import time
 
 TMP_PREFIX = '.fleetpki-tmp-'
+# A backup (backup: true) is <file>.fleetpki-previous~ until the role is done with it.
+BACKUP_SUFFIX = '.fleetpki-previous~'
 SECRET_MARK = '(secret value)'
 READ_LIMIT = 65536
 # The largest file compared or backed up (certificates, keys, bundles, CRLs, .env files are far smaller): a
@@ -347,8 +348,9 @@ def _text(value):
 
 
 def _backup_name(name):
-    # The name copy's backup: true gives (AnsibleModule.backup_local).
-    return '%s.%s.%s' % (name, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S~', time.localtime(time.time())))
+    # One name per file (not copy's pid and time): the next run finds a backup a killed or interrupted run left
+    # behind (the previous private key) and removes it (remove_stale_temps).
+    return name + BACKUP_SUFFIX
 
 
 def write_in(dir_fd, name, data, mode, uid, gid):
@@ -380,10 +382,12 @@ def write_in(dir_fd, name, data, mode, uid, gid):
 
 
 def remove_stale_temps(dir_fd):
-    """Remove the temp files a killed run of this module left in a directory (they may hold key bytes): only
-    regular files with this module's prefix, never a link."""
+    """Remove the temp files and backups an earlier run of this module left in a directory (they may hold key bytes:
+    a run killed mid-write, or one stopped before the role removed its backups): only regular files with this
+    module's prefix or backup suffix, never a link. A backup of this run is made after this, when it replaces the
+    file."""
     for name in os.listdir(dir_fd):
-        if not name.startswith(TMP_PREFIX):
+        if not (name.startswith(TMP_PREFIX) or name.endswith(BACKUP_SUFFIX)):
             continue
         info = _lstat(dir_fd, name)
         if info is not None and stat.S_ISREG(info.st_mode):

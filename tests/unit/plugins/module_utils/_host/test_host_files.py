@@ -530,6 +530,24 @@ def test_a_key_must_be_a_variable_name(tmp_path, key):
 
 # --- Temps a killed run left (review S2) ---------------------------------------------------------------------------
 
+def test_a_backup_an_interrupted_run_left_is_removed_by_the_next_run(tmp_path):
+    """A run stopped between installing and the role's cleanup leaves the previous key's backup: the next call
+    that writes in that directory removes it, whether or not it replaces the file again; check mode keeps it."""
+    key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
+    key.write_text(KEY_TEXT.replace(KEY_MARK, 'OLDKEYold'))
+    os.chmod(str(key), 0o600)
+    first = run(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True}])
+    left = first['backups'][str(key)]
+    assert os.path.exists(left)  # the role was interrupted: nobody removed it
+    spec = {'files': [{'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True},
+                      {'path': str(cert), 'content': CERT_TEXT, 'mode': '0644'}]}
+    run(check_mode=True, **spec)
+    assert os.path.exists(left)
+    second = run(**spec)
+    assert second['backups'] == {} and not os.path.exists(left)
+    assert listing(tmp_path) == ['cert.pem', 'key.pem']
+
+
 def test_stale_temps_of_this_module_are_removed(tmp_path, victim):
     tls = tmp_path / 'tls'
     tls.mkdir()
