@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from test_preflight import run_playbook, ROOT
+from test_preflight import FLEET, ROOT, assert_stopped_before_any_change, inventory, run_playbook, site
 
 WORKERS = ['worker%d' % number for number in range(1, 10)]  # 9 workers
 
@@ -48,3 +48,17 @@ def test_default_one_worker_first_then_a_quarter_at_a_time(tmp_path):
 def test_default_batch_of_one_under_limit(tmp_path):
     """--limit shrinks the play: the count is of the limited hosts."""
     assert roll(tmp_path, '--limit', 'worker2:worker7') == ['batch 1 of 2: worker2', 'batch 2 of 2: worker7']
+
+
+@pytest.mark.parametrize('extra, shown', [
+    ('fleetpki_worker_batch_size=x%', 'fleetpki_worker_batch_size="x%"'),
+    ('fleetpki_worker_max_fail_percentage=abc', 'fleetpki_worker_max_fail_percentage=abc'),
+    ('fleetpki_worker_max_fail_percentage=150', 'fleetpki_worker_max_fail_percentage=150'),
+    ('{"fleetpki_worker_batch_size": [1, "ten"]}', 'fleetpki_worker_batch_size=[1, "ten"]'),
+])
+def test_a_batch_size_or_tolerance_the_roll_would_refuse_halfway_stops_before_any_change(tmp_path, extra, shown):
+    """Ansible's serial or the batch's end would refuse these after the PKI and the first batches changed:
+    site.yml refuses them first, naming the setting, the forms it takes and that nothing changed."""
+    rc, output = site(inventory(tmp_path, FLEET), '-e', extra)
+    assert_stopped_before_any_change(tmp_path, rc, output, shown)
+    assert 'Nothing was changed' in output

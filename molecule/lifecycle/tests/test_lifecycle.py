@@ -384,8 +384,9 @@ def test_a_failed_batch_puts_all_its_workers_back_and_a_rerun_completes(fleet):
                               '-e', 'fleetpki_worker_batch_size=2', '-e', FAILING_WORKER2)
     assert rc != 0
     flat = ' '.join(output.split())
-    assert 'The batch worker1, worker2 failed: 1 of 2 workers failed (worker2;' in flat, flat[-3000:]
-    assert 'worker1 is back on its previous certificate and key.' in flat, flat[-3000:]
+    assert 'The batch of 2 workers (worker1, worker2) failed: 1 failed (worker2)' in flat, flat[-3000:]
+    assert ('worker1: healthy on its new certificate, put back on its previous certificate and key (its batch '
+            'failed).') in flat, flat[-3000:]
     assert {name: cert_serial(fleet[name], WORKER_CERT) for name in before} == before
     deadline = time.time() + 30
     while heartbeat_serial(fleet, 'worker1') != before['worker1'] and time.time() < deadline:
@@ -410,7 +411,9 @@ def test_a_failure_within_max_fail_percentage_puts_back_only_the_failed_worker(f
                               '-e', 'fleetpki_worker_batch_size=2', '-e', 'fleetpki_worker_max_fail_percentage=50',
                               '-e', FAILING_WORKER2)
     assert rc != 0
-    assert 'The batch went on (1 of 2 failed' in ' '.join(output.split()), output[-3000:]
+    flat = ' '.join(output.split())
+    assert 'The batch went on (1 of 2 failed' in flat, flat[-3000:]
+    assert '1 worker(s) failed in the roll and were left on their previous certificates' in flat, flat[-3000:]
     assert cert_serial(fleet['worker1'], WORKER_CERT) != before['worker1']
     assert cert_serial(fleet['worker2'], WORKER_CERT) == before['worker2']
     rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=workers')
