@@ -72,8 +72,9 @@ options:
       backup:
         description:
           - Keep the previous file, when it is replaced, beside it as C(<file>.fleetpki-previous~) (its path in
-            RV(backups)) for a rollback; the caller removes it when done. One left by an earlier run (stopped
-            before it removed it) is removed by the next call that writes in that directory.
+            RV(backups)) for a rollback (O(restore)); the caller removes it when done (O(remove_backups)). One left
+            by an earlier run (stopped before it removed it) is removed by the next call that writes in that
+            directory.
           - The backup is owned by the user the module runs as; a private key's backup has mode C(0600), a public
             file's keeps the file's mode.
         type: bool
@@ -121,6 +122,38 @@ options:
     type: list
     elements: path
     default: []
+  restore:
+    description:
+      - A role's rollback. Files to put back from the backup C(<file>.fleetpki-previous~) an earlier call made
+        (O(files[].backup=true)), in one rename each, with the owner, group and mode given; the backup is then
+        removed. A file without a backup is left as it is. A backup that is a link, a FIFO or has a second hard
+        link is refused, never read.
+      - Not with O(directories), O(files) or O(env_files).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The file to put back (not its backup's name).
+        type: path
+        required: true
+      owner:
+        description: Its owner (name or number); the current file's when not set.
+        type: str
+      group:
+        description: Its group (name or number); the current file's when not set.
+        type: str
+      mode:
+        description: Its mode, as an octal string such as C("0600").
+        type: raw
+        required: true
+  remove_backups:
+    description:
+      - Files whose backup (C(<file>.fleetpki-previous~)) to remove once the new files are live, so no previous
+        private key stays on the host. A missing backup is fine. A link there is removed, never followed.
+    type: list
+    elements: path
+    default: []
 '''
 
 EXAMPLES = r'''
@@ -165,7 +198,12 @@ backups:
     - On a failure part way through, those written before it.
   returned: always
   type: dict
-  sample: {/etc/fleetpki/worker/client-key.pem: /etc/fleetpki/worker/client-key.pem.4242.2026-01-01@00:00:00~}
+  sample: {/etc/fleetpki/worker/client-key.pem: /etc/fleetpki/worker/client-key.pem.fleetpki-previous~}
+removed_backups:
+  description: The backups removed by O(restore) and O(remove_backups) (in check mode, those O(remove_backups) would remove).
+  returned: always
+  type: list
+  elements: str
 checksums:
   description: Path to hex SHA-256 (or C(missing)) for each of O(checksums).
   returned: when O(checksums) is not empty
@@ -200,7 +238,11 @@ def main():
                 secret_entries=dict(type='dict', default={}, no_log=True), **OWNERSHIP)),
             checksums=dict(type='list', elements='path', default=[]),
             read=dict(type='list', elements='path', default=[]),
+            restore=dict(type='list', elements='dict', default=[], options=dict(
+                path=dict(type='path', required=True), **OWNERSHIP)),
+            remove_backups=dict(type='list', elements='path', default=[]),
         ),
+        mutually_exclusive=[['restore', 'directories'], ['restore', 'files'], ['restore', 'env_files']],
         supports_check_mode=True,
     )
     params = module.params
@@ -211,16 +253,19 @@ def main():
     module.no_log_values.clear()
     try:
         host_files = HostFiles(params['directories'], params['files'], params['env_files'], params['checksums'],
-                               params['read'], check_mode=module.check_mode, want_diff=module._diff)
+                               params['read'], check_mode=module.check_mode, want_diff=module._diff,
+                               restore=params['restore'], remove_backups=params['remove_backups'])
     except HostFilesError as exc:
-        module.fail_json(msg='%s' % exc, changed=False, changed_paths=[], backups={}, invocation=invocation)
+        module.fail_json(msg='%s' % exc, changed=False, changed_paths=[], backups={}, removed_backups=[],
+                         invocation=invocation)
     try:
         result = host_files.run()
     except (HostFilesError, OSError) as exc:
         # Every target is checked before the first write, but a write can still fail part way (a full or
         # read-only disk): what was already changed, and its backups, let a role's rescue restore it.
-        module.fail_json(msg='%s' % exc, changed=bool(host_files.changed_paths) and not module.check_mode,
-                         changed_paths=host_files.changed_paths, backups=host_files.backups, invocation=invocation)
+        module.fail_json(msg='%s' % exc, changed=bool(host_files.changed_paths or host_files.removed_backups)
+                         and not module.check_mode, changed_paths=host_files.changed_paths, backups=host_files.backups,
+                         removed_backups=host_files.removed_backups, invocation=invocation)
     module.exit_json(invocation=invocation, **result)
 
 

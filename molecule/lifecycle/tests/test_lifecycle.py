@@ -344,10 +344,37 @@ def test_redis_refusing_a_new_cert_goes_back_to_the_previous_one(fleet, pki_dir)
     assert served_serial(fleet) == served_before
     assert served_before == cert_serial(fleet['redis1'], REDIS_CERT)
     assert admin_redis(fleet, 'PING') == 'PONG'
+    listing = fleet['redis1'].check_output('ls -A %s' % os.path.dirname(REDIS_CERT))
+    assert 'fleetpki-previous' not in listing and 'fleetpki-tmp' not in listing, listing
     rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'redis1', '-e', 'services=redis')
     assert rc == 0, output[-3000:]
     assert served_serial(fleet) != served_before
     assert served_serial(fleet) == cert_serial(fleet['redis1'], REDIS_CERT)
+
+
+def api_served_serial(fleet):
+    out = fleet['pxe1'].check_output(
+        'openssl s_client -connect api1:8443 -cert %s -CAfile %s </dev/null 2>/dev/null '
+        '| openssl x509 -noout -serial' % (CLIENT_PEM, CA_BUNDLE))
+    return int(out.split('=', 1)[1], 16)
+
+
+def test_api_failing_on_a_new_cert_goes_back_to_the_previous_one(fleet, pki_dir):
+    """A certificate for the wrong key: the API does not come up on it, the role puts the previous files back
+    (tls_files restore) and restarts it onto them, no backup stays; after the fix a rerun completes."""
+    served_before = api_served_serial(fleet)
+    wrong_key = str(pki_dir / 'issued' / 'worker-worker1-key.pem')
+    rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'api1', '-e', 'services=api', '-e', 'force=true',
+                              '-e', 'api_tls_key_src=%s' % wrong_key)
+    assert rc != 0
+    assert 'previous certificate and key are back in place' in output, output[-3000:]
+    assert api_served_serial(fleet) == served_before == cert_serial(fleet['api1'], API_CERT)
+    listing = fleet['api1'].check_output('ls -A %s' % os.path.dirname(API_CERT))
+    assert 'fleetpki-previous' not in listing and 'fleetpki-tmp' not in listing, listing
+    rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'api1', '-e', 'services=api')
+    assert rc == 0, output[-3000:]
+    assert api_served_serial(fleet) != served_before
+    assert api_served_serial(fleet) == cert_serial(fleet['api1'], API_CERT)
 
 
 def test_unreachable_worker_stops_the_roll_and_a_rerun_completes(fleet):

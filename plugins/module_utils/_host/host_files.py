@@ -307,7 +307,8 @@ def env_values(data):
 
 
 class Want(object):
-    """One path to ensure: kind 'directory', 'file' or 'env'."""
+    """One path to ensure: kind 'directory', 'file', 'env', 'restore' (put the file's backup back) or
+    'unbackup' (remove the file's backup; the path is the backup's)."""
 
     def __init__(self, kind, spec):
         self.kind = kind
@@ -407,19 +408,26 @@ class Action(object):
 class HostFiles(object):
     """Plan, then write only what differs. ``run()`` returns the result dict (no secret in it).
 
-    On a failure, ``changed_paths`` and ``backups`` say what was already done."""
+    On a failure, ``changed_paths`` and ``backups`` say what was already done.
+
+    ``restore`` and ``remove_backups`` are a role's rollback and cleanup: put back the files an earlier call
+    replaced with ``backup: true`` (then remove each backup), and remove those backups once the new files are live,
+    so no previous private key stays on the host."""
 
     def __init__(self, directories=(), files=(), env_files=(), checksums=(), read=(), check_mode=False,
-                 want_diff=False):
+                 want_diff=False, restore=(), remove_backups=()):
         self.wants = ([Want('directory', spec) for spec in directories or ()]
                       + [Want('file', spec) for spec in files or ()]
-                      + [Want('env', spec) for spec in env_files or ()])
+                      + [Want('env', spec) for spec in env_files or ()]
+                      + [Want('restore', spec) for spec in restore or ()]
+                      + [Want('unbackup', {'path': path + BACKUP_SUFFIX}) for path in remove_backups or ()])
         self.checksum_paths = list(checksums or ())
         self.read_paths = list(read or ())
         self.check_mode = check_mode
         self.want_diff = want_diff
         self.changed_paths = []
         self.backups = {}
+        self.removed_backups = []
         self.diffs = []
         self._dirs = {}
         self._to_create = set()
@@ -439,15 +447,18 @@ class HostFiles(object):
         try:
             actions = [action for action in (self._plan(want) for want in self.wants) if action is not None]
             if self.check_mode:
-                self.changed_paths.extend(action.want.path for action in actions)
+                self.changed_paths.extend(action.want.path for action in actions if action.what != 'unlink')
+                self.removed_backups.extend(action.want.path for action in actions if action.what == 'unlink')
             else:
+                # Not where this call restores or removes backups: those are what it works on.
                 for directory in sorted(set(os.path.dirname(want.path) for want in self.wants
-                                            if want.kind != 'directory')):
+                                            if want.kind in ('file', 'env'))):
                     if self._dirs.get(directory) is not None:
                         remove_stale_temps(self._dirs[directory])
                 for action in actions:
                     self._do(action)
-            result = dict(changed=bool(self.changed_paths), changed_paths=self.changed_paths, backups=self.backups)
+            result = dict(changed=bool(self.changed_paths or self.removed_backups), changed_paths=self.changed_paths,
+                          backups=self.backups, removed_backups=self.removed_backups)
             if self.checksum_paths:
                 result['checksums'] = dict((path, sha256_of(path)) for path in self.checksum_paths)
             if self.read_paths:
@@ -488,6 +499,8 @@ class HostFiles(object):
 
     def _plan(self, want):
         """What to do for ``want``, looked at without changing anything; refuses what cannot be done."""
+        if want.kind in ('restore', 'unbackup'):
+            return self._plan_backup(want)
         parent_fd, name = self._parent(want)
         info = None if parent_fd is None else _lstat(parent_fd, name)
         if want.kind == 'directory':
@@ -504,6 +517,33 @@ class HostFiles(object):
             return self._plan_attributes(want, info)
         self._diff(want, *self._content_diff(want, old, new))
         return Action(want, 'write', info, old, new)
+
+    def _plan_backup(self, want):
+        """Restore: the backup's bytes, read now (never through a link); unbackup: the backup to unlink. Nothing
+        to do when there is no backup (or not even its directory)."""
+        directory, name = os.path.split(want.path)
+        parent_fd = self._dir_fd(directory)
+        if want.kind == 'unbackup':
+            info = None if parent_fd is None else _lstat(parent_fd, name)
+            if info is None:
+                return None
+            if stat.S_ISDIR(info.st_mode):
+                raise HostFilesError('%s: is a directory, not a backup of this module; move it away' % want.path)
+            return Action(want, 'unlink', info)
+        backup = _backup_name(name)
+        info = None if parent_fd is None else _lstat(parent_fd, backup)
+        if info is None:
+            return None
+        fd = open_regular(parent_fd, backup, want.path + BACKUP_SUFFIX, info)
+        try:
+            new = read_fd(fd, CONTENT_LIMIT, want.path + BACKUP_SUFFIX, 'tls_files restores only small files')
+        finally:
+            os.close(fd)
+        current = _lstat(parent_fd, name)
+        if current is not None:
+            _check_regular(current, want.path)
+        self._diff(want, 'current file\n', 'its backup (%s)\n' % (want.path + BACKUP_SUFFIX))
+        return Action(want, 'restore', current, None, new)
 
     def _plan_directory(self, want, parent_fd, name, info):
         if info is None:
@@ -543,10 +583,36 @@ class HostFiles(object):
         except OSError as exc:
             raise HostFilesError(
                 '%s: cannot %s it (%s). %s; fix the cause and rerun, the rerun completes the rest'
-                % (want.path, 'create' if action.what == 'mkdir' else 'change', exc.strerror or exc,
+                % (want.path, {'mkdir': 'create', 'unlink': 'remove'}.get(action.what, 'change'),
+                   exc.strerror or exc,
                    'The paths in changed_paths were changed before it (their backups in backups)'
                    if self.changed_paths else 'Nothing was changed before it'))
-        self.changed_paths.append(want.path)
+        if action.what == 'unlink':
+            self.removed_backups.append(want.path)
+        else:
+            self.changed_paths.append(want.path)
+
+    def _do_unlink(self, action):
+        parent_fd, name = self._parent(action.want)
+        try:
+            os.unlink(name, dir_fd=parent_fd)
+        except OSError as exc:
+            # Already gone: this call's own clean-up of the directory (a file written beside it) removed it.
+            if exc.errno != errno.ENOENT:
+                raise
+        os.fsync(parent_fd)
+
+    def _do_restore(self, action):
+        """The backup's bytes back in one rename (mode and owner as asked, else the file's), then the backup gone."""
+        want, info = action.want, action.info
+        parent_fd, name = self._parent(want)
+        mode = want.mode if want.mode is not None else stat.S_IMODE(info.st_mode) if info is not None else 0o600
+        uid = info.st_uid if want.uid == -1 and info is not None else want.uid
+        gid = info.st_gid if want.gid == -1 and info is not None else want.gid
+        write_in(parent_fd, name, action.new, mode, uid, gid)
+        os.unlink(_backup_name(name), dir_fd=parent_fd)
+        os.fsync(parent_fd)
+        self.removed_backups.append(want.path + BACKUP_SUFFIX)
 
     def _do_mkdir(self, action):
         want = action.want

@@ -99,3 +99,18 @@ def test_a_link_in_place_of_a_file_fails_before_any_write(tmp_path, run_module):
     assert run.rc == 1 and run.result['changed'] is False and run.result['changed_paths'] == []
     assert str(tmp_path / 'cert.pem') in run.result['msg'] and 'symbolic link' in run.result['msg']
     assert sorted(os.listdir(str(tmp_path))) == ['cert.pem', 'elsewhere']
+
+
+def test_restore_then_nothing_left(tmp_path, run_module):
+    """The rollback call: the previous key back, its backup gone, the key in no output; restore goes alone."""
+    run_module(tls_files, args(tmp_path))
+    key = tmp_path / 'tls' / 'key.pem'
+    key.write_text('old key\n')
+    assert run_module(tls_files, args(tmp_path)).result['backups']
+    restore = {'restore': [{'path': str(key), 'mode': '0600'}]}
+    back = run_module(tls_files, restore, diff=True)
+    assert back.rc == 0 and back.result['changed_paths'] == [str(key)] and key.read_text() == 'old key\n'
+    assert 'old key' not in back.stdout and 'MIGHAgEAmoduleKEYq8Vv' not in back.stdout
+    assert sorted(os.listdir(str(tmp_path / 'tls'))) == ['cert.pem', 'key.pem']
+    both = run_module(tls_files, dict(restore, **{'files': args(tmp_path)['files']}))
+    assert both.rc == 1 and 'mutually exclusive' in both.result['msg']

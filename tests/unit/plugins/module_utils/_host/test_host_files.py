@@ -562,3 +562,69 @@ def test_stale_temps_of_this_module_are_removed(tmp_path, victim):
     assert result['changed_paths'] == [str(tls / 'cert.pem')]
     assert listing(tls) == ['.fleetpki-tmp-link', '.operator-file', 'cert.pem']
     assert victim.read_text() == ROOT_ONLY
+
+
+def installed_with_backups(tmp_path):
+    """A key and a certificate replaced with backup: true, as a role's install step leaves them."""
+    key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
+    key.write_text(KEY_TEXT.replace(KEY_MARK, 'OLDKEYold'))
+    cert.write_text('old cert\n')
+    os.chmod(str(key), 0o600)
+    result = run(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True},
+                        {'path': str(cert), 'content': CERT_TEXT, 'mode': '0644', 'backup': True}])
+    assert sorted(result['backups']) == [str(cert), str(key)]
+    return key, cert
+
+
+def test_restore_puts_the_backups_back_and_removes_them(tmp_path):
+    """A role's rollback in one call: the previous files back with their mode, the backups gone."""
+    key, cert = installed_with_backups(tmp_path)
+    spec = {'restore': [{'path': str(key), 'owner': ME, 'group': MY_GROUP, 'mode': '0600'},
+                        {'path': str(cert), 'owner': ME, 'group': MY_GROUP, 'mode': '0644'},
+                        {'path': str(tmp_path / 'no-backup.pem'), 'mode': '0644'}]}
+    planned = run(check_mode=True, **spec)
+    assert planned['changed_paths'] == [str(key), str(cert)] and key.read_text() == KEY_TEXT
+    result = run(**spec)
+    assert result['changed_paths'] == [str(key), str(cert)]
+    assert result['removed_backups'] == [str(key) + host_files.BACKUP_SUFFIX, str(cert) + host_files.BACKUP_SUFFIX]
+    assert 'OLDKEYold' in key.read_text() and cert.read_text() == 'old cert\n'
+    assert stat.S_IMODE(os.stat(str(key)).st_mode) == 0o600
+    assert KEY_MARK not in json.dumps(result) and 'OLDKEYold' not in json.dumps(result)
+    assert listing(tmp_path) == ['cert.pem', 'key.pem']
+    # Nothing left to restore: nothing to do.
+    assert run(**spec)['changed'] is False
+
+
+def test_remove_backups_leaves_no_old_key(tmp_path):
+    key, cert = installed_with_backups(tmp_path)
+    spec = {'remove_backups': [str(key), str(cert), str(tmp_path / 'absent' / 'x.pem')]}
+    assert run(check_mode=True, **spec)['changed'] is True and len(listing(tmp_path)) == 4
+    result = run(**spec)
+    assert result['removed_backups'] == [str(key) + host_files.BACKUP_SUFFIX, str(cert) + host_files.BACKUP_SUFFIX]
+    assert listing(tmp_path) == ['cert.pem', 'key.pem'] and key.read_text() == KEY_TEXT
+    assert run(**spec)['changed'] is False
+
+
+def test_restore_never_reads_a_backup_that_is_a_link(tmp_path, victim):
+    """A backup name swapped for a link to a root-only file is refused: the file is not copied into the target."""
+    tls = tmp_path / 'tls'
+    tls.mkdir()
+    key = tls / 'key.pem'
+    key.write_text(KEY_TEXT)
+    os.symlink(str(victim), str(key) + host_files.BACKUP_SUFFIX)
+    with pytest.raises(HostFilesError, match='symbolic link'):
+        run(restore=[{'path': str(key), 'mode': '0644'}])
+    assert key.read_text() == KEY_TEXT and ROOT_ONLY not in all_text_under(tls)
+    # Removing it removes the link, never what it points at.
+    run(remove_backups=[str(key)])
+    assert listing(tls) == ['key.pem'] and victim.read_text() == ROOT_ONLY
+
+
+def test_a_stamp_written_beside_the_backups_and_their_removal_in_one_call(tmp_path):
+    """service.yml's one call: the stamp of what the service loaded, in the same directory, and the backups gone."""
+    key, cert = installed_with_backups(tmp_path)
+    result = run(files=[{'path': str(tmp_path / '.fleetpki-loaded'), 'content': 'digests\n', 'mode': '0644'}],
+                 remove_backups=[str(key), str(cert)])
+    assert result['changed_paths'] == [str(tmp_path / '.fleetpki-loaded')]
+    assert result['removed_backups'] == [str(key) + host_files.BACKUP_SUFFIX, str(cert) + host_files.BACKUP_SUFFIX]
+    assert listing(tmp_path) == ['.fleetpki-loaded', 'cert.pem', 'key.pem']
