@@ -193,3 +193,22 @@ def run_playbook(tmp_path, name, plays):
     output = proc.stdout.decode()
     assert proc.returncode == 0, output[-4000:]
     return output
+
+
+def test_redis_conf_rendered_on_the_control_node_is_what_the_template_module_wrote(tmp_path):
+    """redis_tls writes redis.conf with tls_files from lookup('template') (write_conf.yml); the template module
+    wrote it before. Same bytes for the constructs redis.conf.j2 uses (the managed header, trimmed blocks, loops,
+    the last newline), so an upgraded Redis host sees no change and no restart."""
+    template = tmp_path / 'conf.j2'
+    template.write_text('{{ ansible_managed | comment }}\nport {{ port }}\n{% for user in users %}\n'
+                        'user {{ user }} on\n{% endfor %}\n{% if port %}\ntls-port 6379\n{% endif %}\nlast line\n')
+    earlier = tmp_path / 'earlier.conf'
+    current = tmp_path / 'current.conf'
+    plays = [{'name': 'render', 'hosts': 'localhost', 'gather_facts': False,
+              'vars': {'port': 0, 'users': ['a', 'b']},
+              'tasks': [{'ansible.builtin.template': {'src': str(template), 'dest': str(earlier), 'mode': '0640'}},
+                        {'fleetpki.mtls.tls_files': {'files': [{
+                            'path': str(current), 'mode': '0640',
+                            'secret_content': "{{ lookup('ansible.builtin.template', '%s') }}" % template}]}}]}]
+    run_playbook(tmp_path, 'render.yml', plays)
+    assert current.read_bytes() == earlier.read_bytes()
