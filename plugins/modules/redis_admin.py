@@ -239,7 +239,9 @@ def main():
             desired_conf=dict(type='str', no_log=True),
             expect_cert=dict(type='path'),
             drain_timeout=dict(type='int', default=0),
-            users=dict(type='list', elements='dict', options=dict(
+            # no_log as a whole: Ansible logs an option to the host's journal as str(value), where a password with a
+            # backslash or a quote is escaped and escapes the mask (tests/unit/plugins/modules/test_module_logging.py).
+            users=dict(type='list', elements='dict', no_log=True, options=dict(
                 name=dict(type='str', required=True),
                 password=dict(type='str', no_log=True),
                 rules=dict(type='str', default=''),
@@ -252,6 +254,11 @@ def main():
                      ('command', 'config', ('desired_conf',)), ('command', 'users', ('users',))],
         supports_check_mode=True,
     )
+    # Mask only the secrets in what is returned, not every user name and rule of the no_log users option.
+    params = module.params
+    module.no_log_values.intersection_update(
+        [params['login_password'], params['legacy_password'], params['desired_conf']]
+        + [user['password'] for user in params['users'] or [] if user.get('password')])
     try:
         result = run(module.params, module.check_mode)
     except AdminError as exc:

@@ -229,11 +229,13 @@ def main():
         argument_spec=dict(
             directories=dict(type='list', elements='dict', default=[], options=dict(
                 path=dict(type='path', required=True), **OWNERSHIP)),
-            files=dict(type='list', elements='dict', default=[], options=dict(
+            # files and env_files are no_log as a whole: Ansible logs an option to the host's journal as str(value),
+            # where a key's newlines (and any backslash) are escaped and escape the mask of a no_log suboption.
+            files=dict(type='list', elements='dict', default=[], no_log=True, options=dict(
                 path=dict(type='path', required=True), content=dict(type='str'),
                 secret_content=dict(type='str', no_log=True), backup=dict(type='bool', default=False), **OWNERSHIP),
                 mutually_exclusive=[['content', 'secret_content']], required_one_of=[['content', 'secret_content']]),
-            env_files=dict(type='list', elements='dict', default=[], options=dict(
+            env_files=dict(type='list', elements='dict', default=[], no_log=True, options=dict(
                 path=dict(type='path', required=True), entries=dict(type='dict', default={}),
                 secret_entries=dict(type='dict', default={}, no_log=True), **OWNERSHIP)),
             checksums=dict(type='list', elements='path', default=[]),
