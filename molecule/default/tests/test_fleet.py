@@ -65,6 +65,17 @@ def test_no_secret_in_any_process_during_the_rollout(fleet):
     assert_no_secret_in(seen, 'the argv or environment of a process during site.yml')
 
 
+def test_no_key_or_secret_in_any_hosts_journal(fleet):
+    """What the modules log when they start (syslog / the journal) on every host after site.yml and its rerun: no
+    private key and no secret of the lab (a key was logged there in an escaped form, which the no_log mask missed)."""
+    journals = dict((name, host.check_output('journalctl --no-pager -o cat 2>/dev/null || true'))
+                    for name, host in fleet.items())
+    assert any('Invoked with' in text for text in journals.values()), 'no module start in any journal: is journald on?'
+    for name, text in journals.items():
+        assert 'PRIVATE KEY' not in text, '%s: a private key is in the journal' % name
+    assert_no_secret_in(journals, 'the journal')
+
+
 @pytest.mark.parametrize('name, path, owner', [
     ('redis1', '/etc/redis/tls/redis-key.pem', 'redis'),
     ('worker1', WORKER_KEY, 'fleet'),
@@ -80,8 +91,10 @@ def test_private_keys_are_0600_and_owned_by_the_service_user(fleet, name, path, 
 
 
 def test_redis_tls_directory_is_roots_and_redis_only_reads_it(fleet):
-    """/etc/redis/tls is root:redis 0750: a directory of the service user's would let it plant a symlink where root
-    writes the key. Redis (User=redis) still reads its key through the group; /etc/redis stays as Debian ships it."""
+    """/etc/redis/tls is root:redis 0750: the redis user cannot add or replace a file in it. (It can still rename
+    the whole directory, /etc/redis being its own: tls_files follows no link there and resets the directory's owner,
+    so that gains it nothing.) Redis (User=redis) reads its key through the group; /etc/redis stays as Debian
+    ships it."""
     redis1 = fleet['redis1']
     tls_dir = redis1.file('/etc/redis/tls')
     assert (tls_dir.user, tls_dir.group, tls_dir.mode) == ('root', 'redis', 0o750)
