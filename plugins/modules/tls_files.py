@@ -24,7 +24,9 @@ description:
     O(checksums) or O(read) path that is a symbolic link, a FIFO, a socket, a device or a file with more than one
     hard link is refused, naming the path, and never read, written through or changed.
   - A file larger than 1 MiB is refused (it is read to compare it and to back it up).
-  - Temp files a killed run of this module left in the target directories (they may hold key bytes) are removed.
+  - Temp files and backups a killed or interrupted run of this module left in the target directories (they may hold
+    key bytes) are removed, and so are the C(ansible.builtin.copy) backups (C(<file>.<pid>.<date>@<time>~)) of the
+    files this call keeps a backup of, which the roles made before this module.
   - A failure part way through (a full or read-only disk) fails the task with RV(changed_paths) and RV(backups) of
     what was already changed, so a role's rescue can restore it.
   - Private keys (O(files[].secret_content)) and secret C(.env) entries (O(env_files[].secret_entries)) are

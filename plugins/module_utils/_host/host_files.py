@@ -382,13 +382,24 @@ def write_in(dir_fd, name, data, mode, uid, gid):
     os.fsync(dir_fd)
 
 
-def remove_stale_temps(dir_fd):
+# ansible's copy/template backup name (module_utils basic backup_local): <file>.<pid>.<YYYY-MM-DD@HH:MM:SS>~
+_COPY_BACKUP = re.compile(r'\.[0-9]+\.[0-9]{4}-[0-9]{2}-[0-9]{2}@[0-9]{2}:[0-9]{2}:[0-9]{2}~\Z')
+
+
+def _copy_backup_of(name, backed_up):
+    """Whether ``name`` is a copy-module backup of one of the files named in ``backed_up``."""
+    match = _COPY_BACKUP.search(name)
+    return match is not None and name[:match.start()] in backed_up
+
+
+def remove_stale_temps(dir_fd, backed_up=()):
     """Remove the temp files and backups an earlier run of this module left in a directory (they may hold key bytes:
     a run killed mid-write, or one stopped before the role removed its backups): only regular files with this
-    module's prefix or backup suffix, never a link. A backup of this run is made after this, when it replaces the
-    file."""
+    module's prefix or backup suffix, never a link. So too the copy module's backups of the files named in
+    ``backed_up`` (those this call keeps a backup of), which the roles made before tls_files. A backup of this run
+    is made after this, when it replaces the file."""
     for name in os.listdir(dir_fd):
-        if not (name.startswith(TMP_PREFIX) or name.endswith(BACKUP_SUFFIX)):
+        if not (name.startswith(TMP_PREFIX) or name.endswith(BACKUP_SUFFIX) or _copy_backup_of(name, backed_up)):
             continue
         info = _lstat(dir_fd, name)
         if info is not None and stat.S_ISREG(info.st_mode):
@@ -454,7 +465,9 @@ class HostFiles(object):
                 for directory in sorted(set(os.path.dirname(want.path) for want in self.wants
                                             if want.kind in ('file', 'env'))):
                     if self._dirs.get(directory) is not None:
-                        remove_stale_temps(self._dirs[directory])
+                        remove_stale_temps(self._dirs[directory], set(
+                            os.path.basename(want.path) for want in self.wants
+                            if want.backup and os.path.dirname(want.path) == directory))
                 for action in actions:
                     self._do(action)
             result = dict(changed=bool(self.changed_paths or self.removed_backups), changed_paths=self.changed_paths,
@@ -640,9 +653,16 @@ class HostFiles(object):
 
     @staticmethod
     def _fix_attributes(fd, want, info):
+        mode = stat.S_IMODE(info.st_mode)
         if (want.uid != -1 and info.st_uid != want.uid) or (want.gid != -1 and info.st_gid != want.gid):
+            if want.mode is not None and mode & ~want.mode:
+                # Narrow first: the new owner or group never gets, even for an instant, a right the final
+                # mode does not give (a key going from root's 0640 to the service user's 0600).
+                mode &= want.mode
+                os.fchmod(fd, mode)
             os.fchown(fd, want.uid, want.gid)
-        if want.mode is not None and stat.S_IMODE(info.st_mode) != want.mode:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)  # a chown clears setuid and setgid bits
+        if want.mode is not None and mode != want.mode:
             os.fchmod(fd, want.mode)
 
     def _do_write(self, action):

@@ -628,3 +628,41 @@ def test_a_stamp_written_beside_the_backups_and_their_removal_in_one_call(tmp_pa
     assert result['changed_paths'] == [str(tmp_path / '.fleetpki-loaded')]
     assert result['removed_backups'] == [str(key) + host_files.BACKUP_SUFFIX, str(cert) + host_files.BACKUP_SUFFIX]
     assert listing(tmp_path) == ['.fleetpki-loaded', 'cert.pem', 'key.pem']
+
+
+def test_the_copy_modules_backups_of_a_managed_file_are_removed(tmp_path):
+    """The roles before tls_files kept backups with ansible's copy naming (<file>.<pid>.<date>@<time>~) and could
+    leave them (previous private keys): the first call managing that file with backup: true removes them; other
+    files' and an operator's are kept."""
+    key = tmp_path / 'key.pem'
+    key.write_text(KEY_TEXT)
+    os.chmod(str(key), 0o600)
+    for name in ('key.pem.4242.2025-01-01@00:00:00~', 'key.pem.17.2026-11-30@07:31:40~'):
+        (tmp_path / name).write_text('OLDKEYold\n')
+    kept = ['cert.pem.4242.2025-01-01@00:00:00~', 'key.pem.notes~', 'key.pem.4242.2025-01-01~']
+    for name in kept:
+        (tmp_path / name).write_text('kept\n')
+    result = run(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'mode': '0600', 'backup': True}])
+    assert result['changed'] is False
+    assert listing(tmp_path) == sorted(kept + ['key.pem'])
+
+
+def test_a_key_is_never_open_to_its_new_group_while_its_owner_changes(tmp_path, monkeypatch):
+    """Owner and mode fixed in place: the mode is narrowed before the chown, so a key going from root 0640 to
+    nobody:nogroup 0600 is never nogroup-readable, even for an instant."""
+    key = tmp_path / 'key.pem'
+    key.write_text(KEY_TEXT)
+    os.chmod(str(key), 0o640)
+    modes_at_chown = []
+    real_fchown = os.fchown
+
+    def fchown(fd, uid, gid):
+        modes_at_chown.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_fchown(fd, uid, gid)
+    monkeypatch.setattr(os, 'fchown', fchown)
+    nobody = pwd.getpwnam('nobody')
+    result = run(files=[{'path': str(key), 'secret_content': KEY_TEXT, 'owner': 'nobody',
+                         'group': grp.getgrgid(nobody.pw_gid).gr_name, 'mode': '0600'}])
+    assert result['changed_paths'] == [str(key)]
+    assert modes_at_chown and all(mode & 0o077 == 0 for mode in modes_at_chown), modes_at_chown
+    assert (os.stat(str(key)).st_uid, stat.S_IMODE(os.stat(str(key)).st_mode)) == (nobody.pw_uid, 0o600)
