@@ -62,3 +62,22 @@ def test_a_batch_size_or_tolerance_the_roll_would_refuse_halfway_stops_before_an
     rc, output = site(inventory(tmp_path, FLEET), '-e', extra)
     assert_stopped_before_any_change(tmp_path, rc, output, shown)
     assert 'Nothing was changed' in output
+
+
+def test_roll_run_alone_reads_every_cas_revoked_serials_at_each_batch(tmp_path):
+    """roll.yml without pki.yml before it (a rerun of the roll alone) still knows the revoked serials, of the current
+    CA and of the next one during a rollover, so a failed batch never puts a worker back on one (fail closed)."""
+    for ca, serial in (('ca', '1A2B'), ('ca-next', '3C4D')):
+        (tmp_path / 'pki' / ca).mkdir(parents=True)
+        (tmp_path / 'pki' / ca / 'revoked.json').write_text(
+            '{"revoked": [{"serial": "%s", "reason": "keyCompromise"}]}' % serial)
+    path = tmp_path / 'hosts.yml'
+    path.write_text(yaml.safe_dump({'fleet': {
+        'vars': {'ansible_connection': 'local', 'fleetpki_pki_dir': str(tmp_path / 'pki')},
+        'children': {'workers': {'hosts': {'worker1': None, 'worker2': None}}}}}))
+    rc, output = run_playbook(path, ROOT / 'playbooks' / 'roll.yml', '-v', '--tags', 'fleetpki_roll_batch',
+                              '-e', '{"fleetpki_roll_services": ["workers"]}')
+    assert rc == 0, output[-3000:]
+    flat = ' '.join(output.split())
+    read = re.findall(r'Read the serials every CA of the fleet revoked\] \**.*?"pki_revoked_serials": \[([^\]]*)\]', flat)
+    assert read == ['"1A2B", "3C4D"'] * 2, flat[-3000:]   # once per batch: the canary, then the rest
