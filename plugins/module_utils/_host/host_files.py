@@ -328,8 +328,9 @@ class Want(object):
             self.secret = secret is not None
             self.content = (secret if self.secret else spec['content']).encode('utf-8')
         elif kind == 'env':
-            self.entries = [(key, _text(value)) for key, value in (spec.get('entries') or {}).items()]
-            secret_entries = [(key, _text(value)) for key, value in (spec.get('secret_entries') or {}).items()]
+            self.entries = [(key, _text(self.path, key, value)) for key, value in (spec.get('entries') or {}).items()]
+            secret_entries = [(key, _text(self.path, key, value))
+                              for key, value in (spec.get('secret_entries') or {}).items()]
             self.secret_keys = set(key for key, dummy in secret_entries)
             # A .env holds passwords: its backups and temps are root's alone.
             self.secret = True
@@ -342,10 +343,21 @@ def _settings(want):
     return (want.kind, want.uid, want.gid, want.mode)
 
 
-def _text(value):
+def _text(path, key, value):
+    """The text of a .env value (as lineinfile wrote it: a boolean as True/False); never a secret in a message."""
+    if value is None:
+        raise HostFilesError('%s: %s has no value (an undefined or null variable); set it, or leave the entry out'
+                             % (path, key))
+    if isinstance(value, (dict, list, tuple, set)):
+        raise HostFilesError('%s: the value of %s is not a single value (a list or dict); give a string or a number'
+                             % (path, key))
     if isinstance(value, bool):
         return 'True' if value else 'False'
-    return '%s' % (value,)
+    text = '%s' % (value,)
+    if text != text.strip():
+        raise HostFilesError('%s: the value of %s starts or ends with a space or tab, which .env readers strip (the '
+                             'service would use another value than the one written); remove it' % (path, key))
+    return text
 
 
 def _backup_name(name):

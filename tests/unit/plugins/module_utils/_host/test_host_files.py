@@ -666,3 +666,15 @@ def test_a_key_is_never_open_to_its_new_group_while_its_owner_changes(tmp_path, 
     assert result['changed_paths'] == [str(key)]
     assert modes_at_chown and all(mode & 0o077 == 0 for mode in modes_at_chown), modes_at_chown
     assert (os.stat(str(key)).st_uid, stat.S_IMODE(os.stat(str(key)).st_mode)) == (nobody.pw_uid, 0o600)
+
+
+@pytest.mark.parametrize('value, why', [(None, 'no value'), ({'a': 1}, 'not a single value'), ([1], 'not a single value'),
+                                        (' padded', 'space'), ('padded\t', 'space')])
+def test_a_value_must_be_one_plain_value(tmp_path, value, why):
+    """An unset variable (None), a dict or a list would be written as Python's repr; spaces around a value are
+    stripped by .env readers, so the service would use another value than the one written and compared."""
+    env = tmp_path / '.env'
+    with pytest.raises(HostFilesError) as caught:
+        run(env_files=[{'path': str(env), 'mode': '0600', 'entries': {'REDIS_HOST': value}}])
+    assert 'REDIS_HOST' in str(caught.value) and why in str(caught.value)
+    assert not env.exists()
