@@ -188,7 +188,7 @@ bench-rotate: setup
 N ?= 50
 lab-scale:
 	lab/ensure-docker.sh
-	lab/scale.sh up $(N)
+	lab/scale.sh up '$(N)'
 
 lab-scale-down:
 	lab/scale.sh down

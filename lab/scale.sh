@@ -54,7 +54,8 @@ ensure_inotify() {  # ensure_inotify N
 up() {
   local n=$1 wanted name
   # At least one worker: site.yml's preflight refuses a fleet without one (redis_servers and workers both needed).
-  if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 4 ] || [ "$n" -gt 244 ]; then
+  # No leading zero: bash arithmetic would read 010 as octal (8 hosts).
+  if ! [[ $n =~ ^[1-9][0-9]*$ ]] || [ "$n" -lt 4 ] || [ "$n" -gt 244 ]; then
     echo "N=$n: give 4 to 244 hosts (1 Redis, 1 API, 1 pki client, N-3 >= 1 workers; .11 to .254 of a /24)" >&2
     exit 2
   fi
