@@ -32,6 +32,7 @@ INVENTORY = LAB / 'inventory'
 WORK = ROOT / '.build' / 'bench-scale'
 CALLBACKS = ROOT / 'benchmarks' / 'callback_plugins'
 PREFIX = 'scale-'
+LABEL = 'fleetpki-lab=' + PREFIX  # lab/lab.sh's label for FLEETPKI_LAB_PREFIX=scale-
 LOAD_CLIENT = PREFIX + 'pxe1'
 STATS = '/var/tmp/fleet-load-bench.json'
 LOAD_ENV = '/etc/fleetpki/load-bench.env'
@@ -70,11 +71,12 @@ def run_playbook(label, path, forks, extra):
         return elapsed, json.load(handle)
 
 
-def fleet_tasks(counts):
-    """Tasks that reached each fleet host over the whole run (the control node's own plays left out)."""
+def fleet_tasks(counts, kind='tasks'):
+    """Tasks that reached each fleet host over the whole run (the control node's own plays left out); with
+    kind='calls', the module runs (a loop's items each count)."""
     per_host = {}
     for play in counts['plays']:
-        for host, number in play['tasks'].items():
+        for host, number in play[kind].items():
             if host not in LOCAL_HOSTS:
                 per_host[host] = per_host.get(host, 0) + number
     return per_host
@@ -117,8 +119,9 @@ def measure(label, path, forks, extra, with_floor=True):
             sys.exit('%s: the floor did not repeat the run\'s tasks per host: %s != %s'
                      % (label, per_host, fleet_tasks(floor_counts)))
         print('  %s floor: %.1f s' % (label, floor_seconds), flush=True)
+    calls = fleet_tasks(counts, 'calls')
     return {'run': label, 'seconds': seconds, 'floor_seconds': floor_seconds, 'changed': counts['changed'],
-            'tasks_max': max(per_host.values() or [0]),
+            'tasks_max': max(per_host.values() or [0]), 'calls_max': max(calls.values() or [0]),
             'tasks_mean': sum(per_host.values()) / float(len(per_host) or 1), 'plays': len(counts['plays'])}
 
 
@@ -142,14 +145,20 @@ def stop_load(container=LOAD_CLIENT):
     return json.loads(docker('exec', container, 'cat', STATS))
 
 
+def lab_containers():
+    """The containers lab/scale.sh started (its label), running or not."""
+    return docker('ps', '-a', '--filter', 'label=%s' % LABEL, '--format', '{{.Names}}').split()
+
+
 def lab_memory_mib():
-    """Total memory of the scale lab's containers as docker stats shows it."""
+    """Total memory of the scale lab's containers (those with its label) as docker stats shows it."""
     units = {'B': 1.0 / 2 ** 20, 'KiB': 1.0 / 1024, 'MiB': 1.0, 'GiB': 1024.0}
     total = 0.0
-    for line in docker('stats', '--no-stream', '--format', '{{.Name}} {{.MemUsage}}').splitlines():
+    names = lab_containers()
+    for line in docker('stats', '--no-stream', '--format', '{{.Name}} {{.MemUsage}}', *names).splitlines():
         name, usage = line.split(' ', 1)
         match = re.match(r'([\d.]+)(B|KiB|MiB|GiB)', usage)
-        if name.startswith(PREFIX) and match:
+        if match:
             total += float(match.group(1)) * units[match.group(2)]
     return total
 
@@ -190,14 +199,14 @@ def report(result):
     print('N=%d hosts, forks %d, worker batch size %s; lab up in %.1f s; lab memory after site.yml %.0f MiB '
           '(docker stats)' % (result['size'], result['forks'], result['batch_size'], result['lab_up_seconds'],
                               result['memory_mib']))
-    header = ('run', 'run s', 'floor s', 'ratio', 'tasks max', 'tasks mean', 'changed')
-    print('  %-18s %8s %8s %7s %10s %11s %8s' % header)
+    header = ('run', 'run s', 'floor s', 'ratio', 'tasks max', 'tasks mean', 'calls max', 'changed')
+    print('  %-18s %8s %8s %7s %10s %11s %10s %8s' % header)
     for row in result['rows']:
         floor = row['floor_seconds']
-        print('  %-18s %8.1f %8s %7s %10d %11.1f %8d' % (
+        print('  %-18s %8.1f %8s %7s %10d %11.1f %10d %8d' % (
             row['run'].split('-', 1)[1], row['seconds'], '-' if floor is None else '%.1f' % floor,
             '-' if floor is None else '%.2f' % (row['seconds'] / floor), row['tasks_max'], row['tasks_mean'],
-            row['changed']))
+            row.get('calls_max', 0), row['changed']))
     for row in result['rows']:
         if row['run'].endswith('site-rerun'):
             print('  idempotent rerun: changed=%d (%s)' % (row['changed'], 'idempotent' if row['changed'] == 0
@@ -218,7 +227,14 @@ def main():
     parser.add_argument('--first-run-only', dest='runs', action='store_const', const=(), default=RUNS,
                         help='only site.yml\'s first run (and the lab\'s memory after it)')
     parser.add_argument('--no-floor', dest='floor', action='store_false', help='measure the runs only')
+    parser.add_argument('--replace-lab', action='store_true',
+                        help='take down a scale lab that is already up (its PKI in .build/lab-scale goes with it)')
     args = parser.parse_args()
+    running = lab_containers()
+    if running and not args.replace_lab:
+        sys.exit('A scale lab is up (%d containers: %s...). The benchmark starts each size on a new one, which takes '
+                 'this one down with its PKI: run make lab-scale-down first, or pass --replace-lab.'
+                 % (len(running), ', '.join(running[:3])))
     WORK.mkdir(parents=True, exist_ok=True)
     print('load average %s; %d cores' % (' '.join('%.2f' % v for v in os.getloadavg()), os.cpu_count()), flush=True)
     results = []
