@@ -882,6 +882,20 @@ def test_digest_match_with_a_new_san_is_reissued(ca_dir, out_dir, pki):
     assert crypto.sans(pki.load_cert(paths(out_dir)[1]))[0] == ['web1', 'web1.example.com', 'www.example.com']
 
 
+@pytest.mark.parametrize('change, field', [({'key_type': 'rsa2048'}, 'key_type'), ({'usage': 'client'}, 'usage'),
+                                           ({'ip': ['10.0.0.9']}, 'ip'), ({'common_name': 'other'}, 'common_name')])
+def test_digest_match_with_another_key_type_usage_ip_or_name_goes_to_the_full_check(ca_dir, out_dir, pki, full_checks,
+                                                                                     change, field):
+    """The files' bytes match what was recorded, but the request is not what they were issued for."""
+    first = issue(pki, ca_dir, out_dir)[1]['web1']
+    del full_checks[:]
+    second = issue(pki, ca_dir, out_dir, [entry(**change)])[1]['web1']
+    assert len(full_checks) == 1
+    assert second['action'] == 'issue' and second['reason'].startswith('request changed: ') and field.split('_')[0] \
+        in second['reason'], second['reason']
+    assert second['serial'] != first['serial']
+
+
 def test_digest_match_of_a_revoked_serial_is_reissued(ca_dir, out_dir, pki):
     first = issue(pki, ca_dir, out_dir)[1]['web1']
     pki.write(os.path.join(ca_dir, 'revoked.json'),
