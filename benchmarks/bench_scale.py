@@ -5,6 +5,7 @@ Prints figures; asserts nothing about time.
   python benchmarks/bench_scale.py                   N = 5, 25, 50 (make bench-scale SIZES="5 25 50")
   python benchmarks/bench_scale.py 5 --forks 20 --batch-size 20%
   python benchmarks/bench_scale.py 50 --first-run-only --no-floor
+  python benchmarks/bench_scale.py --project       the growth (fixed + per host x N) from the last results
 
 For each N: lab/scale.sh up N (1 Redis, 1 API, 1 pki client, N-3 workers over SSH), then
   site.yml (first run), site.yml (idempotent rerun), rotate.yml -e force=true under the load client, verify.yml,
@@ -218,6 +219,42 @@ def report(result):
     sys.stdout.flush()
 
 
+def fit(points):
+    """Least squares of seconds = fixed + per_host * N over (N, seconds) points."""
+    count = float(len(points))
+    mean_n = sum(n for n, dummy in points) / count
+    mean_s = sum(s for dummy, s in points) / count
+    spread = sum((n - mean_n) ** 2 for n, dummy in points)
+    per_host = sum((n - mean_n) * (s - mean_s) for n, s in points) / spread
+    return mean_s - per_host * mean_n, per_host
+
+
+def project(results, sizes=(500, 5000)):
+    """Each run's and floor's time as fixed + per host * N from the sizes measured, and what that gives for larger
+    fleets with this control node, forks and batch size (docs/benchmarks.md discusses what changes past it)."""
+    kinds = {}
+    for result in results:
+        for row in result['rows']:
+            kind = row['run'].split('-', 1)[1]
+            kinds.setdefault(kind, []).append((result['size'], row['seconds'], row['floor_seconds']))
+    print('Growth (least squares over N = %s): seconds = fixed + per host x N' % ', '.join(
+        str(result['size']) for result in results))
+    print('  %-18s %9s %9s %11s %11s %s' % ('run', 'fixed s', 's/host', 'floor fixed', 'floor s/host',
+                                            '  '.join('N=%d run (floor)' % n for n in sizes)))
+    for kind, points in kinds.items():
+        if len(set(n for n, dummy, dummy2 in points)) < 2:
+            continue
+        fixed, per_host = fit([(n, s) for n, s, dummy in points])
+        floors = [(n, f) for n, dummy, f in points if f is not None]
+        floor_fixed, floor_per_host = fit(floors) if len(floors) == len(points) else (None, None)
+        projected = '  '.join('%.0f s (%s)' % (fixed + per_host * n, '-' if floor_fixed is None
+                                                else '%.0f s' % (floor_fixed + floor_per_host * n)) for n in sizes)
+        print('  %-18s %9.1f %9.2f %11s %11s %s' % (
+            kind, fixed, per_host, '-' if floor_fixed is None else '%.1f' % floor_fixed,
+            '-' if floor_per_host is None else '%.2f' % floor_per_host, projected))
+    sys.stdout.flush()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('sizes', type=int, nargs='*', default=[5, 25, 50], help='fleet sizes N (4 to 244, the bounds of lab/scale.sh)')
@@ -229,7 +266,12 @@ def main():
     parser.add_argument('--no-floor', dest='floor', action='store_false', help='measure the runs only')
     parser.add_argument('--replace-lab', action='store_true',
                         help='take down a scale lab that is already up (its PKI in .build/lab-scale goes with it)')
+    parser.add_argument('--project', action='store_true',
+                        help='only print the growth from the last run\'s results (.build/bench-scale/results.json)')
     args = parser.parse_args()
+    if args.project:
+        project(json.loads((WORK / 'results.json').read_text()))
+        return
     running = lab_containers()
     if running and not args.replace_lab:
         sys.exit('A scale lab is up (%d containers: %s...). The benchmark starts each size on a new one, which takes '
@@ -242,6 +284,8 @@ def main():
         results.append(bench_size(size, args))
         report(results[-1])
         (WORK / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
+    if len(results) > 1:
+        project(results)
 
 
 if __name__ == '__main__':
