@@ -247,8 +247,9 @@ def project(results, sizes=(500, 5000)):
         fixed, per_host = fit([(n, s) for n, s, dummy in points])
         floors = [(n, f) for n, dummy, f in points if f is not None]
         floor_fixed, floor_per_host = fit(floors) if len(floors) == len(points) else (None, None)
-        projected = '  '.join('%.0f s (%s)' % (fixed + per_host * n, '-' if floor_fixed is None
-                                                else '%.0f s' % (floor_fixed + floor_per_host * n)) for n in sizes)
+        def floor_at(n):
+            return '-' if floor_fixed is None else '%.0f s' % (floor_fixed + floor_per_host * n)
+        projected = '  '.join('%.0f s (%s)' % (fixed + per_host * n, floor_at(n)) for n in sizes)
         print('  %-18s %9.1f %9.2f %11s %11s %s' % (
             kind, fixed, per_host, '-' if floor_fixed is None else '%.1f' % floor_fixed,
             '-' if floor_per_host is None else '%.2f' % floor_per_host, projected))

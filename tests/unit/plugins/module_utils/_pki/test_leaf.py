@@ -884,8 +884,8 @@ def test_digest_match_with_a_new_san_is_reissued(ca_dir, out_dir, pki):
 
 @pytest.mark.parametrize('change, field', [({'key_type': 'rsa2048'}, 'key_type'), ({'usage': 'client'}, 'usage'),
                                            ({'ip': ['10.0.0.9']}, 'ip'), ({'common_name': 'other'}, 'common_name')])
-def test_digest_match_with_another_key_type_usage_ip_or_name_goes_to_the_full_check(ca_dir, out_dir, pki, full_checks,
-                                                                                     change, field):
+def test_digest_match_with_another_key_type_usage_ip_or_name_goes_to_the_full_check(
+        ca_dir, out_dir, pki, full_checks, change, field):
     """The files' bytes match what was recorded, but the request is not what they were issued for."""
     first = issue(pki, ca_dir, out_dir)[1]['web1']
     del full_checks[:]
