@@ -247,6 +247,7 @@ def project(results, sizes=(500, 5000)):
         fixed, per_host = fit([(n, s) for n, s, dummy in points])
         floors = [(n, f) for n, dummy, f in points if f is not None]
         floor_fixed, floor_per_host = fit(floors) if len(floors) == len(points) else (None, None)
+
         def floor_at(n):
             return '-' if floor_fixed is None else '%.0f s' % (floor_fixed + floor_per_host * n)
         projected = '  '.join('%.0f s (%s)' % (fixed + per_host * n, floor_at(n)) for n in sizes)
