@@ -7,13 +7,15 @@ Enabled by benchmarks/bench_scale.py (ANSIBLE_CALLBACK_PLUGINS=benchmarks/callba
 ANSIBLE_CALLBACKS_ENABLED); the stdout callback stays the default one. A task reached a host when a module ran on
 it: not skipped, not delegated to the control node, not one of the actions that run on the control node only
 (debug, assert, set_fact, meta, include_*, fail, add_host, group_by...). A loop counts once as a task and once per
-item as calls. Nothing here depends on task names.
+item as calls. Nothing here depends on task names. Beside the counts, the wall time from each task's start to the
+next one's, summed by task name ('task_seconds'): where a run's time goes, for docs/benchmarks.md.
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -50,8 +52,25 @@ class CallbackModule(CallbackBase):
         super(CallbackModule, self).__init__(*args, **kwargs)
         self.plays = []
         self.changed = 0
+        self.task_seconds = {}
+        self._running = None  # (name, started)
+
+    def _close_task(self):
+        if self._running is not None:
+            name, started = self._running
+            self.task_seconds[name] = self.task_seconds.get(name, 0.0) + time.monotonic() - started
+            self._running = None
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._close_task()
+        role = task._role.get_name() if getattr(task, '_role', None) else ''
+        self._running = ('%s : %s' % (role, task.get_name()) if role else task.get_name(), time.monotonic())
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self.v2_playbook_on_task_start(task, False)
 
     def v2_playbook_on_play_start(self, play):
+        self._close_task()
         # A play with serial starts once per batch, as a copy with the same uuid: one play, counted on.
         if self.plays and self.plays[-1]['uuid'] == play._uuid:
             return
@@ -110,9 +129,11 @@ class CallbackModule(CallbackBase):
         self._count(result, calls=1)
 
     def v2_playbook_on_stats(self, stats):
+        self._close_task()
         path = os.environ.get('FLEETPKI_TASK_COUNT_FILE')
         if not path:
             return
         changed = sum(stats.summarize(host)['changed'] for host in stats.processed)
         with open(path, 'w') as handle:
-            json.dump({'plays': self.plays, 'changed': changed}, handle, indent=1, sort_keys=True)
+            json.dump({'plays': self.plays, 'changed': changed, 'task_seconds': self.task_seconds}, handle, indent=1,
+                      sort_keys=True)
