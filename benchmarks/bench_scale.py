@@ -212,11 +212,24 @@ def report(result):
         if row['run'].endswith('site-rerun'):
             print('  idempotent rerun: changed=%d (%s)' % (row['changed'], 'idempotent' if row['changed'] == 0
                                                            else 'NOT idempotent'))
+    for row in result['rows']:
+        if row['run'].endswith('site-rerun'):
+            print('  where the idempotent rerun spends its time (task start to the next task\'s start):')
+            print('\n'.join(top_tasks(row['run'])))
     load = result['load']
     if load:
         print('  rotate under load: %d client ops, %d failed, longest pause %.3f s'
               % (load['ops'], load['failed'], load['longest_pause_s']))
     sys.stdout.flush()
+
+
+def top_tasks(label, count=12):
+    """The tasks the run spent most wall time on (task_count's task_seconds), as printable lines."""
+    path = WORK / ('%s.json' % label)
+    seconds = json.loads(path.read_text()).get('task_seconds', {}) if path.exists() else {}
+    total = sum(seconds.values()) or 1.0
+    return ['    %6.1f s %4.0f%%  %s' % (value, 100 * value / total, name)
+            for name, value in sorted(seconds.items(), key=lambda item: -item[1])[:count]]
 
 
 def fit(points):
@@ -272,7 +285,10 @@ def main():
                         help='only print the growth from the last run\'s results (.build/bench-scale/results.json)')
     args = parser.parse_args()
     if args.project:
-        project(json.loads((WORK / 'results.json').read_text()))
+        results = json.loads((WORK / 'results.json').read_text())
+        for result in results:
+            report(result)
+        project(results)
         return
     running = lab_containers()
     if running and not args.replace_lab:
