@@ -63,8 +63,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._close_task()
-        role = task._role.get_name() if getattr(task, '_role', None) else ''
-        self._running = ('%s : %s' % (role, task.get_name()) if role else task.get_name(), time.monotonic())
+        self._running = (task.get_name(), time.monotonic())  # 'role : name' for a role's task
 
     def v2_playbook_on_handler_task_start(self, task):
         self.v2_playbook_on_task_start(task, False)
