@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -54,22 +55,50 @@ def counting_env(count_file):
     return values
 
 
+def hosts_cpu_seconds():
+    """CPU time used so far by the scale lab's containers (cgroup v1 cpuacct or v2 cpu.stat), None when unknown.
+    The lab's hosts share this machine's cores with the control node: their modules' CPU is part of a run's time
+    here, where a real fleet runs it on its own hosts."""
+    total = 0.0
+    for container in docker('ps', '-q', '--no-trunc', '--filter', 'label=%s' % LABEL).split():
+        v1 = '/sys/fs/cgroup/cpuacct/docker/%s/cpuacct.usage' % container
+        v2 = '/sys/fs/cgroup/system.slice/docker-%s.scope/cpu.stat' % container
+        if os.path.exists(v1):
+            with open(v1) as handle:
+                total += int(handle.read()) / 1e9
+        elif os.path.exists(v2):
+            with open(v2) as handle:
+                total += int(handle.read().split()[1]) / 1e6  # usage_usec
+        else:
+            return None
+    return total
+
+
 def run_playbook(label, path, forks, extra):
-    """One timed ansible-playbook run; returns (seconds, the callback's counts)."""
+    """One timed ansible-playbook run; returns (seconds, the callback's counts). The counts also get the CPU
+    seconds of the control node (ansible-playbook, its forks and ssh) and of the lab's hosts during the run."""
     count_file = WORK / ('%s.json' % label)
     log = WORK / ('%s.log' % label)
     command = [str(BIN / 'ansible-playbook'), '-i', str(INVENTORY), '-f', str(forks), str(path)] + list(extra)
+    hosts_before = hosts_cpu_seconds()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with open(str(log), 'w') as handle:
         proc = subprocess.run(command, cwd=str(ROOT), env=counting_env(count_file), stdout=handle,
                               stderr=subprocess.STDOUT, check=False)
     elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    hosts_after = hosts_cpu_seconds()
+    cpu = {'control_node': after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime,
+           'hosts': None if hosts_before is None or hosts_after is None else hosts_after - hosts_before}
     if proc.returncode != 0:
         with open(str(log)) as handle:
             tail = handle.read()[-3000:]
         sys.exit('%s failed (rc %d), log %s:\n%s' % (label, proc.returncode, log, tail))
     with open(str(count_file)) as handle:
-        return elapsed, json.load(handle)
+        counts = json.load(handle)
+    counts['cpu'] = cpu
+    return elapsed, counts
 
 
 def fleet_tasks(counts, kind='tasks'):
@@ -112,7 +141,7 @@ def measure(label, path, forks, extra, with_floor=True):
     seconds, counts = run_playbook(label, path, forks, extra)
     per_host = fleet_tasks(counts)
     print('  %s: %.1f s' % (label, seconds), flush=True)
-    floor_seconds = None
+    floor_seconds, floor_counts = None, {}
     if with_floor:
         floor_seconds, floor_counts = run_playbook(label + '-floor',
                                                    floor_playbook(counts, WORK / (label + '-floor.yml')), forks, extra)
@@ -122,6 +151,7 @@ def measure(label, path, forks, extra, with_floor=True):
         print('  %s floor: %.1f s' % (label, floor_seconds), flush=True)
     calls = fleet_tasks(counts, 'calls')
     return {'run': label, 'seconds': seconds, 'floor_seconds': floor_seconds, 'changed': counts['changed'],
+            'cpu': counts['cpu'], 'floor_cpu': floor_counts.get('cpu'),
             'tasks_max': max(per_host.values() or [0]), 'calls_max': max(calls.values() or [0]),
             'tasks_mean': sum(per_host.values()) / float(len(per_host) or 1), 'plays': len(counts['plays'])}
 
@@ -212,6 +242,17 @@ def report(result):
         if row['run'].endswith('site-rerun'):
             print('  idempotent rerun: changed=%d (%s)' % (row['changed'], 'idempotent' if row['changed'] == 0
                                                            else 'NOT idempotent'))
+    if any(row.get('cpu') for row in result['rows']):
+        print('  CPU seconds (this machine\'s cores serve the control node and the lab\'s hosts alike):')
+        print('  %-18s %12s %12s %14s %14s' % ('run', 'control node', 'lab hosts', 'floor control', 'floor hosts'))
+
+        def shown(value):
+            return '-' if value is None else '%.1f' % value
+        for row in result['rows']:
+            cpu, floor_cpu = row.get('cpu') or {}, row.get('floor_cpu') or {}
+            print('  %-18s %12s %12s %14s %14s' % (
+                row['run'].split('-', 1)[1], shown(cpu.get('control_node')), shown(cpu.get('hosts')),
+                shown(floor_cpu.get('control_node')), shown(floor_cpu.get('hosts'))))
     for row in result['rows']:
         if row['run'].endswith('site-rerun'):
             print('  where the idempotent rerun spends its time (task start to the next task\'s start):')
