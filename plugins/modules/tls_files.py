@@ -24,9 +24,10 @@ description:
     O(checksums) or O(read) path that is a symbolic link, a FIFO, a socket, a device or a file with more than one
     hard link is refused, naming the path, and never read, written through or changed.
   - A file larger than 1 MiB is refused (it is read to compare it and to back it up).
-  - Temp files and backups a killed or interrupted run of this module left in the target directories (they may hold
-    key bytes) are removed, and so are the C(ansible.builtin.copy) backups (C(<file>.<pid>.<date>@<time>~)) of the
-    files this call keeps a backup of, which the roles made before this module.
+  - Temp files a killed run of this module left in the target directories, and the backups an interrupted run left
+    of the files this call names (they may hold key bytes) are removed; so are the C(ansible.builtin.copy) backups
+    (C(<file>.<pid>.<date>@<time>~)) of the files this call keeps a backup of, which the roles made before this
+    module. Another file's backup stays (a rollback later in the run may need it).
   - A failure part way through (a full or read-only disk) fails the task with RV(changed_paths) and RV(backups) of
     what was already changed, so a role's rescue can restore it.
   - Private keys (O(files[].secret_content)) and secret C(.env) entries (O(env_files[].secret_entries)) are
@@ -75,8 +76,7 @@ options:
         description:
           - Keep the previous file, when it is replaced, beside it as C(<file>.fleetpki-previous~) (its path in
             RV(backups)) for a rollback (O(restore)); the caller removes it when done (O(remove_backups)). One left
-            by an earlier run (stopped before it removed it) is removed by the next call that writes in that
-            directory.
+            by an earlier run (stopped before it removed it) is removed by the next call that names the file.
           - The backup is owned by the user the module runs as; a private key's backup has mode C(0600), a public
             file's keeps the file's mode.
         type: bool
@@ -246,10 +246,12 @@ def main():
                 path=dict(type='path', required=True), **OWNERSHIP)),
             remove_backups=dict(type='list', elements='path', default=[]),
         ),
-        mutually_exclusive=[['restore', 'directories'], ['restore', 'files'], ['restore', 'env_files']],
         supports_check_mode=True,
     )
     params = module.params
+    # Not mutually_exclusive: an explicit empty list (files: []) counts as given there.
+    if params['restore'] and (params['directories'] or params['files'] or params['env_files']):
+        module.fail_json(msg='restore goes alone: give it without directories, files and env_files (a rollback call)')
     # Ansible masks a no_log value wherever it occurs as a substring of the result: a secret .env entry such as
     # '1' would rewrite the backups' paths and the digests the roles read back. Secrets never enter the result by
     # construction (no diff or message carries them), and the invocation masks every one of them (below).

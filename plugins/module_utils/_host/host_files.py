@@ -404,14 +404,16 @@ def _copy_backup_of(name, backed_up):
     return match is not None and name[:match.start()] in backed_up
 
 
-def remove_stale_temps(dir_fd, backed_up=()):
-    """Remove the temp files and backups an earlier run of this module left in a directory (they may hold key bytes:
-    a run killed mid-write, or one stopped before the role removed its backups): only regular files with this
-    module's prefix or backup suffix, never a link. So too the copy module's backups of the files named in
-    ``backed_up`` (those this call keeps a backup of), which the roles made before tls_files. A backup of this run
-    is made after this, when it replaces the file."""
+def remove_stale_temps(dir_fd, targets=(), backed_up=()):
+    """Remove the temp files an earlier run of this module left in a directory, and the backups of this call's own
+    ``targets`` (they may hold key bytes: a run killed mid-write, or one stopped before the role removed its
+    backups): only regular files, never a link. Another file's backup stays: a role may still need it for a
+    rollback later in the same run (redis.conf written between the TLS files and their reload, in one directory).
+    So too the copy module's backups of the files named in ``backed_up`` (those this call keeps a backup of), which
+    the roles made before tls_files. A backup of this run is made after this, when it replaces the file."""
+    stale_backups = set(_backup_name(name) for name in targets)
     for name in os.listdir(dir_fd):
-        if not (name.startswith(TMP_PREFIX) or name.endswith(BACKUP_SUFFIX) or _copy_backup_of(name, backed_up)):
+        if not (name.startswith(TMP_PREFIX) or name in stale_backups or _copy_backup_of(name, backed_up)):
             continue
         info = _lstat(dir_fd, name)
         if info is not None and stat.S_ISREG(info.st_mode):
@@ -477,9 +479,11 @@ class HostFiles(object):
                 for directory in sorted(set(os.path.dirname(want.path) for want in self.wants
                                             if want.kind in ('file', 'env'))):
                     if self._dirs.get(directory) is not None:
-                        remove_stale_temps(self._dirs[directory], set(
-                            os.path.basename(want.path) for want in self.wants
-                            if want.backup and os.path.dirname(want.path) == directory))
+                        here = [want for want in self.wants if want.kind in ('file', 'env')
+                                and os.path.dirname(want.path) == directory]
+                        remove_stale_temps(self._dirs[directory],
+                                           set(os.path.basename(want.path) for want in here),
+                                           set(os.path.basename(want.path) for want in here if want.backup))
                 for action in actions:
                     self._do(action)
             result = dict(changed=bool(self.changed_paths or self.removed_backups), changed_paths=self.changed_paths,
@@ -559,6 +563,9 @@ class HostFiles(object):
         info = None if parent_fd is None else _lstat(parent_fd, backup)
         if info is None:
             return None
+        if info.st_uid != os.geteuid():
+            raise HostFilesError('%s%s: is not a backup this module made (it belongs to uid %d); it is not put back. '
+                                 'Check who wrote it, remove it and rerun' % (want.path, BACKUP_SUFFIX, info.st_uid))
         fd = open_regular(parent_fd, backup, want.path + BACKUP_SUFFIX, info)
         try:
             new = read_fd(fd, CONTENT_LIMIT, want.path + BACKUP_SUFFIX, 'tls_files restores only small files')

@@ -113,4 +113,5 @@ def test_restore_then_nothing_left(tmp_path, run_module):
     assert 'old key' not in back.stdout and 'MIGHAgEAmoduleKEYq8Vv' not in back.stdout
     assert sorted(os.listdir(str(tmp_path / 'tls'))) == ['cert.pem', 'key.pem']
     both = run_module(tls_files, dict(restore, **{'files': args(tmp_path)['files']}))
-    assert both.rc == 1 and 'mutually exclusive' in both.result['msg']
+    assert both.rc == 1 and 'restore goes alone' in both.result['msg']
+    assert run_module(tls_files, dict(restore, files=[], directories=[])).rc == 0  # empty lists are not given

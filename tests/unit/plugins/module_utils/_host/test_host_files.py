@@ -678,3 +678,28 @@ def test_a_value_must_be_one_plain_value(tmp_path, value, why):
         run(env_files=[{'path': str(env), 'mode': '0600', 'entries': {'REDIS_HOST': value}}])
     assert 'REDIS_HOST' in str(caught.value) and why in str(caught.value)
     assert not env.exists()
+
+
+def test_a_call_for_another_file_keeps_the_backups_a_rollback_needs(tmp_path):
+    """redis_tls writes the key and certificate (with backups), then redis.conf, then reloads: with the TLS files
+    and redis.conf in one directory, the redis.conf call must not remove the backups the rollback needs. Only the
+    backups of a call's own targets are stale to it."""
+    key, cert = installed_with_backups(tmp_path)
+    run(files=[{'path': str(tmp_path / 'redis.conf'), 'secret_content': 'port 0\n', 'mode': '0640'}])
+    assert sorted(listing(tmp_path)) == sorted(['cert.pem', 'cert.pem' + host_files.BACKUP_SUFFIX, 'key.pem',
+                                                'key.pem' + host_files.BACKUP_SUFFIX, 'redis.conf'])
+    back = run(restore=[{'path': str(key), 'mode': '0600'}, {'path': str(cert), 'mode': '0644'}])
+    assert back['changed_paths'] == [str(key), str(cert)] and 'OLDKEYold' in key.read_text()
+
+
+def test_restore_refuses_a_backup_someone_else_wrote(tmp_path):
+    """A backup name planted by another user (a service user who can write or rename the directory) is not a backup
+    of this module's: never copied into the target."""
+    key = tmp_path / 'key.pem'
+    key.write_text(KEY_TEXT)
+    planted = tmp_path / ('key.pem' + host_files.BACKUP_SUFFIX)
+    planted.write_text('planted\n')
+    os.chown(str(planted), pwd.getpwnam('nobody').pw_uid, -1)
+    with pytest.raises(HostFilesError, match='not a backup this module made'):
+        run(restore=[{'path': str(key), 'mode': '0600'}])
+    assert key.read_text() == KEY_TEXT
