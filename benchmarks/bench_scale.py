@@ -76,7 +76,8 @@ def hosts_cpu_seconds():
 
 def run_playbook(label, path, forks, extra):
     """One timed ansible-playbook run; returns (seconds, the callback's counts). The counts also get the CPU
-    seconds of the control node (ansible-playbook, its forks and ssh) and of the lab's hosts during the run."""
+    seconds of the control node (ansible-playbook, its forks and their ssh clients; not the ControlPersist masters,
+    which are not its children) and of the lab's hosts during the run."""
     count_file = WORK / ('%s.json' % label)
     log = WORK / ('%s.log' % label)
     command = [str(BIN / 'ansible-playbook'), '-i', str(INVENTORY), '-f', str(forks), str(path)] + list(extra)

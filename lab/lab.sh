@@ -32,8 +32,8 @@ lab_label=fleetpki-lab=${prefix:-default}
 read -r -d '' -a hosts <<< "${FLEETPKI_LAB_HOSTS:-redis1 worker1 worker2 api1 pxe1}" || true
 memory=${FLEETPKI_LAB_MEMORY:-}
 
-# The prefix names containers, the network and the label: a plain name ending in '-' (not "default-", the unprefixed
-# lab's label, whose down would then remove the other lab's containers).
+# The prefix names containers, the network and the label: a plain name ending in '-'. Not "default-": too close to
+# the unprefixed lab's label ("default") to tell the two labs apart at a glance.
 if [ -n "$prefix" ] && { ! [[ $prefix =~ ^[a-z][a-z0-9]*-$ ]] || [ "$prefix" = default- ]; }; then
   echo "FLEETPKI_LAB_PREFIX=$prefix: give lower-case letters and digits ending in '-', e.g. inst- (not default-)" >&2
   exit 2
