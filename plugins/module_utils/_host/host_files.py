@@ -423,6 +423,17 @@ def remove_stale_temps(dir_fd, targets=(), backed_up=()):
                 pass
 
 
+def _final_attributes(want, info):
+    """Mode, uid and gid of a file written for ``want``: as asked, else those of the file it replaces (``info``),
+    else 0600 and this user's."""
+    mode = want.mode
+    if mode is None:
+        mode = stat.S_IMODE(info.st_mode) if info is not None else 0o600
+    uid = info.st_uid if want.uid == -1 and info is not None else want.uid
+    gid = info.st_gid if want.gid == -1 and info is not None else want.gid
+    return mode, uid, gid
+
+
 class Action(object):
     """What the planning pass found to do for one want: 'mkdir', 'attributes' or 'write'."""
 
@@ -636,12 +647,9 @@ class HostFiles(object):
 
     def _do_restore(self, action):
         """The backup's bytes back in one rename (mode and owner as asked, else the file's), then the backup gone."""
-        want, info = action.want, action.info
+        want = action.want
         parent_fd, name = self._parent(want)
-        mode = want.mode if want.mode is not None else stat.S_IMODE(info.st_mode) if info is not None else 0o600
-        uid = info.st_uid if want.uid == -1 and info is not None else want.uid
-        gid = info.st_gid if want.gid == -1 and info is not None else want.gid
-        write_in(parent_fd, name, action.new, mode, uid, gid)
+        write_in(parent_fd, name, action.new, *_final_attributes(want, action.info))
         os.unlink(_backup_name(name), dir_fd=parent_fd)
         os.fsync(parent_fd)
         self.removed_backups.append(want.path + BACKUP_SUFFIX)
@@ -687,17 +695,12 @@ class HostFiles(object):
     def _do_write(self, action):
         want, info = action.want, action.info
         parent_fd, name = self._parent(want)
-        mode = want.mode
-        if mode is None:
-            mode = stat.S_IMODE(info.st_mode) if info is not None else 0o600
-        uid = info.st_uid if want.uid == -1 and info is not None else want.uid
-        gid = info.st_gid if want.gid == -1 and info is not None else want.gid
         if want.backup and action.old is not None:
             # Root's own file: a secret's backup is 0600, a public file's keeps its mode.
             backup = _backup_name(name)
             write_in(parent_fd, backup, action.old, 0o600 if want.secret else stat.S_IMODE(info.st_mode), -1, -1)
             self.backups[want.path] = os.path.join(os.path.dirname(want.path), backup)
-        write_in(parent_fd, name, action.new, mode, uid, gid)
+        write_in(parent_fd, name, action.new, *_final_attributes(want, info))
 
     def _content_diff(self, want, old, new):
         if want.kind == 'file':
