@@ -7,12 +7,24 @@ suites, OpenSSL names) and API_TLS_OPENSSL_CONF (the OpenSSL config with the key
 ssl before 3.13 cannot set: it must be in OPENSSL_CONF when the process starts; the unit sets it).
   GET  /health            {"status": "ok", "client": <client cert subject or null>}
   POST /callback/report   validation reports from booted servers; answers 202
-SIGHUP is not needed: systemd restarts it (a restart costs a second; workers retry callbacks).
+
+SIGHUP (systemctl reload, the unit's ExecReload) reloads the certificate, key, CA bundle and CRL and the .env's TLS
+settings (API_TLS_MIN_VERSION, API_TLS_CIPHERS, API_REQUIRE_CLIENT_CERT, API_TLS_CRL on or off, the paths) without
+dropping a connection or refusing a request: the new TLS context is built whole first and swapped in only when
+every file loaded; new handshakes get it, connections already open keep theirs. When anything fails to load (a
+missing file, a key that does not match the certificate, an unknown setting), the reason goes to stderr (the
+journal) and the API keeps serving with the context it had, as Redis does. API_BIND, API_PORT, API_USE_TLS and the
+OpenSSL config (OPENSSL_CONF, read by OpenSSL at process start) take a restart: a reload that sees them changed
+says so on stderr and changes nothing else about them.
 """
 import argparse
 import os
+import signal
 import ssl
 import sys
+import threading
+
+from werkzeug.serving import make_server
 
 from flask import Flask, jsonify, request
 
@@ -20,6 +32,8 @@ from fleet_env import read_env, truthy
 
 app = Flask(__name__)
 REPORTS = []
+# Set by SIGHUP (the handler does nothing else); the reload thread waits on it.
+RELOAD_REQUESTED = threading.Event()
 
 
 def client_subject():
@@ -78,18 +92,23 @@ def check_openssl_conf(env):
                          'key-exchange groups are not restricted.\n' % wanted)
 
 
+class ConfigError(Exception):
+    pass
+
+
 def tls_context(env):
+    """A whole server context from the .env's settings and files; ConfigError, ssl.SSLError or OSError if any of
+    them cannot be used."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     version = env.get('API_TLS_MIN_VERSION') or 'TLSv1.2'
     if version not in TLS_VERSIONS:
-        raise SystemExit('fleet-api: API_TLS_MIN_VERSION is %r; it must be one of %s'
-                         % (version, ', '.join(sorted(TLS_VERSIONS))))
+        raise ConfigError('API_TLS_MIN_VERSION is %r; it must be one of %s'
+                          % (version, ', '.join(sorted(TLS_VERSIONS))))
     context.minimum_version = TLS_VERSIONS[version]
     try:
         context.set_ciphers(env.get('API_TLS_CIPHERS') or INTERMEDIATE_CIPHERS)
     except ssl.SSLError:
-        raise SystemExit('fleet-api: API_TLS_CIPHERS names no cipher suite OpenSSL knows: %r'
-                         % env.get('API_TLS_CIPHERS'))
+        raise ConfigError('API_TLS_CIPHERS names no cipher suite OpenSSL knows: %r' % env.get('API_TLS_CIPHERS'))
     context.load_cert_chain(env['API_TLS_CERT'], env['API_TLS_KEY'])
     context.load_verify_locations(env['API_TLS_CA'])
     if env.get('API_TLS_CRL'):
@@ -100,18 +119,124 @@ def tls_context(env):
     return context
 
 
+def cert_serial(path):
+    """The serial of the certificate file, in hex, for the log (best effort)."""
+    try:
+        return ssl._ssl._test_decode_cert(path).get('serialNumber', '?')  # pylint: disable=protected-access
+    except (ssl.SSLError, OSError, AttributeError):
+        return '?'
+
+
+# The settings a reload cannot change: the listening socket's address and whether it speaks TLS at all.
+RESTART_ONLY = ('API_BIND', 'API_PORT', 'API_USE_TLS', 'API_TLS_OPENSSL_CONF')
+
+
+class Reloader:
+    """The current server context, swapped whole on SIGHUP. The signal handler only sets an event; a thread of its
+    own reads the files and builds the context (nothing that takes a lock or does I/O runs in the handler)."""
+
+    def __init__(self, env_path, env, context):
+        self.env_path = env_path
+        self.env = env
+        self.context = context
+        self.lock = threading.Lock()
+        self.server = None
+
+    def current(self):
+        with self.lock:
+            return self.context
+
+    def run(self):
+        while True:
+            RELOAD_REQUESTED.wait()
+            RELOAD_REQUESTED.clear()
+            self.reload()
+
+    def reload(self):
+        """Build the new context whole; swap it in only if every file and setting loaded. Returns True if it did."""
+        try:
+            env = read_env(self.env_path)
+            context = tls_context(env)
+        except (ConfigError, ssl.SSLError, OSError, KeyError, ValueError) as exc:
+            sys.stderr.write('fleet-api: reload failed, still serving the previous certificate and settings: %s: %s\n'
+                             % (type(exc).__name__, exc))
+            sys.stderr.flush()
+            return False
+        changed = [key for key in RESTART_ONLY if env.get(key) != self.env.get(key)]
+        if changed:
+            sys.stderr.write('fleet-api: WARNING: %s changed in %s: a reload cannot apply this, restart the service '
+                             '(the TLS files and settings were reloaded)\n' % (', '.join(changed), self.env_path))
+        with self.lock:
+            self.context = context
+            # What the process runs with: the restart-only settings stay those it started with.
+            self.env = dict(env, **{key: self.env[key] for key in RESTART_ONLY if key in self.env})
+            if self.server is not None:
+                self.server.ssl_context = context
+        sys.stderr.write('fleet-api: reloaded: certificate %s (serial %s), CA %s, CRL %s, client certificate %s\n'
+                         % (env['API_TLS_CERT'], cert_serial(env['API_TLS_CERT']), env['API_TLS_CA'],
+                            env.get('API_TLS_CRL') or 'off',
+                            'required' if truthy(env.get('API_REQUIRE_CLIENT_CERT')) else 'optional'))
+        sys.stderr.flush()
+        return True
+
+
+def tls_server(host, port, wsgi_app, reloader):
+    """werkzeug's threaded server with a plain listening socket: each accepted connection is wrapped with the
+    context current at that moment, and its handshake runs in the connection's own thread (never in the accept
+    loop, so a slow or failing client holds up no one). server.ssl_context is the current context, so werkzeug
+    still reports https and its TLS error handling applies."""
+    server = make_server(host, port, wsgi_app, threaded=True)
+    server.ssl_context = reloader.current()
+    reloader.server = server
+    plain_get_request = server.get_request
+    plain_finish_request = server.finish_request
+
+    def get_request():
+        sock, address = plain_get_request()
+        try:
+            return reloader.current().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+        except (ssl.SSLError, OSError):
+            sock.close()
+            raise
+
+    def finish_request(request, client_address):
+        try:
+            request.settimeout(30)
+            request.do_handshake()
+            request.settimeout(None)
+        except (ssl.SSLError, OSError) as exc:
+            sys.stderr.write('fleet-api: TLS handshake with %s failed: %s\n' % (client_address[0], exc))
+            return
+        plain_finish_request(request, client_address)
+
+    server.get_request = get_request
+    server.finish_request = finish_request
+    return server
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--env', default='/opt/fleet-api/.env')
     args = parser.parse_args()
+    # First: SIGHUP's default action ends the process, and systemctl reload may come at any time after the start.
+    signal.signal(signal.SIGHUP, lambda signum, frame: RELOAD_REQUESTED.set())
     env = read_env(args.env)
     app.wsgi_app = PeerCertMiddleware(app.wsgi_app)
-    context = None
-    if truthy(env.get('API_USE_TLS', 'true')):
-        check_openssl_conf(env)
-        context = tls_context(env)
-    app.run(host=env.get('API_BIND', '0.0.0.0'), port=int(env.get('API_PORT', '8443')), ssl_context=context,
-            threaded=True, use_reloader=False)
+    host, port = env.get('API_BIND', '0.0.0.0'), int(env.get('API_PORT', '8443'))
+    if not truthy(env.get('API_USE_TLS', 'true')):
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+        return 0
+    check_openssl_conf(env)
+    try:
+        reloader = Reloader(args.env, env, tls_context(env))
+    except ConfigError as exc:
+        raise SystemExit('fleet-api: %s' % exc)
+    server = tls_server(host, port, app, reloader)
+    threading.Thread(target=reloader.run, name='tls-reload', daemon=True).start()
+    sys.stderr.write('fleet-api: serving https on %s:%d (pid %d; SIGHUP reloads the TLS files and settings)\n'
+                     % (host, port, os.getpid()))
+    sys.stderr.flush()
+    server.serve_forever()
     return 0
 
 
