@@ -36,21 +36,73 @@ extends_documentation_fragment:
   - fleetpki.mtls.pki_group.action_group
 options:
   paths:
-    description: Certificate files, or directories whose C(*-cert.pem) files are read.
+    description:
+      - Certificate files, or directories whose C(*-cert.pem) files are read.
+      - At least one of O(paths), O(endpoints) and O(crl_paths) must be given.
     type: list
     elements: path
-    required: true
+  endpoints:
+    description:
+      - TLS ports whose served certificate is inspected (what clients see, not what is on disk), reported in
+        RV(endpoints) in the order given.
+      - The leaf is fetched on a handshake that verifies nothing (so an expired or foreign certificate is still
+        seen); with O(ca_path) a second handshake verifies the chain against it, as a client does, without a host
+        name check.
+      - "Status: C(unreachable) (no certificate obtained), C(broken) (does not parse, chain does not verify, not
+        yet valid), C(expired), C(mismatch) (differs from O(endpoints[].cert_path)), C(expiring) (within
+        O(warn_days)), C(ok)."
+    type: list
+    elements: dict
+    version_added: 0.3.0
+    suboptions:
+      name:
+        description: Name of the endpoint (label C(endpoint) of the metrics); unique in the list.
+        type: str
+        required: true
+      host:
+        description: Address or name to connect to.
+        type: str
+        required: true
+      port:
+        description: TCP port.
+        type: int
+        required: true
+      server_name:
+        description:
+          - Name sent in SNI when it is a DNS name (an IP address is never sent). Defaults to O(endpoints[].host).
+        type: str
+      cert_path:
+        description:
+          - The certificate file the service should serve, on the machine where the module runs; compared by the
+            SHA-256 of the DER of its first certificate.
+          - Without it RV(endpoints[].matches_file) is null.
+        type: path
+      client_cert:
+        description:
+          - Client certificate (PEM) presented in the handshake, for a server that refuses to finish a TLS 1.2
+            handshake without one. Not needed for Redis under TLS 1.3 (the client side completes first).
+        type: path
+      client_key:
+        description:
+          - Key of O(endpoints[].client_cert), a path only; the key is handed to Python's C(ssl), never read into the
+            result.
+        type: path
+      timeout:
+        description: Seconds for the connection and each handshake.
+        type: float
+        default: 5
   ca_path:
     description:
       - CA certificate, or a bundle of several CAs (during a rollover); chaining to any of them counts.
-      - Without it the chain is not checked and RV(certs[].chains_to_ca) is null.
+      - Without it the chain is not checked and RV(certs[].chains_to_ca) and RV(endpoints[].chain_verified) are null.
     type: path
   warn_days:
     description: Certificates expiring within this many days get status C(expiring).
     type: int
     default: 30
   fail_on_warning:
-    description: Fail when any certificate is not C(ok) (expiring, expired or broken).
+    description: Fail when any certificate, CRL or endpoint is not C(ok) (expiring, expired, broken, and for an
+      endpoint also mismatch or unreachable).
     type: bool
     default: false
   prometheus_path:
@@ -60,6 +112,10 @@ options:
       - "Metrics (gauges): C(fleetpki_cert_expiry_seconds) (notAfter, Unix time), C(fleetpki_cert_days_remaining),
         C(fleetpki_cert_broken); labels C(host), C(service), C(serial), C(path) and O(prometheus_labels).
         C(service) and C(host) come from the file name C(<service>-<host>-cert.pem)."
+      - "With O(endpoints): C(fleetpki_served_cert_expiry_seconds) (notAfter of the served certificate),
+        C(fleetpki_served_cert_matches_file) (1/0; only with O(endpoints[].cert_path)), C(fleetpki_served_cert_up)
+        (1 when a certificate was obtained); labels C(endpoint), C(host), C(port), C(serial) (empty when
+        unreachable) and O(prometheus_labels) (the endpoint's own labels win)."
     type: path
   prometheus_labels:
     description: Extra labels on every series (they override C(host) and C(service) from the file name).
@@ -102,6 +158,24 @@ EXAMPLES = r'''
     paths: ["{{ playbook_dir }}/pki/issued"]
     ca_path: "{{ playbook_dir }}/pki/ca-bundle.pem"
     prometheus_path: /var/lib/prometheus/node-exporter/fleetpki.prom
+  delegate_to: localhost
+  run_once: true
+
+- name: What Redis and the API serve, compared with the control node's copies
+  fleetpki.mtls.cert_expiry:
+    ca_path: "{{ playbook_dir }}/pki/ca-bundle.pem"
+    endpoints:
+      - name: redis-redis1
+        host: 10.0.0.5
+        port: 6380
+        server_name: redis1.example.com
+        cert_path: "{{ playbook_dir }}/pki/issued/redis-redis1-cert.pem"
+      - name: api-api1
+        host: api1.example.com
+        port: 8443
+        cert_path: "{{ playbook_dir }}/pki/issued/api-api1-cert.pem"
+        timeout: 3
+    prometheus_path: /var/lib/prometheus/node-exporter/fleetpki_served.prom
   delegate_to: localhost
   run_once: true
 
@@ -213,6 +287,64 @@ crl_counts:
   description: Number of CRLs per status.
   returned: always
   type: dict
+endpoints:
+  description: One entry per O(endpoints) item, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.3.0
+  contains:
+    name:
+      description: O(endpoints[].name).
+      type: str
+    host:
+      description: O(endpoints[].host).
+      type: str
+    port:
+      description: O(endpoints[].port).
+      type: int
+    reachable:
+      description: Whether a certificate was obtained.
+      type: bool
+    error:
+      description: What is wrong, in words (why unreachable, broken or mismatched); null when nothing is.
+      type: str
+    serial:
+      description: Serial of the served certificate, upper-case hex; null when unreachable.
+      type: str
+    not_after:
+      description: End of validity of the served certificate, ISO 8601 UTC.
+      type: str
+    days_remaining:
+      description: Whole days of validity left (negative once expired).
+      type: int
+    seconds_remaining:
+      description: Seconds of validity left.
+      type: int
+    fingerprint_sha256:
+      description: SHA-256 fingerprint of the served certificate, colon-separated hex.
+      type: str
+    matches_file:
+      description: Whether it is the certificate of O(endpoints[].cert_path) (false when that file cannot be read);
+        null without O(endpoints[].cert_path) or when unreachable.
+      type: bool
+    file_serial:
+      description: Serial of the certificate in O(endpoints[].cert_path).
+      type: str
+    chain_verified:
+      description: Whether the chain verifies against O(ca_path) (no host name check); null without O(ca_path), when
+        unreachable, or when the second handshake failed for another reason than the chain.
+      type: bool
+    status:
+      description: ok, expiring, expired, unreachable, mismatch or broken.
+      type: str
+      sample: ok
+endpoint_counts:
+  description: Number of endpoints per status.
+  returned: always
+  type: dict
+  sample: {ok: 2, expiring: 0, expired: 0, unreachable: 0, mismatch: 1, broken: 0}
+  version_added: 0.3.0
 prometheus_path:
   description: The textfile written (or that would be, in check mode).
   returned: when O(prometheus_path) is set
@@ -223,14 +355,25 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.inspect import CertInspector
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.inspect import STATUSES, CertInspector
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.metrics import render, write_if_changed
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.served import inspect_endpoints
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            paths=dict(type='list', elements='path', required=True),
+            paths=dict(type='list', elements='path'),
+            endpoints=dict(type='list', elements='dict', options=dict(
+                name=dict(type='str', required=True),
+                host=dict(type='str', required=True),
+                port=dict(type='int', required=True),
+                server_name=dict(type='str'),
+                cert_path=dict(type='path'),
+                client_cert=dict(type='path'),
+                client_key=dict(type='path', no_log=False),  # a path; ssl reads the key, nothing reports it
+                timeout=dict(type='float', default=5.0),
+            )),
             ca_path=dict(type='path'),
             warn_days=dict(type='int', default=30),
             fail_on_warning=dict(type='bool', default=False),
@@ -247,14 +390,23 @@ def main():
         module.fail_json(msg=missing_required_lib('cryptography'), exception=crypto.CRYPTOGRAPHY_IMPORT_ERROR)
 
     params = module.params
+    if not (params['paths'] or params['endpoints'] or params['crl_paths']):
+        module.fail_json(msg='nothing to inspect: give paths (certificate files or directories), endpoints (TLS '
+                             'ports) or crl_paths')
     try:
-        report = CertInspector(params['paths'], params['ca_path'], params['warn_days'],
-                               crl_paths=params['crl_paths']).inspect()
+        if params['paths'] or params['crl_paths']:
+            report = CertInspector(params['paths'] or [], params['ca_path'], params['warn_days'],
+                                   crl_paths=params['crl_paths']).inspect()
+        else:
+            zero = dict((status, 0) for status in STATUSES)
+            report = {'certs': [], 'counts': zero, 'total': 0, 'crls': [], 'crl_counts': dict(zero)}
+        report.update(inspect_endpoints(params['endpoints'] or [], params['ca_path'], params['warn_days']))
     except PkiError as exc:
         module.fail_json(msg=str(exc))
     report['changed'] = False
     if params['prometheus_path']:
-        content = render(report['certs'], params['prometheus_labels'], report['crls'])
+        content = render(report['certs'], params['prometheus_labels'], report['crls'],
+                         endpoints=report['endpoints'] if params['endpoints'] else None)
         try:
             report['changed'] = write_if_changed(params['prometheus_path'], content, module.check_mode)
         except (IOError, OSError, PkiError) as exc:
@@ -269,6 +421,11 @@ def main():
                    for entry in entries if entry['status'] != 'ok']
             if bad:
                 problems.append('%d %s(s) not ok: %s' % (len(bad), kind, ', '.join(bad)))
+        bad = ['%s %s:%s (%s%s)' % (entry['name'], entry['host'], entry['port'], entry['status'],
+                                    ': ' + entry['error'] if entry['error'] else '')
+               for entry in report['endpoints'] if entry['status'] != 'ok']
+        if bad:
+            problems.append('%d endpoint(s) not ok: %s' % (len(bad), ', '.join(bad)))
         if problems:
             module.fail_json(msg='; '.join(problems), **report)
     module.exit_json(**report)

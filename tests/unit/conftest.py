@@ -282,3 +282,86 @@ def run_module(capsys, monkeypatch):
         return ModuleRun(caught.value.code or 0, json.loads(out), out)
 
     return run
+
+
+class TlsServer:
+    """A real TLS server on 127.0.0.1 in a thread: each accepted connection does a handshake and is closed.
+
+    ``client_ca`` set: a client certificate from that CA is required. ``max_version``: e.g. ssl.TLSVersion.TLSv1_2.
+    ``seen_sni`` collects the server name each client sent (None without SNI).
+    """
+
+    def __init__(self, cert_path, key_path, client_ca=None, max_version=None):
+        import socket
+        import ssl
+        import threading
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_path, key_path)
+        if client_ca:
+            self.context.verify_mode = ssl.CERT_REQUIRED
+            self.context.load_verify_locations(cafile=client_ca)
+        if max_version is not None:
+            self.context.maximum_version = max_version
+        self.seen_sni = []
+        self.context.sni_callback = lambda sock, name, ctx: self.seen_sni.append(name)
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(('127.0.0.1', 0))
+        self.listener.listen(8)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.handshakes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        import socket
+        import ssl
+        while not self._stop.is_set():
+            try:
+                conn, dummy = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    self.handshakes += 1
+                    try:
+                        tls.recv(1)  # let the client close first (TLS 1.3 tickets, a client refused after it)
+                    except (ssl.SSLError, OSError):
+                        pass
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def tls_server():
+    """tls_server(cert_path, key_path, client_ca=None, max_version=None) -> a started TlsServer, closed after."""
+    servers = []
+
+    def start(*args, **kwargs):
+        servers.append(TlsServer(*args, **kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def closed_port():
+    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
+    import socket
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port

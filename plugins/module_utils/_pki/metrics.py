@@ -21,6 +21,13 @@ METRICS = (
      'every client of its CA after it).'),
     ('fleetpki_crl_expired', '1 when the CRL is past its nextUpdate, does not parse or is not signed by its CA.'),
 )
+# Written only when endpoints were inspected, so a textfile of files alone stays as it was.
+SERVED_METRICS = (
+    ('fleetpki_served_cert_expiry_seconds', 'End of validity of the certificate the endpoint serves, as a Unix '
+     'timestamp.'),
+    ('fleetpki_served_cert_matches_file', '1 when the endpoint serves the certificate of its cert_path, 0 when not.'),
+    ('fleetpki_served_cert_up', '1 when a certificate was obtained from the endpoint, 0 when it was unreachable.'),
+)
 
 
 def labels_from_name(path):
@@ -38,9 +45,31 @@ def escape(value):
     return str(value).replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
 
 
-def render(certs, extra_labels=None, crls=None):
-    """The textfile: HELP and TYPE once per metric, one series per certificate and per CRL, sorted (stable
-    content)."""
+def _timestamp(text):
+    return calendar.timegm(datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').timetuple())
+
+
+def render_served(endpoints, extra_labels=None):
+    """{metric: [series lines]} of the endpoints (cert_expiry's ``endpoints`` results)."""
+    series = dict((name, []) for name in dict(SERVED_METRICS))
+    for entry in endpoints:
+        labels = dict(extra_labels or {})
+        labels.update(endpoint=entry['name'], host=entry['host'], port=str(entry['port']),
+                      serial=entry.get('serial') or '')
+        text = ','.join('%s="%s"' % (key, escape(labels[key])) for key in sorted(labels))
+        series['fleetpki_served_cert_up'].append('fleetpki_served_cert_up{%s} %d' % (text, bool(entry['reachable'])))
+        if entry.get('matches_file') is not None:
+            series['fleetpki_served_cert_matches_file'].append(
+                'fleetpki_served_cert_matches_file{%s} %d' % (text, bool(entry['matches_file'])))
+        if entry.get('not_after'):
+            series['fleetpki_served_cert_expiry_seconds'].append(
+                'fleetpki_served_cert_expiry_seconds{%s} %d' % (text, _timestamp(entry['not_after'])))
+    return series
+
+
+def render(certs, extra_labels=None, crls=None, endpoints=None):
+    """The textfile: HELP and TYPE once per metric, one series per certificate, CRL and endpoint, sorted (stable
+    content). The served metrics are there only when ``endpoints`` is given (an empty list included)."""
     series = dict((name, []) for name in dict(METRICS))
     for entry in crls or []:
         labels = dict(extra_labels or {}, path=entry['path'], issuer=entry['issuer'] or '')
@@ -64,8 +93,12 @@ def render(certs, extra_labels=None, crls=None):
                 'fleetpki_cert_expiry_seconds{%s} %d' % (text, calendar.timegm(end.timetuple())))
             series['fleetpki_cert_days_remaining'].append(
                 'fleetpki_cert_days_remaining{%s} %d' % (text, entry['days_remaining']))
+    metrics = METRICS
+    if endpoints is not None:
+        series.update(render_served(endpoints, extra_labels))
+        metrics = METRICS + SERVED_METRICS
     lines = []
-    for name, help_text in METRICS:
+    for name, help_text in metrics:
         lines += ['# HELP %s %s' % (name, help_text), '# TYPE %s gauge' % name] + sorted(series[name])
     return '\n'.join(lines) + '\n'
 

@@ -105,3 +105,81 @@ def test_prometheus_path_unwritable_fails_clearly(issued, tmp_path, run_module):
     blocker.write_text('x')
     run = run_module(cert_expiry, {'paths': [issued['dir']], 'prometheus_path': str(blocker / 'sub' / 'f.prom')})
     assert run.rc == 1 and 'prometheus_path' in run.result['msg']
+
+
+# -- endpoints: what a service serves on a TLS port (real servers on 127.0.0.1) ---------------------------------------
+
+def promtool_findings(text):
+    """promtool's findings on a textfile (None when promtool is not installed)."""
+    import shutil
+    import subprocess
+    if not shutil.which('promtool'):
+        return None
+    proc = subprocess.run(['promtool', 'check', 'metrics'], input=text, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert proc.returncode in (0, 3), proc.stdout  # 3: lint findings only
+    return [line for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_nothing_to_inspect_fails_clearly(run_module):
+    run = run_module(cert_expiry, {'ca_path': '/nonexistent'})
+    assert run.rc == 1 and run.result['msg'].startswith('nothing to inspect: give paths')
+
+
+def test_endpoints_only_ok_and_mismatch(issued, tls_server, closed_port, run_module):
+    web1 = os.path.join(issued['dir'], 'web1-cert.pem')
+    web2 = os.path.join(issued['dir'], 'web2-cert.pem')
+    server = tls_server(web1, os.path.join(issued['dir'], 'web1-key.pem'))
+    endpoints = [{'name': 'web1', 'host': '127.0.0.1', 'port': server.port, 'server_name': 'web1.example.com',
+                  'cert_path': web1},
+                 {'name': 'web1-as-web2', 'host': '127.0.0.1', 'port': server.port, 'cert_path': web2},
+                 {'name': 'down', 'host': '127.0.0.1', 'port': closed_port, 'timeout': 1}]
+    run = run_module(cert_expiry, {'endpoints': endpoints, 'ca_path': issued['ca_path']})
+    assert run.rc == 0 and run.result['changed'] is False
+    assert run.result['certs'] == [] and run.result['total'] == 0
+    assert [e['status'] for e in run.result['endpoints']] == ['ok', 'mismatch', 'unreachable']
+    assert [e['matches_file'] for e in run.result['endpoints']] == [True, False, None]
+    assert run.result['endpoints'][0]['chain_verified'] is True
+    assert run.result['endpoint_counts'] == {'ok': 1, 'expiring': 0, 'expired': 0, 'unreachable': 1, 'mismatch': 1,
+                                             'broken': 0}
+    failed = run_module(cert_expiry, {'endpoints': endpoints, 'ca_path': issued['ca_path'], 'fail_on_warning': True})
+    assert failed.rc == 1 and failed.result['msg'].startswith('2 endpoint(s) not ok: web1-as-web2 127.0.0.1:')
+    assert '(mismatch: serves serial' in failed.result['msg'] and '(unreachable: ' in failed.result['msg']
+
+
+def test_endpoints_with_paths_and_prometheus(issued, tls_server, closed_port, tmp_path, run_module):
+    web1 = os.path.join(issued['dir'], 'web1-cert.pem')
+    server = tls_server(web1, os.path.join(issued['dir'], 'web1-key.pem'))
+    prom = str(tmp_path / 'served.prom')
+    args = {'paths': [issued['dir']], 'ca_path': issued['ca_path'], 'prometheus_path': prom,
+            'prometheus_labels': {'fleet': 'lab'},
+            'endpoints': [{'name': 'api-web1', 'host': '127.0.0.1', 'port': server.port, 'cert_path': web1},
+                          {'name': 'redis-x', 'host': '127.0.0.1', 'port': closed_port, 'timeout': 1}]}
+    run = run_module(cert_expiry, args)
+    assert run.rc == 0 and run.result['changed'] is True and run.result['counts']['ok'] == 2
+    entry = run.result['endpoints'][0]
+    text = open(prom).read()
+    labels = 'endpoint="api-web1",fleet="lab",host="127.0.0.1",port="%d",serial="%s"' % (server.port, entry['serial'])
+    end = datetime.datetime.strptime(entry['not_after'], '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    assert 'fleetpki_served_cert_expiry_seconds{%s} %d' % (labels, end.timestamp()) in text.splitlines()
+    assert 'fleetpki_served_cert_matches_file{%s} 1' % labels in text.splitlines()
+    assert 'fleetpki_served_cert_up{%s} 1' % labels in text.splitlines()
+    down = 'endpoint="redis-x",fleet="lab",host="127.0.0.1",port="%d",serial=""' % closed_port
+    assert 'fleetpki_served_cert_up{%s} 0' % down in text.splitlines()
+    assert 'fleetpki_served_cert_matches_file{%s' % down not in text
+    assert 'fleetpki_served_cert_expiry_seconds{%s' % down not in text
+    for name in ('fleetpki_served_cert_expiry_seconds', 'fleetpki_served_cert_matches_file', 'fleetpki_served_cert_up'):
+        assert '# TYPE %s gauge' % name in text and '# HELP %s ' % name in text
+    # the files' series are there as before
+    assert sum(line.startswith('fleetpki_cert_expiry_seconds{') for line in text.splitlines()) == 2
+    findings = promtool_findings(text)
+    if findings is not None:
+        assert all('fleetpki_cert_days_remaining use base unit' in line for line in findings), findings
+    again = run_module(cert_expiry, args)
+    assert again.result['changed'] is False
+
+
+def test_textfile_without_endpoints_has_no_served_metrics(issued, tmp_path, run_module):
+    prom = str(tmp_path / 'files.prom')
+    run = run_module(cert_expiry, {'paths': [issued['dir']], 'prometheus_path': prom})
+    assert run.rc == 0 and run.result['endpoints'] == [] and 'fleetpki_served' not in open(prom).read()
