@@ -37,26 +37,50 @@ def fleet_pki(tmp_path_factory):
 def test_expiry_report_writes_metrics_promtool_accepts(fleet_pki):
     tmp_path, hosts = fleet_pki
     prom = tmp_path / 'out' / 'fleetpki.prom'
+    # The fake fleet's hosts do not exist: the control node's copies only (what is served: the next tests).
     rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom,
-                          '-e', 'expiry_report_fail_on_warning=true')
+                          '-e', 'expiry_report_fail_on_warning=true', '-e', 'expiry_report_served=false')
     assert rc == 0, output[-3000:]
     text = prom.read_text()
+    assert 'fleetpki_served' not in text
     promtool_check_metrics(text)
     expiry = [line for line in text.splitlines() if line.startswith('fleetpki_cert_expiry_seconds{')]
     days = [line for line in text.splitlines() if line.startswith('fleetpki_cert_days_remaining{')]
     assert len(expiry) == len(days) == 5  # redis, api, 2 workers, pxe client
     assert any('host="pf-worker2"' in line and 'service="worker"' in line and 'serial="' in line for line in days)
     assert all(int(line.rsplit(' ', 1)[1]) in (364, 365) for line in days)
-    rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom)
+    rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom,
+                          '-e', 'expiry_report_served=false')
     assert rc == 0 and 'changed=0' in output[output.rindex('PLAY RECAP'):]
 
 
 def test_expiry_report_fails_on_warning_when_asked(fleet_pki):
     tmp_path, hosts = fleet_pki
     rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_warn_days=400',
-                          '-e', 'expiry_report_fail_on_warning=true', '-e', 'expiry_report_prom_path=%s/x.prom' % tmp_path)
+                          '-e', 'expiry_report_fail_on_warning=true', '-e', 'expiry_report_prom_path=%s/x.prom' % tmp_path,
+                          '-e', 'expiry_report_served=false')
     assert rc != 0
-    assert '5 certificate(s) not ok' in ' '.join(output.split())
+    assert '5 certificate(s) or a CRL not ok' in ' '.join(output.split())
+
+
+def test_expiry_report_served_endpoints_from_the_inventory(fleet_pki):
+    """Every Redis and API host is an endpoint (ansible_host, the roles' default ports, the control node's copy):
+    the fake hosts serve nothing, so they are unreachable, up 0 in the metrics, and fail_on_warning fails."""
+    tmp_path, hosts = fleet_pki
+    prom = tmp_path / 'served' / 'fleetpki.prom'
+    rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom,
+                          '-e', 'expiry_report_served_timeout=1')
+    assert rc == 0, output[-3000:]
+    text = prom.read_text()
+    promtool_check_metrics(text)
+    up = sorted(line for line in text.splitlines() if line.startswith('fleetpki_served_cert_up{'))
+    assert up == ['fleetpki_served_cert_up{endpoint="api-pf-api1",host="pf-api1",port="8443",serial=""} 0',
+                  'fleetpki_served_cert_up{endpoint="redis-pf-redis1",host="pf-redis1",port="6379",serial=""} 0']
+    assert 'redis-pf-redis1 pf-redis1:6379' in output
+    rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom,
+                          '-e', 'expiry_report_served_timeout=1', '-e', 'expiry_report_fail_on_warning=true')
+    assert rc != 0
+    assert '2 endpoint(s) not ok (redis-pf-redis1 unreachable, api-pf-api1 unreachable)' in ' '.join(output.split())
 
 
 def test_alert_rules_example_passes_promtool():
