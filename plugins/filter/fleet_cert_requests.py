@@ -104,15 +104,19 @@ def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False, skip_
     return requests
 
 
-def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256'):
-    """The requests of ``hosts`` as pki_leaf ``certs`` entries (a shared worker cert once)."""
+def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_hours=None):
+    """The requests of ``hosts`` as pki_leaf ``certs`` entries (a shared worker cert once); ``valid_hours`` (a
+    number above 0) replaces ``valid_days``."""
     wanted = set(hosts)
+    validity = ({'valid_hours': int(valid_hours)} if valid_hours not in (None, '', 0, '0')
+                else {'valid_days': int(valid_days)})
     certs = []
     for request in requests:
         if request['host'] in wanted:
-            certs.append({'name': request['name'], 'common_name': request['common_name'], 'dns': request['dns'],
-                          'ip': request['ip'], 'usage': request['usage'], 'valid_days': int(valid_days),
-                          'key_type': key_type})
+            cert = {'name': request['name'], 'common_name': request['common_name'], 'dns': request['dns'],
+                    'ip': request['ip'], 'usage': request['usage'], 'key_type': key_type}
+            cert.update(validity)
+            certs.append(cert)
     return certs
 
 

@@ -19,11 +19,17 @@ description:
     for that name.
   - "A certificate is re-issued (with a new key) only when: it or its key is missing or unreadable; the key does
     not match; it is not signed by the current CA; it no longer matches its request (common name, DNS or IP SANs,
-    usage, key type); it expires within O(renew_days); or O(force) is set. Each result says why."
+    usage, key type), or it lives longer than its request now asks; it is due for renewal (see O(renew_fraction),
+    O(renew_days), O(renew_splay)); or O(force) is set. Each result says why."
   - A valid certificate whose bundle, file modes or metadata record is off is fixed in place (action C(update)).
   - Leaf validity never exceeds the CA's; a longer request is clamped with a warning. When the CA itself ends
-    within O(renew_days), a clamped leaf is issued once with a warning to renew the CA, and not re-issued on
+    within the renewal margin, a clamped leaf is issued once with a warning to renew the CA, and not re-issued on
     every run.
+  - "Renewal: a certificate of lifetime L is due once less than T of it is left, where base = the larger of
+    O(renew_days) and O(renew_fraction) x L (either alone when only one is set; O(renew_fraction=1/3) when neither
+    is), and T = base + O(renew_splay) x (L - base) x h, h in [0, 1) a stable hash of the certificate's name and
+    serial. A batch issued together so comes due spread over a window, and stays spread. T is always less than L:
+    no setting makes a certificate renew on every run. Each result's RV(certs[].renew_at) says when."
   - "Certificates carry: a random 159-bit serial; BasicConstraints CA:FALSE; KeyUsage digitalSignature (and
     keyEncipherment for RSA); ExtendedKeyUsage serverAuth and/or clientAuth per usage; a SubjectAltName with every
     DNS name and IP, including the common name; SubjectKeyIdentifier; an AuthorityKeyIdentifier with the CA's key
@@ -66,9 +72,28 @@ options:
     default: false
     version_added: 0.3.0
   renew_days:
-    description: Re-issue certificates that expire within this many days.
+    description:
+      - Re-issue certificates that expire within this many days (a fixed margin).
+      - Alone (without O(renew_fraction)), it means exactly that, without splay unless O(renew_splay) is set, as in
+        versions before 0.3.0, whose default was 30.
+      - With O(renew_fraction), whichever margin is larger applies.
     type: int
-    default: 30
+  renew_fraction:
+    description:
+      - Re-issue certificates once less than this share of their lifetime is left (above 0, at most 0.9).
+      - Defaults to 1/3 (as cert-manager and step-ca) when O(renew_days) is not set either; a 24-hour certificate
+        is then renewed with 8 hours left, a 365-day one with 121 days left (plus the splay).
+    type: float
+    version_added: 0.3.0
+  renew_splay:
+    description:
+      - Move each certificate's renewal point earlier by up to this share of the time it has before the margin
+        (0 to 0.9; 0 is no splay), by a stable hash of its name and serial, so that a batch issued together does
+        not come due in one run.
+      - Defaults to 0.25 when O(renew_fraction) applies (with its default, due between 1/2 and 1/3 of the lifetime
+        left), to 0 with O(renew_days) alone.
+    type: float
+    version_added: 0.3.0
   force:
     description: Re-issue every certificate in O(certs).
     type: bool
@@ -135,9 +160,18 @@ options:
         default: server
         choices: [server, client, both]
       valid_days:
-        description: Validity in days, from 1 to 3650; must be greater than O(renew_days).
+        description:
+          - Validity in days, from 1 to 3650; must be greater than O(renew_days).
+          - 365 when neither this nor O(certs[].valid_hours) is set.
         type: int
-        default: 365
+      valid_hours:
+        description:
+          - Validity in hours, from 1 to 87600, for short-lived certificates (V(24) with a renewal timer every few
+            hours). Not with O(certs[].valid_days).
+          - A certificate that lives longer than its entry now asks (a fleet moved from V(365) days to V(24) hours)
+            is re-issued at once.
+        type: int
+        version_added: 0.3.0
       key_type:
         description: Key algorithm.
         type: str
@@ -145,7 +179,8 @@ options:
         choices: [ec-p256, ec-p384, rsa2048, rsa3072, rsa4096, ed25519]
 notes:
   - Every bad input (unknown key type, a SAN that is neither a host name nor an IP, an empty or duplicate name,
-    a validity not above O(renew_days), a missing, corrupt, mismatched or expired CA, a wrong or missing
+    both O(certs[].valid_days) and O(certs[].valid_hours), a validity not above O(renew_days), a renewal share out of
+    range, a missing, corrupt, mismatched or expired CA, a wrong or missing
     passphrase, an unwritable C(dir)) stops the module before any file is written, with a message naming the
     input and the fix.
 seealso:
@@ -244,6 +279,13 @@ certs:
     days_remaining:
       description: Whole days of validity left.
       type: int
+    renew_at:
+      description:
+        - When the certificate is due for renewal under this run's O(renew_fraction), O(renew_days) and
+          O(renew_splay), ISO 8601 UTC; a run at or after it renews it.
+        - V(null) in check mode for a certificate to be issued.
+      type: str
+      version_added: 0.3.0
     fingerprint_sha256:
       description: SHA-256 fingerprint, colon-separated hex (with O(details=true)).
       type: str
@@ -310,7 +352,9 @@ def argument_spec():
         ca_dir=dict(type='path', required=True),
         ca_passphrase=dict(type='str', no_log=True),
         ca_planned=dict(type='bool', default=False),
-        renew_days=dict(type='int', default=30),
+        renew_days=dict(type='int'),
+        renew_fraction=dict(type='float'),
+        renew_splay=dict(type='float'),
         force=dict(type='bool', default=False),
         issued_dir=dict(type='path', aliases=['dir']),
         details=dict(type='bool', default=False),
@@ -322,7 +366,8 @@ def argument_spec():
             dns=dict(type='list', elements='str', default=[]),
             ip=dict(type='list', elements='str', default=[]),
             usage=dict(type='str', default='server', choices=list(crypto.USAGES)),
-            valid_days=dict(type='int', default=365),
+            valid_days=dict(type='int'),
+            valid_hours=dict(type='int'),
             key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
         )),
     )
@@ -344,6 +389,8 @@ def main():
             certs=params['certs'],
             ca_passphrase=params['ca_passphrase'],
             renew_days=params['renew_days'],
+            renew_fraction=params['renew_fraction'],
+            renew_splay=params['renew_splay'],
             force=params['force'],
             default_dir=params['issued_dir'],
         )

@@ -15,11 +15,12 @@ __metaclass__ = type
 
 import datetime
 import errno
+import functools
 import hashlib
 import os
 import re
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, files, store, validate
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, files, renewal, store, validate
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import check_ca_usable, load_ca
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.store import (
@@ -37,7 +38,8 @@ RECORD = 'record'
 class LeafRequest:
     """One validated entry of ``certs``."""
 
-    def __init__(self, name, directory, common_name, dns, ip, usage, valid_days, key_type, where=None):
+    def __init__(self, name, directory, common_name, dns, ip, usage, valid_days, key_type, where=None,
+                 valid_hours=None):
         self.name = name
         self.where = where or 'certs entry %s' % name
         self.directory = directory
@@ -46,16 +48,24 @@ class LeafRequest:
         self.ip = ip
         self.usage = usage
         self.valid_days = valid_days
+        self.valid_hours = valid_hours
+        # What the request asks for; the certificate's own lifetime adds the backdating of notBefore.
+        self.validity = (datetime.timedelta(hours=valid_hours) if valid_hours is not None
+                         else datetime.timedelta(days=valid_days))
+        self.validity_text = ('valid_hours %d' % valid_hours if valid_hours is not None
+                              else 'valid_days %d' % valid_days)
         self.key_type = key_type
         self.key_path = os.path.join(directory, '%s-key.pem' % name)
         self.cert_path = os.path.join(directory, '%s-cert.pem' % name)
         self.bundle_path = os.path.join(directory, '%s-bundle.pem' % name)
 
 
-def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
-    """Validate every entry before anything is read or written; errors name the entry and the fix."""
-    if renew_days is None or renew_days < 0:
-        raise PkiError('renew_days must be 0 or more, not %r' % (renew_days,))
+def parse_requests(certs, default_dir=None, renew_days=None, defaults=None, policy=None):
+    """Validate every entry before anything is read or written; errors name the entry and the fix.
+
+    ``policy``: the renewal.RenewalPolicy of the run (else one of ``renew_days`` and the defaults)."""
+    if policy is None:
+        policy = renewal.RenewalPolicy(renew_days=renew_days)
     if not certs:
         raise PkiError('certs is empty: list at least one certificate to issue')
     defaults = defaults or {}
@@ -83,13 +93,19 @@ def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
         key_type = entry.get('key_type') or defaults.get('key_type', 'ec-p256')
         crypto.check_key_type(key_type, '%s key_type' % where)
 
-        valid_days = entry.get('valid_days')
-        if valid_days is None:
-            valid_days = defaults.get('valid_days', 365)
-        validate.check_valid_days(where, valid_days, validate.LEAF_VALID_DAYS)
-        if valid_days <= renew_days:
-            raise PkiError('%s: valid_days (%d) must be greater than renew_days (%d), or the certificate would '
-                           'be re-issued on every run' % (where, valid_days, renew_days))
+        valid_days, valid_hours = entry.get('valid_days'), entry.get('valid_hours')
+        if valid_days is not None and valid_hours is not None:
+            raise PkiError('%s sets both valid_days (%r) and valid_hours (%r): set one' % (where, valid_days, valid_hours))
+        if valid_days is None and valid_hours is None:
+            valid_hours = defaults.get('valid_hours')
+            if valid_hours is None:
+                valid_days = defaults.get('valid_days', 365)
+        if valid_hours is not None:
+            validate.check_valid_hours(where, valid_hours, validate.LEAF_VALID_HOURS)
+            policy.check_lifetime(where, datetime.timedelta(hours=valid_hours), 'valid_hours (%d)' % valid_hours)
+        else:
+            validate.check_valid_days(where, valid_days, validate.LEAF_VALID_DAYS)
+            policy.check_lifetime(where, datetime.timedelta(days=valid_days), 'valid_days (%d)' % valid_days)
 
         dns = []
         for value in entry.get('dns') or []:
@@ -126,7 +142,7 @@ def parse_requests(certs, default_dir=None, renew_days=30, defaults=None):
             dns.append(common_name.lower())
 
         requests.append(LeafRequest(name, directory, common_name, sorted(set(dns)), sorted(set(ips)), usage,
-                                    valid_days, key_type, where))
+                                    valid_days, key_type, where, valid_hours))
     return requests
 
 
@@ -201,6 +217,16 @@ def build_leaf_cert(request, key, ca, not_before, not_after, shared=None, subjec
     return crypto.sign(builder, ca.key)
 
 
+def _longer_than_asked(request, lifetime):
+    """A certificate that lives longer than its request now asks (valid_days 365 lowered to valid_hours 24) is
+    re-issued at once rather than at its renewal point months later; notBefore is backdated by store.BACKDATE,
+    and a minute more is allowed. A shorter one (clamped to the CA's end, or a longer validity asked since) is not:
+    it is renewed when due."""
+    return lifetime > request.validity + store.BACKDATE + datetime.timedelta(minutes=1)
+
+
+# A batch's certificates share their few validity bounds (issued in the same second): parsed once each.
+@functools.lru_cache(maxsize=4096)
 def _parse_recorded_time(text):
     """crypto.parse_iso8601 of a time iso8601() wrote, by slicing (strptime was a tenth of a 1000-cert rerun)."""
     if len(text) != 20 or text[4] != '-' or text[10] != 'T' or text[19] != 'Z':
@@ -216,8 +242,9 @@ class CertPlan:
     (``cert`` is then None). ``files_sha256``: the digest of a cert fully checked and found valid, to record.
     """
 
-    def __init__(self, request, action=None, reason='up to date', cert=None, recorded=None):
+    def __init__(self, request, action=None, reason='up to date', cert=None, recorded=None, renew_at=None):
         self.request = request
+        self.renew_at = renew_at
         self.action = action
         self.reason = reason
         self.cert = cert
@@ -230,8 +257,9 @@ class CertPlan:
     def changed(self):
         return self.action is not None
 
-    def result(self, now, details=True):
-        """Per-cert result; without ``details`` only what a large fleet's run needs (smaller, faster output)."""
+    def result(self, now, details=True, policy=None):
+        """Per-cert result; without ``details`` only what a large fleet's run needs (smaller, faster output).
+        ``policy``: the run's renewal.RenewalPolicy, for renew_at."""
         cert = self.new_cert or self.cert
         if cert is not None and self.action == ISSUE and self.new_cert is None:
             cert = None  # check mode: the cert on disk is not the one this run would leave
@@ -241,12 +269,15 @@ class CertPlan:
             serial, not_after, fingerprint = (recorded['serial'], recorded['not_after'],
                                               recorded['fingerprint_sha256'])
             days = int((_parse_recorded_time(not_after) - now).total_seconds() // 86400)
+            renew_at = self.renew_at
         elif cert is not None:
             serial, not_after, days = (crypto.serial_hex(cert), crypto.iso8601(crypto.not_after(cert)),
                                        crypto.days_remaining(cert, now))
             fingerprint = crypto.fingerprint_sha256(cert) if details else None
+            renew_at = policy and policy.renew_at(crypto.not_before(cert), crypto.not_after(cert), request.name,
+                                                  serial)
         else:
-            serial = not_after = days = fingerprint = None
+            serial = not_after = days = fingerprint = renew_at = None
         out = {
             'name': request.name,
             'changed': self.changed,
@@ -255,6 +286,7 @@ class CertPlan:
             'serial': serial,
             'not_after': not_after,
             'days_remaining': days,
+            'renew_at': crypto.iso8601(renew_at) if renew_at else None,
         }
         if details:
             out.update({
@@ -274,15 +306,15 @@ class CertPlan:
 class LeafIssuer:
     """Checks and issues a batch of leaf certificates signed by the CA in ``ca_dir``."""
 
-    def __init__(self, ca_dir, certs, ca_passphrase=None, renew_days=30, force=False, default_dir=None,
-                 defaults=None, now=None):
+    def __init__(self, ca_dir, certs, ca_passphrase=None, renew_days=None, force=False, default_dir=None,
+                 defaults=None, now=None, renew_fraction=None, renew_splay=None):
         self.ca_dir = ca_dir
         self.store = store.CaStore(ca_dir)
         self.ca_passphrase = ca_passphrase
-        self.renew_days = renew_days
+        self.policy = renewal.RenewalPolicy(renew_days, renew_fraction, renew_splay)
         self.force = force
         self.now = now or crypto.utcnow()
-        self.requests = parse_requests(certs, default_dir, renew_days, defaults)
+        self.requests = parse_requests(certs, default_dir, defaults=defaults, policy=self.policy)
         self.ca = None
         self.metadata = None
         self._ca_cert_data = None
@@ -294,7 +326,6 @@ class LeafIssuer:
         self._ca_public_key = None
         self._ca_fingerprint = None
         self._shared_extensions = {}
-        self._renew_before = None
         self._revoked = set()
         self._time_texts = {}  # iso8601() of the few validity bounds a batch's certs share
 
@@ -328,8 +359,6 @@ class LeafIssuer:
             self.load_ca()  # raises, naming the missing CA and the option to fix
         # The CA as the digests of files_sha256 know it: the bytes of its certificate file, hashed without parsing.
         self._ca_file_sha256 = hashlib.sha256(self._ca_cert_data).hexdigest()
-        # metadata.json's not_after is iso8601(), whose fixed width and field order make text order time order.
-        self._renew_before = crypto.iso8601(self.now + datetime.timedelta(days=self.renew_days))
         self.metadata = self.store.metadata()
         self._revoked = self.store.revoked_serials()
         if self._ca_needed_up_front():
@@ -371,7 +400,16 @@ class LeafIssuer:
             self.load()
         self.plans = [self._plan_one(request) for request in self.requests]
         self._check_writable()
+        self._check_ca_ending()
         return self.plans
+
+    def _check_ca_ending(self):
+        """Warn (once) when the CA ends within the renewal margin of the shortest certificate asked for: a leaf
+        issued now would be clamped to the CA's end and due at once. Read from metadata.json's record of the CA on
+        a run that loaded no CA."""
+        ca_end = self.ca.not_after if self.ca is not None else _parse_recorded_time(self.ca_not_after())
+        if ca_end - self.now < self.policy.base(min(request.validity for request in self.requests)):
+            self._warn_ca_ending()
 
     def _check_writable(self):
         checked = set()  # a fleet's certs share one or a few directories
@@ -428,15 +466,16 @@ class LeafIssuer:
             except (IOError, OSError):
                 bundle = None
             entry = self.metadata.entry(request.name)
-            if (bundle is not None and entry is not None and entry.get(FILES_DIGEST)
-                    and self._recorded_still_valid(request, entry, key_data, cert_data, bundle, key_mode, cert_mode)):
-                return CertPlan(request, None, 'up to date', recorded=entry)
+            renew_at = (bundle is not None and entry is not None and entry.get(FILES_DIGEST)
+                        and self._recorded_still_valid(request, entry, key_data, cert_data, bundle, key_mode, cert_mode))
+            if renew_at:
+                return CertPlan(request, None, 'up to date', recorded=entry, renew_at=renew_at)
         self._need_ca()  # the first certificate that needs more than its record loads the CA
         return self._full_check(request, key_data, cert_data)
 
     def _recorded_still_valid(self, request, entry, key_data, cert_data, bundle, key_mode, cert_mode):
-        """True when the files are byte for byte those recorded for this CA and the record alone shows the cert
-        still wanted as it is: same request, not revoked, not within renew_days. Anything else (or any doubt)
+        """The moment the cert is due (true) when the files are byte for byte those recorded for this CA and the record alone shows the cert
+        still wanted as it is: same request, not revoked, not yet due for renewal. Anything else (or any doubt)
         is left to the full check, which also words the reason."""
         if files_digest(self._ca_file_sha256, key_data, cert_data, bundle) != entry[FILES_DIGEST]:
             return False
@@ -447,14 +486,18 @@ class LeafIssuer:
             return False
         if entry.get('serial') in self._revoked:
             return False
-        not_after = entry.get('not_after')
-        # Equal to the second is left to the full check too: _renew_before drops the fraction of a second of now.
-        if not isinstance(not_after, str) or len(not_after) != len(self._renew_before) \
-                or not_after <= self._renew_before:
+        # Due, or due within the second (the record keeps whole seconds), is left to the full check; so is a
+        # certificate that lives longer than its request now asks.
+        try:
+            not_before, not_after = _parse_recorded_time(entry['not_before']), _parse_recorded_time(entry['not_after'])
+            renew_at = self.policy.renew_at(not_before, not_after, request.name, entry['serial'])
+        except (KeyError, TypeError, ValueError, PkiError):
             return False
-        return (entry.get('common_name') == request.common_name and entry.get('dns') == request.dns
-                and entry.get('ip') == request.ip and entry.get('usage') == request.usage
-                and entry.get('key_type') == request.key_type)
+        if renew_at - self.now <= datetime.timedelta(seconds=1) or _longer_than_asked(request, not_after - not_before):
+            return False
+        return renew_at if (entry.get('common_name') == request.common_name and entry.get('dns') == request.dns
+                            and entry.get('ip') == request.ip and entry.get('usage') == request.usage
+                            and entry.get('key_type') == request.key_type) else False
 
     def _full_check(self, request, key_data, cert_data):
         """Parse and verify the files: signature by the CA, key against cert, request, dates, revocation."""
@@ -507,20 +550,27 @@ class LeafIssuer:
             changes.append('usage')
         if crypto.key_type_of(public_key) != request.key_type:
             changes.append('key_type')
+        if _longer_than_asked(request, crypto.not_after(cert) - crypto.not_before(cert)):
+            changes.append('validity (%s)' % request.validity_text)
         return changes
 
     def _expiry_reason(self, request, cert):
         cert_end = crypto.not_after(cert)
         left = cert_end - self.now
-        if left >= datetime.timedelta(days=self.renew_days):
+        lifetime = cert_end - crypto.not_before(cert)
+        threshold = self.policy.threshold(lifetime, request.name, crypto.serial_hex(cert))
+        if left > threshold:
             return None
         if cert_end >= self.ca.not_after:
-            # Already clamped to the CA's end: a new cert could not live longer. Warn once, do not churn.
-            self._warn_ca_ending()
+            # Already clamped to the CA's end: a new cert could not live longer. Do not churn (plan() warns).
             return None
         if left.total_seconds() <= 0:
             return 'expired on %s' % crypto.iso8601(cert_end)
-        return 'expires in %d days (renew_days %d)' % (left.days, self.renew_days)
+        if self.policy.uses_days_only():
+            return 'expires in %d days (renew_days %d)' % (left.days, self.policy.renew_days)
+        return 'due for renewal: %s of %s left (renewed with %s left: %s)' % (
+            renewal.duration_text(left), renewal.duration_text(lifetime), renewal.duration_text(threshold),
+            self.policy.describe())
 
     def _plan_upkeep(self, request, cert):
         """A valid cert may still need its bundle rewritten, file modes fixed, or a metadata record."""
@@ -547,9 +597,10 @@ class LeafIssuer:
     def _warn_ca_ending(self):
         if not self._ca_warning_given:
             self._ca_warning_given = True
-            self.warnings.append('the CA %s expires on %s, within renew_days (%d): leaf certificates are clamped to '
-                                 'that date; renew or roll over the CA'
-                                 % (self.ca.cert_path, crypto.iso8601(self.ca.not_after), self.renew_days))
+            margin = ('renew_days (%d)' % self.policy.renew_days if self.policy.uses_days_only()
+                      else 'the renewal margin of its certificates (%s)' % self.policy.describe())
+            self.warnings.append('the CA %s expires on %s, within %s: leaf certificates are clamped to that date; '
+                                 'renew or roll over the CA' % (self.store.cert_path, self.ca_not_after(), margin))
 
     @property
     def changed(self):
@@ -619,13 +670,11 @@ class LeafIssuer:
         self.metadata.record(request, plan.cert, self._ca_fingerprint, item, digest)
 
     def _issue(self, request, reason, issued_at):
-        wanted_end = self.now + datetime.timedelta(days=request.valid_days)
+        wanted_end = self.now + request.validity
         not_after = min(wanted_end, self.ca.not_after)
         if wanted_end > self.ca.not_after:
-            self.warnings.append('%s: validity clamped to the CA end %s (valid_days %d asked for more)'
-                                 % (request.name, crypto.iso8601(self.ca.not_after), request.valid_days))
-            if self.ca.not_after - self.now < datetime.timedelta(days=self.renew_days):
-                self._warn_ca_ending()
+            self.warnings.append('%s: validity clamped to the CA end %s (%s asked for more)'
+                                 % (request.name, crypto.iso8601(self.ca.not_after), request.validity_text))
         not_before = max(self.now - store.BACKDATE, crypto.not_before(self.ca.cert))
         key = crypto.generate_key(request.key_type)
         subject = crypto.build_name(request.common_name)
@@ -661,7 +710,7 @@ class LeafIssuer:
         return text
 
     def results(self, details=True):
-        return [plan.result(self.now, details) for plan in self.plans]
+        return [plan.result(self.now, details, self.policy) for plan in self.plans]
 
     def diff(self):
         before, after = {}, {}

@@ -431,12 +431,13 @@ def test_validity_is_clamped_to_the_ca_end(tmp_path, pki):
     ca_dir, out_dir = str(tmp_path / 'ca'), str(tmp_path / 'out')
     pki.make_ca(ca_dir, valid_days=100)
     ca_end = crypto.not_after(pki.load_cert(ca_cert_path(ca_dir)))
-    issuer, results = pki.issue(ca_dir, [entry(valid_days=365)], default_dir=out_dir)
+    # renew_days 30: the CA (100 days) is not within the margin, so only the clamp is worth a warning.
+    issuer, results = pki.issue(ca_dir, [entry(valid_days=365)], default_dir=out_dir, renew_days=30)
     assert crypto.not_after(pki.load_cert(paths(out_dir)[1])) == ca_end
     assert len(issuer.warnings) == 1
     assert 'web1: validity clamped to the CA end' in issuer.warnings[0]
     assert 'within renew_days' not in issuer.warnings[0]
-    issuer, again = pki.issue(ca_dir, [entry(valid_days=365)], default_dir=out_dir)
+    issuer, again = pki.issue(ca_dir, [entry(valid_days=365)], default_dir=out_dir, renew_days=30)
     assert again['web1']['reason'] == 'up to date'
     assert issuer.warnings == []
 
@@ -512,7 +513,16 @@ GOOD = {'name': 'good', 'dns': ['good.example.com']}
     ([GOOD, dict(entry(), valid_days=-5)], {}, ['certs[1] (name web1)', 'valid_days', 'not -5']),
     ([GOOD, dict(entry(), valid_days=30)], {'renew_days': 30}, ['certs[1] (name web1)', 'valid_days (30)',
                                                                 'renew_days (30)']),
-    ([GOOD, dict(entry(), valid_days=10)], {}, ['certs[1] (name web1)', 'valid_days (10)', 'renew_days (30)']),
+    ([GOOD, dict(entry(), valid_hours=240)], {'renew_days': 10}, ['certs[1] (name web1)', 'valid_hours (240)',
+                                                                   'renew_days (10)']),
+    ([GOOD, dict(entry(), valid_days=10, valid_hours=24)], {}, ['certs[1] (name web1)', 'both valid_days',
+                                                                'valid_hours', 'set one']),
+    ([GOOD, dict(entry(), valid_hours=0)], {}, ['certs[1] (name web1)', 'valid_hours', 'not 0']),
+    ([GOOD, dict(entry(), valid_hours=87601)], {}, ['certs[1] (name web1)', 'valid_hours', '87600']),
+    ([GOOD], {'renew_fraction': 0}, ['renew_fraction', 'above 0', '0.9']),
+    ([GOOD], {'renew_fraction': 0.95}, ['renew_fraction', '0.95']),
+    ([GOOD], {'renew_splay': -0.1}, ['renew_splay', '-0.1']),
+    ([GOOD], {'renew_splay': 1.0}, ['renew_splay', '0.9']),
     ([GOOD, dict(entry(), usage='serverAuth')], {}, ['certs[1] (name web1)', "'serverAuth'"]),
     ([GOOD], {'renew_days': -1}, ['renew_days', '-1']),
 ])
@@ -1091,3 +1101,94 @@ def test_an_explicit_common_name_is_checked_when_it_is_not_among_the_dns_names(t
     request = parse_requests([{'name': 'web1', 'dns': ['Web1.Example.com'], 'common_name': 'WEB1.example.com'}],
                              str(tmp_path))[0]
     assert request.dns == ['web1.example.com'] and request.common_name == 'WEB1.example.com'
+
+
+# -- short-lived certificates, renewal at a share of the life, splay --------------------------------------------------
+
+HOUR = datetime.timedelta(hours=1)
+
+
+def _renew_bounds(result):
+    """(earliest, latest) moment the default policy may renew a certificate: 1/2 and 1/3 of its life left."""
+    not_after = crypto.parse_iso8601(result['not_after'])
+    lifetime = datetime.timedelta(hours=24) + store.BACKDATE
+    return not_after - lifetime / 2, not_after - lifetime / 3
+
+
+def test_valid_hours_issues_a_short_lived_certificate_and_a_rerun_keeps_it(ca_dir, out_dir, pki):
+    issuer, first = issue(pki, ca_dir, out_dir, [entry(valid_hours=1)])
+    cert = pki.load_cert(paths(out_dir)[1])
+    assert crypto.not_after(cert) - crypto.not_before(cert) == HOUR + store.BACKDATE
+    renew_at = crypto.parse_iso8601(first['web1']['renew_at'])
+    # Default policy: due between 1/2 and 1/3 of the life left.
+    lifetime = HOUR + store.BACKDATE
+    assert crypto.not_after(cert) - lifetime / 2 - datetime.timedelta(seconds=1) <= renew_at
+    assert renew_at <= crypto.not_after(cert) - lifetime / 3
+    dummy, again = issue(pki, ca_dir, out_dir, [entry(valid_hours=1)])
+    assert again['web1']['action'] == 'none' and again['web1']['renew_at'] == first['web1']['renew_at']
+
+
+def test_a_certificate_is_renewed_at_its_renewal_point_not_before(ca_dir, out_dir, pki):
+    dummy, first = issue(pki, ca_dir, out_dir, [entry(valid_hours=24)])
+    renew_at = crypto.parse_iso8601(first['web1']['renew_at'])
+    earliest, latest = _renew_bounds(first['web1'])
+    assert earliest - datetime.timedelta(seconds=1) <= renew_at <= latest
+    # A minute before: kept (from the record alone, and by the full check once the digest is gone).
+    dummy, kept = issue(pki, ca_dir, out_dir, [entry(valid_hours=24)], now=renew_at - datetime.timedelta(minutes=1))
+    assert kept['web1']['action'] == 'none'
+    record = metadata(ca_dir)
+    del record['certs']['web1'][store.FILES_DIGEST]
+    pki.write(os.path.join(ca_dir, store.METADATA_NAME), json.dumps(record).encode())
+    dummy, kept = issue(pki, ca_dir, out_dir, [entry(valid_hours=24)], now=renew_at - datetime.timedelta(minutes=1))
+    assert kept['web1']['action'] == 'none'
+    # A minute after: renewed, and the reason says why in hours.
+    dummy, renewed = issue(pki, ca_dir, out_dir, [entry(valid_hours=24)], now=renew_at + datetime.timedelta(minutes=1))
+    assert renewed['web1']['action'] == 'issue'
+    assert renewed['web1']['reason'].startswith('due for renewal: ')
+    assert ' h of 24.1 h left' in renewed['web1']['reason'] and 'renew_fraction 0.333' in renewed['web1']['reason']
+
+
+def test_a_batch_issued_together_comes_due_spread_over_the_splay_window(ca_dir, out_dir, pki):
+    certs = [entry('host%02d' % number, valid_hours=24) for number in range(60)]
+    dummy, first = issue(pki, ca_dir, out_dir, certs)
+    moments = sorted(crypto.parse_iso8601(result['renew_at']) for result in first.values())
+    earliest, latest = _renew_bounds(next(iter(first.values())))
+    assert earliest - datetime.timedelta(seconds=2) <= moments[0] and moments[-1] <= latest + datetime.timedelta(seconds=2)
+    # Spread over most of the 4 hour window (not all due in one run): 60 draws leave no gap of an hour.
+    assert moments[-1] - moments[0] > 3 * HOUR
+    assert max(b - a for a, b in zip(moments, moments[1:])) < HOUR
+    # At the middle of the window about half are due; the rest stay, and are due later.
+    middle = moments[0] + (moments[-1] - moments[0]) / 2
+    dummy, mid = issue(pki, ca_dir, out_dir, certs, now=middle)
+    renewed = sum(result['action'] == 'issue' for result in mid.values())
+    assert 10 < renewed < 50
+    # Renewed ones draw a new point (new serial), so they stay spread.
+    new_points = [crypto.parse_iso8601(result['renew_at']) for result in mid.values() if result['action'] == 'issue']
+    assert len(set(new_points)) > renewed // 2
+
+
+def test_renew_days_alone_keeps_its_meaning_without_splay(ca_dir, out_dir, pki):
+    dummy, first = issue(pki, ca_dir, out_dir, [entry(valid_days=60)], renew_days=30)
+    not_after = crypto.parse_iso8601(first['web1']['not_after'])
+    assert crypto.parse_iso8601(first['web1']['renew_at']) == not_after - 30 * DAY
+
+
+def test_both_margins_the_larger_applies(ca_dir, out_dir, pki):
+    dummy, first = issue(pki, ca_dir, out_dir, [entry(valid_days=90)], renew_days=10, renew_fraction=0.5,
+                         renew_splay=0)
+    not_after = crypto.parse_iso8601(first['web1']['not_after'])
+    lifetime = 90 * DAY + store.BACKDATE
+    assert crypto.parse_iso8601(first['web1']['renew_at']) == not_after - lifetime / 2
+    dummy, first = issue(pki, ca_dir, out_dir, [entry(valid_days=90)], renew_days=60, renew_fraction=0.5,
+                         renew_splay=0)
+    assert crypto.parse_iso8601(first['web1']['renew_at']) == not_after - 60 * DAY
+
+
+def test_a_shorter_validity_asked_reissues_at_once(ca_dir, out_dir, pki):
+    issue(pki, ca_dir, out_dir, [entry(valid_days=365)])
+    dummy, moved = issue(pki, ca_dir, out_dir, [entry(valid_hours=24)])
+    assert moved['web1']['action'] == 'issue'
+    assert moved['web1']['reason'] == 'request changed: validity (valid_hours 24)'
+    # A longer validity asked is not a reason: renewed when due.
+    dummy, longer = issue(pki, ca_dir, out_dir, [entry(valid_hours=48)])
+    assert longer['web1']['action'] == 'none'
