@@ -47,7 +47,7 @@ options:
         RV(endpoints) in the order given.
       - The leaf is fetched on a handshake that verifies nothing (so an expired or foreign certificate is still
         seen); with O(ca_path) a second handshake verifies the chain against it, as a client does, without a host
-        name check.
+        name check. Up to 16 endpoints are inspected at once.
       - "Status: C(unreachable) (no certificate obtained), C(broken) (does not parse, chain does not verify, not
         yet valid), C(expired), C(mismatch) (differs from O(endpoints[].cert_path)), C(expiring) (within
         O(warn_days)), C(ok)."
@@ -307,7 +307,8 @@ endpoints:
       description: Whether a certificate was obtained.
       type: bool
     error:
-      description: What is wrong, in words (why unreachable, broken or mismatched); null when nothing is.
+      description: What is wrong, in words (why unreachable, broken or mismatched, or why the chain could not be
+        checked); null when nothing is.
       type: str
     serial:
       description: Serial of the served certificate, upper-case hex; null when unreachable.

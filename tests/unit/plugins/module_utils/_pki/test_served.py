@@ -172,3 +172,24 @@ def test_order_is_kept_and_inputs_checked(lab, tls_server, closed_port):
                               ([{'name': 'a', 'host': 'h', 'port': 1, 'client_key': '/k'}], 'client_key without')):
         with pytest.raises(PkiError, match=needle):
             inspect_endpoints(endpoints)
+
+
+def test_silent_ports_time_out_at_once_not_one_after_the_other():
+    """A port that accepts TCP but never answers the TLS hello: each endpoint times out after its timeout, and
+    several of them are waited for together."""
+    import socket
+    import time
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(('127.0.0.1', 0))
+    silent.listen(16)  # never accepted: the kernel completes the TCP handshake, nobody speaks TLS
+    try:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        report = inspect_endpoints([{'name': 'quiet%d' % index, 'host': '127.0.0.1', 'port': port, 'timeout': 1.0}
+                                    for index in range(4)])
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert [entry['status'] for entry in report['endpoints']] == ['unreachable'] * 4
+    assert all('timed out' in entry['error'] for entry in report['endpoints']), report
+    assert 0.9 < took < 3.0, took
