@@ -43,6 +43,25 @@ def test_renewal_timer_renders_units_that_run_the_scheduled_playbook_from_the_ch
     assert rc == 0 and 'changed=0' in output[output.rindex('PLAY RECAP'):]
 
 
+def test_the_timer_runs_often_enough_for_short_lived_certificates_and_a_window_they_do_not_fit_is_refused(tmp_path):
+    hosts = inventory(tmp_path, FLEET)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units, '-e', 'pki_leaf_valid_hours=24')
+    assert rc == 0, output[-3000:]
+    timer = (units / 'fleetpki-renewal.timer').read_text()
+    assert 'OnCalendar=*-*-* 00/2:00:00\n' in timer and 'RandomizedDelaySec=1440\n' in timer, timer
+    assert 'The renewal job runs every 120 minutes: certificates of 24 hours are due with 8.0 hours' in output
+    before = timer
+    rc, output = renewal_timer(hosts, units, '-e', 'pki_leaf_valid_hours=24', '-e', 'renewal_timer_window=02:00-04:00')
+    assert rc != 0 and 'the window 02:00-04:00 lets the renewal run once a day' in output, output[-3000:]
+    assert (units / 'fleetpki-renewal.timer').read_text() == before
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_window=02:00-04:00')
+    assert rc == 0, output[-3000:]
+    timer = (units / 'fleetpki-renewal.timer').read_text()
+    assert 'OnCalendar=*-*-* 02:00:00\n' in timer and 'RandomizedDelaySec=3600\n' in timer, timer
+
+
 def renewal_timer(hosts, units, *extra):
     return playbook(hosts, 'renewal_timer.yml', '-e', 'renewal_timer_unit_dir=%s' % units,
                     '-e', 'renewal_timer_manage_service=false', *extra)
