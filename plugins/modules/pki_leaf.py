@@ -177,6 +177,19 @@ options:
         type: str
         default: ec-p256
         choices: [ec-p256, ec-p384, rsa2048, rsa3072, rsa4096, ed25519]
+      csr:
+        description:
+          - A PEM certificate request from the host, whose key was born there (M(fleetpki.mtls.host_key) makes it).
+            The certificate is then issued for the request's public key; no key file is written on the control node,
+            and a C(<name>-key.pem) left there from before is removed.
+          - The request must ask for exactly this entry's subject (CN O(certs[].common_name)), DNS names, IPs and
+            O(certs[].key_type), and its signature must verify with the key it carries; anything else is refused,
+            naming the entry and what it asked for, before any file is written (a host that asks for another
+            host's name has been tampered with). Nothing of the request but its public key is used.
+          - A certificate is re-issued when the request carries another key (the host rotated it). A rerun with the
+            same request bytes decides from the record, without parsing it.
+        type: str
+        version_added: 0.3.0
 notes:
   - Every bad input (unknown key type, a SAN that is neither a host name nor an IP, an empty or duplicate name,
     both O(certs[].valid_days) and O(certs[].valid_hours), a validity not above O(renew_days), a renewal share out of
@@ -369,6 +382,7 @@ def argument_spec():
             valid_days=dict(type='int'),
             valid_hours=dict(type='int'),
             key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
+            csr=dict(type='str'),
         )),
     )
 

@@ -20,7 +20,8 @@ import hashlib
 import os
 import re
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, files, renewal, store, validate
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import (
+    constraints, crypto, csr as host_csr, files, renewal, store, validate)
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import check_ca_usable, load_ca
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.store import (
@@ -33,13 +34,18 @@ UPDATE = 'update'
 BUNDLE = 'bundle'
 MODE = 'mode'
 RECORD = 'record'
+STALE_KEY = 'stale key'
+
+# The key part of the files digest of a certificate whose key is its host's: the request's exact bytes (the host
+# sends the same request while its key and names stay; a new one is checked in full).
+_CSR_DIGEST_PREFIX = b'fleetpki host csr\0'
 
 
 class LeafRequest:
     """One validated entry of ``certs``."""
 
     def __init__(self, name, directory, common_name, dns, ip, usage, valid_days, key_type, where=None,
-                 valid_hours=None):
+                 valid_hours=None, csr=None):
         self.name = name
         self.where = where or 'certs entry %s' % name
         self.directory = directory
@@ -55,7 +61,11 @@ class LeafRequest:
         self.validity_text = ('valid_hours %d' % valid_hours if valid_hours is not None
                               else 'valid_days %d' % valid_days)
         self.key_type = key_type
-        self.key_path = os.path.join(directory, '%s-key.pem' % name)
+        # A key born on its host (csr given): the control node never holds it; a key file left from before is
+        # stale and removed.
+        self.csr = crypto.to_bytes(csr) if csr else None
+        self.stale_key_path = os.path.join(directory, '%s-key.pem' % name)
+        self.key_path = None if self.csr else self.stale_key_path
         self.cert_path = os.path.join(directory, '%s-cert.pem' % name)
         self.bundle_path = os.path.join(directory, '%s-bundle.pem' % name)
 
@@ -141,8 +151,12 @@ def parse_requests(certs, default_dir=None, renew_days=None, defaults=None, poli
                                'the SANs (%s); use a host name' % (where, common_name, problem))
             dns.append(common_name.lower())
 
+        csr = entry.get('csr')
+        if csr is not None and (not isinstance(csr, str) or '-----BEGIN CERTIFICATE REQUEST-----' not in csr):
+            raise PkiError('%s: csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----), as '
+                           'fleetpki.mtls.host_key returns it' % where)
         requests.append(LeafRequest(name, directory, common_name, sorted(set(dns)), sorted(set(ips)), usage,
-                                    valid_days, key_type, where, valid_hours))
+                                    valid_days, key_type, where, valid_hours, csr))
     return requests
 
 
@@ -188,8 +202,9 @@ def _fixed_extensions(ca, usage, is_rsa):
 
 def build_leaf_cert(request, key, ca, not_before, not_after, shared=None, subject=None):
     """``shared``: a dict the caller keeps for one CA across a batch, so what every leaf shares is built once;
-    ``subject``: crypto.build_name(request.common_name) when the caller has built it already."""
-    public_key = key.public_key()
+    ``subject``: crypto.build_name(request.common_name) when the caller has built it already; ``key``: the
+    private key, or the public key alone (a key born on its host)."""
+    public_key = key.public_key() if hasattr(key, 'public_key') else key
     is_rsa = isinstance(public_key, crypto.rsa.RSAPublicKey)
     if shared is None:
         shared = {}
@@ -453,6 +468,8 @@ class LeafIssuer:
             return None
 
     def _plan_one(self, request):
+        if request.csr is not None:
+            return self._plan_from_csr(request)
         if self.force:
             return CertPlan(request, ISSUE, 'force', self._current_cert(request))
         try:
@@ -499,6 +516,48 @@ class LeafIssuer:
                             and entry.get('ip') == request.ip and entry.get('usage') == request.usage
                             and entry.get('key_type') == request.key_type) else False
 
+    def _csr_public_key(self, request):
+        """The host's public key from its request, checked against the request's names (PkiError before any write
+        when it asks for anything else); parsed once per run."""
+        if getattr(request, 'csr_public_key', None) is None:
+            request.csr_public_key = host_csr.checked_public_key(request)
+        return request.csr_public_key
+
+    def _plan_from_csr(self, request):
+        """A certificate whose key is its host's: the same checks as _plan_one / _full_check, with the request's
+        public key in place of a key file."""
+        key_part = _CSR_DIGEST_PREFIX + request.csr
+        try:
+            cert_data, cert_mode = files.read_bytes_and_mode(request.cert_path)
+        except (IOError, OSError):
+            cert_data = None
+        if cert_data is not None and not self.force and not os.path.lexists(request.stale_key_path):
+            try:
+                bundle = files.read_bytes(request.bundle_path)
+            except (IOError, OSError):
+                bundle = None
+            entry = self.metadata.entry(request.name)
+            # The same request bytes as when the certificate was issued: checked then, against the same names.
+            renew_at = (bundle is not None and entry is not None and entry.get(FILES_DIGEST)
+                        and self._recorded_still_valid(request, entry, key_part, cert_data, bundle, KEY_MODE,
+                                                       cert_mode))
+            if renew_at:
+                return CertPlan(request, None, 'up to date', recorded=entry, renew_at=renew_at)
+        public_key = self._csr_public_key(request)
+        if self.force:
+            return CertPlan(request, ISSUE, 'force', self._current_cert(request))
+        self._need_ca()
+        if cert_data is None:
+            return CertPlan(request, ISSUE, 'missing: %s' % os.path.basename(request.cert_path))
+        try:
+            cert = crypto.load_cert(cert_data, request.cert_path)
+            cert_key = cert.public_key()
+        except (PkiError, ValueError, crypto.UnsupportedAlgorithm):
+            return CertPlan(request, ISSUE, 'certificate unreadable')
+        if crypto.public_key_der(cert_key) != crypto.public_key_der(public_key):
+            return CertPlan(request, ISSUE, 'new key from the host', cert)
+        return self._check_issued(request, cert, cert_key, key_part, cert_data)
+
     def _full_check(self, request, key_data, cert_data):
         """Parse and verify the files: signature by the CA, key against cert, request, dates, revocation."""
         missing = [path for path in (request.cert_path, request.key_path) if not os.path.exists(path)]
@@ -519,6 +578,11 @@ class LeafIssuer:
             return CertPlan(request, ISSUE, 'key unreadable')
         if crypto.public_key_der(key) != crypto.public_key_der(public_key) or not crypto.key_signs_for(key, public_key):
             return CertPlan(request, ISSUE, 'key does not match certificate', cert)
+        return self._check_issued(request, cert, public_key, key_data, cert_data)
+
+    def _check_issued(self, request, cert, public_key, key_data, cert_data):
+        """A certificate whose key is known to match: signature by the CA, revocation, request, dates, upkeep;
+        ``key_data``: the key's part of the files digest."""
         if not crypto.signed_by(cert, self.ca.cert, self._ca_subject, self._ca_public_key):
             return CertPlan(request, ISSUE, 'not signed by the current CA', cert)
         if self._revoked and crypto.serial_hex(cert) in self._revoked:
@@ -573,8 +637,13 @@ class LeafIssuer:
             self.policy.describe())
 
     def _plan_upkeep(self, request, cert):
-        """A valid cert may still need its bundle rewritten, file modes fixed, or a metadata record."""
+        """A valid cert may still need its bundle rewritten, file modes fixed, or a metadata record; a key file the
+        control node must not hold (the host's key, or one left from before it was) removed."""
         fixes, reasons = [], []
+        if request.csr is not None and os.path.lexists(request.stale_key_path):
+            fixes.append(STALE_KEY)
+            reasons.append('the key is its host\'s: %s removed from the control node'
+                           % os.path.basename(request.stale_key_path))
         try:
             bundle = files.read_bytes(request.bundle_path)
         except (IOError, OSError):
@@ -582,7 +651,8 @@ class LeafIssuer:
         if bundle != crypto.cert_pem(cert) + self.ca.cert_pem:
             fixes.append(BUNDLE)
             reasons.append('bundle missing or out of date')
-        if files.file_mode(request.key_path) != KEY_MODE or files.file_mode(request.cert_path) != PUBLIC_MODE:
+        if (request.key_path is not None and files.file_mode(request.key_path) != KEY_MODE) \
+                or files.file_mode(request.cert_path) != PUBLIC_MODE:
             fixes.append(MODE)
             reasons.append('file modes (key 0600, cert 0644)')
         if self.metadata.current_serial(request.name) != crypto.serial_hex(cert):
@@ -663,8 +733,11 @@ class LeafIssuer:
         if BUNDLE in plan.fixes:
             files.atomic_write(request.bundle_path, crypto.cert_pem(plan.cert) + self.ca.cert_pem, PUBLIC_MODE)
         if MODE in plan.fixes:
-            os.chmod(request.key_path, KEY_MODE)
+            if request.key_path is not None:
+                os.chmod(request.key_path, KEY_MODE)
             os.chmod(request.cert_path, PUBLIC_MODE)
+        if STALE_KEY in plan.fixes:
+            _unlink(request.stale_key_path)
         item = Metadata.history_item(plan.cert, self._ca_fingerprint, 'recorded from disk', issued_at)
         digest = plan.files_sha256 or (self.metadata.entry(request.name) or {}).get(FILES_DIGEST)
         self.metadata.record(request, plan.cert, self._ca_fingerprint, item, digest)
@@ -676,14 +749,19 @@ class LeafIssuer:
             self.warnings.append('%s: validity clamped to the CA end %s (%s asked for more)'
                                  % (request.name, crypto.iso8601(self.ca.not_after), request.validity_text))
         not_before = max(self.now - store.BACKDATE, crypto.not_before(self.ca.cert))
-        key = crypto.generate_key(request.key_type)
         subject = crypto.build_name(request.common_name)
+        if request.csr is not None:
+            key = self._csr_public_key(request)
+            key_data, key_tmp = _CSR_DIGEST_PREFIX + request.csr, None
+        else:
+            key = crypto.generate_key(request.key_type)
         cert = build_leaf_cert(request, key, self.ca, not_before, not_after, self._shared_extensions, subject)
         cert_data = crypto.cert_pem(cert)
-        key_data = crypto.private_key_pem(key)
         bundle_data = cert_data + self.ca.cert_pem
         directory = request.directory
-        key_tmp = files.write_temp(directory, os.path.basename(request.key_path), key_data, KEY_MODE)
+        if request.csr is None:
+            key_data = crypto.private_key_pem(key)
+            key_tmp = files.write_temp(directory, os.path.basename(request.key_path), key_data, KEY_MODE)
         cert_tmp = files.write_temp(directory, os.path.basename(request.cert_path), cert_data, PUBLIC_MODE)
         bundle_tmp = files.write_temp(directory, os.path.basename(request.bundle_path), bundle_data, PUBLIC_MODE)
         not_before_text, not_after_text = self._time_text(not_before), self._time_text(not_after)
@@ -692,13 +770,11 @@ class LeafIssuer:
         self.metadata.journal(request.name, item)
         # Drop the old cert and bundle first: a kill between the renames leaves "no cert" (re-issued next run),
         # never a new key beside the old cert or the old bundle.
-        for stale in (request.cert_path, request.bundle_path):
-            try:
-                os.unlink(stale)
-            except (IOError, OSError) as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-        os.rename(key_tmp, request.key_path)
+        # A key born on its host: no key file here, and one left from before goes (with the old cert).
+        for stale in (request.cert_path, request.bundle_path) + ((request.stale_key_path,) if key_tmp is None else ()):
+            _unlink(stale)
+        if key_tmp is not None:
+            os.rename(key_tmp, request.key_path)
         os.rename(cert_tmp, request.cert_path)
         os.rename(bundle_tmp, request.bundle_path)
         return cert, item, files_digest(self._ca_file_sha256, key_data, cert_data, bundle_data), facts
@@ -722,6 +798,14 @@ class LeafIssuer:
             after[name] = _summary(plan.new_cert or plan.cert) if plan.action != ISSUE or plan.new_cert else {
                 'state': 'to be issued', 'dns': plan.request.dns, 'ip': plan.request.ip, 'usage': plan.request.usage}
         return {'before': before, 'after': after}
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except (IOError, OSError) as exc:
+        if exc.errno != errno.ENOENT:
+            raise
 
 
 def _summary(cert):
