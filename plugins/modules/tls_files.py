@@ -64,11 +64,22 @@ options:
     suboptions:
       path: {description: The file., type: path, required: true}
       content:
-        description: The content (public files). Exactly one of O(files[].content) and O(files[].secret_content).
+        description: The content (public files). Exactly one of O(files[].content), O(files[].secret_content) and
+          O(files[].src).
         type: str
       secret_content:
         description: The content of a secret file (a private key); never logged, never in the diff.
         type: str
+      src:
+        description:
+          - A file on the managed host whose content this file gets, as a secret (a key born on the host, made by
+            M(fleetpki.mtls.host_key)): copied there, compared and written like O(files[].secret_content), never
+            sent to the control node.
+          - It must be a regular file with one name, owned by the user the module runs as (root), readable and
+            writable by nobody else, in a directory nobody else can write, reached without a link another user
+            could have made; anything else is refused before any write.
+        type: path
+        version_added: 0.3.0
       owner: {description: User name or uid., type: str}
       group: {description: Group name or gid., type: str}
       mode: {description: Octal mode such as C("0644")., type: raw, required: true}
@@ -235,8 +246,10 @@ def main():
             # where a key's newlines (and any backslash) are escaped and escape the mask of a no_log suboption.
             files=dict(type='list', elements='dict', default=[], no_log=True, options=dict(
                 path=dict(type='path', required=True), content=dict(type='str'),
-                secret_content=dict(type='str', no_log=True), backup=dict(type='bool', default=False), **OWNERSHIP),
-                mutually_exclusive=[['content', 'secret_content']], required_one_of=[['content', 'secret_content']]),
+                secret_content=dict(type='str', no_log=True), src=dict(type='path'),
+                backup=dict(type='bool', default=False), **OWNERSHIP),
+                mutually_exclusive=[['content', 'secret_content', 'src']],
+                required_one_of=[['content', 'secret_content', 'src']]),
             env_files=dict(type='list', elements='dict', default=[], no_log=True, options=dict(
                 path=dict(type='path', required=True), entries=dict(type='dict', default={}),
                 secret_entries=dict(type='dict', default={}, no_log=True), **OWNERSHIP)),

@@ -322,11 +322,16 @@ class Want(object):
         self.entries = []
         self.secret_keys = set()
         if kind == 'file':
-            secret = spec.get('secret_content')
-            if (spec.get('content') is None) == (secret is None):
-                raise HostFilesError('%s: give exactly one of content and secret_content' % self.path)
-            self.secret = secret is not None
-            self.content = (secret if self.secret else spec['content']).encode('utf-8')
+            secret, src = spec.get('secret_content'), spec.get('src')
+            if [spec.get('content'), secret, src].count(None) != 2:
+                raise HostFilesError('%s: give exactly one of content, secret_content and src' % self.path)
+            if src is not None:
+                # A key born on this host, kept in root's own directory: copied, never read by the control node.
+                self.secret = True
+                self.content = read_private_source(os.path.abspath(src), self.path)
+            else:
+                self.secret = secret is not None
+                self.content = (secret if self.secret else spec['content']).encode('utf-8')
         elif kind == 'env':
             self.entries = [(key, _text(self.path, key, value)) for key, value in (spec.get('entries') or {}).items()]
             secret_entries = [(key, _text(self.path, key, value))
@@ -337,6 +342,41 @@ class Want(object):
             self.entries += secret_entries
             for key, value in self.entries:
                 check_env_entry(self.path, key, value)
+
+
+def read_private_source(src, path):
+    """The bytes of ``src``, a file only root (or the user this runs as) can have written: a regular file with one
+    name, owned by that user, writable by nobody else, in a directory of the same kind, reached without an
+    untrusted link. A file another user could write would hand that user the key every client trusts."""
+    parent, name = os.path.split(src)
+    try:
+        dir_fd = open_directory(parent)
+    except OSError as exc:
+        raise HostFilesError('%s: its src %s cannot be read (%s); make the key first (fleetpki.mtls.host_key)'
+                             % (path, src, exc.strerror))
+    try:
+        owners = (0, os.geteuid())
+        dir_info = os.fstat(dir_fd)
+        if dir_info.st_uid not in owners or dir_info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise HostFilesError('%s: its src directory %s is not root\'s alone (owner uid %d, mode %04o); the key '
+                                 'there could have been put by another user. Make it root:root 0700 and rerun'
+                                 % (path, parent, dir_info.st_uid, stat.S_IMODE(dir_info.st_mode)))
+        info = _lstat(dir_fd, name)
+        if info is None:
+            raise HostFilesError('%s: its src %s does not exist; make the key first (fleetpki.mtls.host_key)'
+                                 % (path, src))
+        fd = open_regular(dir_fd, name, src, info)
+        try:
+            opened = os.fstat(fd)
+            if opened.st_uid not in owners or opened.st_mode & 0o077:
+                raise HostFilesError('%s: its src %s is not root\'s alone (owner uid %d, mode %04o); it may have been '
+                                     'replaced by another user. Remove it (a new key is made by the next run) and '
+                                     'rerun' % (path, src, opened.st_uid, stat.S_IMODE(opened.st_mode)))
+            return read_fd(fd, CONTENT_LIMIT, src, 'a private key is small')
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _settings(want):

@@ -1,0 +1,123 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""host_key (keys born on their hosts) and tls_files' src, with real keys and files: the request the host returns
+is what pki_leaf signs, the key stays in root's directory, and tls_files copies it only from a file root alone
+could have written."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+from ansible_collections.fleetpki.mtls.plugins.modules import host_key, tls_files
+
+WORKER = {'name': 'worker-worker1', 'common_name': 'worker1', 'dns': ['worker1', 'Worker1.Example.com'],
+          'ip': ['10.0.0.7']}
+
+
+def args(tmp_path, **extra):
+    value = {'dir': str(tmp_path / 'keys'), 'keys': [WORKER]}
+    value.update(extra)
+    return value
+
+
+def key_of(tmp_path, name='worker-worker1'):
+    return serialization.load_pem_private_key((tmp_path / 'keys' / ('%s-key.pem' % name)).read_bytes(), None)
+
+
+def test_a_key_is_made_on_the_host_and_its_request_returned(tmp_path, run_module):
+    run = run_module(host_key, args(tmp_path))
+    assert run.rc == 0 and run.result['changed'] is True
+    made = run.result['keys']['worker-worker1']
+    assert made['key_made'] is True and made['reason'] == 'no key yet'
+    assert 'PRIVATE KEY' not in run.stdout
+    assert oct(os.stat(str(tmp_path / 'keys')).st_mode & 0o777) == '0o700'
+    assert oct(os.stat(str(tmp_path / 'keys' / 'worker-worker1-key.pem')).st_mode & 0o777) == '0o600'
+    csr = x509.load_pem_x509_csr(made['csr'].encode())
+    assert csr.is_signature_valid
+    assert crypto.public_key_der(csr.public_key()) == crypto.public_key_der(key_of(tmp_path))
+    assert csr.subject.rfc4514_string() == 'CN=worker1'
+    assert crypto.sans(csr) == (['worker1', 'worker1.example.com'], ['10.0.0.7'])
+
+
+def test_a_rerun_returns_the_same_request_bytes_and_changes_nothing(tmp_path, run_module):
+    first = run_module(host_key, args(tmp_path)).result['keys']['worker-worker1']['csr']
+    again = run_module(host_key, args(tmp_path))
+    assert again.result['changed'] is False and again.result['keys']['worker-worker1']['csr'] == first
+    assert again.result['keys']['worker-worker1']['reason'] == 'kept'
+
+
+def test_new_names_make_a_new_request_for_the_same_key(tmp_path, run_module):
+    run_module(host_key, args(tmp_path))
+    key = crypto.public_key_der(key_of(tmp_path))
+    moved = dict(WORKER, ip=['10.0.0.8'])
+    run = run_module(host_key, args(tmp_path, keys=[moved]))
+    csr = x509.load_pem_x509_csr(run.result['keys']['worker-worker1']['csr'].encode())
+    assert run.result['changed'] is True and crypto.sans(csr)[1] == ['10.0.0.8']
+    assert crypto.public_key_der(csr.public_key()) == key == crypto.public_key_der(key_of(tmp_path))
+
+
+def test_rotate_makes_a_new_key(tmp_path, run_module):
+    run_module(host_key, args(tmp_path))
+    old = crypto.public_key_der(key_of(tmp_path))
+    run = run_module(host_key, args(tmp_path, rotate=True))
+    assert run.result['keys']['worker-worker1']['reason'] == 'rotated'
+    assert crypto.public_key_der(key_of(tmp_path)) != old
+
+
+def test_a_key_file_another_user_could_read_is_replaced(tmp_path, run_module):
+    run_module(host_key, args(tmp_path))
+    old = crypto.public_key_der(key_of(tmp_path))
+    os.chmod(str(tmp_path / 'keys' / 'worker-worker1-key.pem'), 0o644)
+    run = run_module(host_key, args(tmp_path))
+    assert 'not root\'s alone' in run.result['keys']['worker-worker1']['reason']
+    assert crypto.public_key_der(key_of(tmp_path)) != old
+
+
+def test_a_directory_others_can_reach_is_refused(tmp_path, run_module):
+    (tmp_path / 'keys').mkdir(mode=0o755)
+    os.chmod(str(tmp_path / 'keys'), 0o755)
+    run = run_module(host_key, args(tmp_path))
+    assert run.rc == 1 and "must be root's alone" in run.result['msg'] and 'chmod 0700' in run.result['msg']
+    assert os.listdir(str(tmp_path / 'keys')) == []
+
+
+def test_check_mode_makes_nothing(tmp_path, run_module):
+    run = run_module(host_key, args(tmp_path), check_mode=True)
+    assert run.result['changed'] is True and run.result['keys']['worker-worker1']['csr'] is None
+    assert not (tmp_path / 'keys').exists()
+
+
+def test_tls_files_copies_the_key_from_roots_directory_only(tmp_path, run_module):
+    run_module(host_key, args(tmp_path))
+    src = str(tmp_path / 'keys' / 'worker-worker1-key.pem')
+    (tmp_path / 'svc').mkdir()
+    target = str(tmp_path / 'svc' / 'client-key.pem')
+    copy = {'files': [{'path': target, 'src': src, 'mode': '0600', 'backup': True}]}
+    run = run_module(tls_files, copy, diff=True)
+    assert run.rc == 0 and run.result['changed'] is True
+    assert open(target, 'rb').read() == open(src, 'rb').read()
+    assert 'PRIVATE KEY' not in run.stdout
+    assert run_module(tls_files, copy).result['changed'] is False
+    # A source others could write (or read) is refused before any write.
+    os.chmod(src, 0o640)
+    refused = run_module(tls_files, copy)
+    assert refused.rc == 1 and "is not root's alone" in refused.result['msg']
+    os.chmod(src, 0o600)
+    os.chmod(str(tmp_path / 'keys'), 0o770)
+    refused = run_module(tls_files, copy)
+    assert refused.rc == 1 and 'src directory' in refused.result['msg']
+    os.chmod(str(tmp_path / 'keys'), 0o700)
+    # A link in root's directory is never followed.
+    os.symlink(target, str(tmp_path / 'keys' / 'link-key.pem'))
+    linked = run_module(tls_files, {'files': [{'path': target, 'src': str(tmp_path / 'keys' / 'link-key.pem'),
+                                               'mode': '0600'}]})
+    assert linked.rc == 1 and 'symbolic link' in linked.result['msg']
+    missing = run_module(tls_files, {'files': [{'path': target, 'src': str(tmp_path / 'keys' / 'none-key.pem'),
+                                                'mode': '0600'}]})
+    assert missing.rc == 1 and 'make the key first' in missing.result['msg']
