@@ -19,8 +19,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from fleetlab import (CA_BUNDLE, CA_PASSPHRASE, CLIENT_PEM, REDIS_CERT, REDIS_KEY, WORKER_CERT, WORKERS, acl_password,
-                      assert_no_failed_operation, assert_no_secret_in, assert_nothing_changed, cert_serial,
+from fleetlab import (CA_BUNDLE, CA_PASSPHRASE, CLIENT_PEM, PROJECT, REDIS_CERT, REDIS_KEY, WORKER_CERT, WORKERS,
+                      acl_password, assert_no_failed_operation, assert_no_secret_in, assert_nothing_changed, cert_serial,
                       changed_counts, load_env, oldest_client_age, password_file, put_file, record, redis_cli,
                       redis_pid, run_playbook, start_load, start_process_sampler, stop_load_and_check_every_job,
                       stop_process_sampler)
@@ -97,6 +97,65 @@ def test_rotate_with_force_renews_everything_without_a_failed_request(fleet, loa
     record('lifecycle', 'rotate_force', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'], ops=stats['ops'])
 
 
+API_LOAD_STATS = '/var/tmp/fleet-api-load.json'
+
+
+def api_pid(fleet):
+    return int(fleet['api1'].check_output('systemctl show -p MainPID --value fleet-api'))
+
+
+def start_api_load(fleet):
+    """tests/load/api_load.py on pxe1: GET https://api1:8443/health, a new TLS connection with the client
+    certificate for every request, no retry."""
+    pxe = fleet['pxe1']
+    put_file('pxe1', '/opt/fleet-api-load.py', (PROJECT / 'tests' / 'load' / 'api_load.py').read_text(), '0755')
+    pxe.run('systemctl stop fleet-api-load; rm -f %s' % API_LOAD_STATS)
+    pxe.check_output('systemd-run --unit fleet-api-load --collect /usr/bin/python3 /opt/fleet-api-load.py '
+                     '--url https://api1:8443/health --client-pem %s --ca %s --stats %s'
+                     % (CLIENT_PEM, CA_BUNDLE, API_LOAD_STATS))
+    for dummy in range(60):
+        if pxe.file(API_LOAD_STATS).exists and json.loads(pxe.check_output('cat %s' % API_LOAD_STATS))['ops'] >= 50:
+            return
+        time.sleep(0.5)
+    pytest.fail('the API load did not get 50 answers: %s' % pxe.run('journalctl -u fleet-api-load | tail -20').stdout)
+
+
+def stop_api_load(fleet):
+    pxe = fleet['pxe1']
+    pxe.run('systemctl stop fleet-api-load')
+    for dummy in range(60):
+        stats = json.loads(pxe.check_output('cat %s' % API_LOAD_STATS))
+        if stats['stopped']:
+            return stats
+        time.sleep(0.5)
+    pytest.fail('the API load did not stop')
+
+
+def test_rotate_of_the_api_under_load_reloads_it_without_a_failed_request(fleet, load):
+    """rotate.yml -e force=true -e services=api while pxe1 calls the API (new TLS connection per request, client
+    certificate, no retry): the API reloads (SIGHUP), so not one request fails, its PID stays, and it serves the
+    new certificate (which the load saw)."""
+    pid, before = api_pid(fleet), api_served_serial(fleet)
+    start_api_load(fleet)
+    try:
+        rc, output, seconds = timed_playbook('playbooks/rotate.yml', '-e', 'force=true', '-e', 'services=api')
+        time.sleep(1)
+    finally:
+        stats = stop_api_load(fleet)
+    assert rc == 0, output[-4000:]
+    served = api_served_serial(fleet)
+    print('API under rotate: %d requests, %d failed, longest pause %.3f s, serials seen %s, PID %d -> %d'
+          % (stats['ops'], stats['failed'], stats['longest_pause_s'], stats['serials'], pid, api_pid(fleet)))
+    record('lifecycle', 'api_rotate_reload', wall_s=round(seconds, 1), ops=stats['ops'], failed=stats['failed'],
+           longest_pause_s=stats['longest_pause_s'], pid_unchanged=api_pid(fleet) == pid)
+    assert stats['failed'] == 0, stats['failures']
+    assert api_pid(fleet) == pid, 'fleet-api was restarted'
+    assert served != before and served == cert_serial(fleet['api1'], API_CERT)
+    assert '%X' % served in [serial.upper().lstrip('0') for serial in stats['serials']], stats['serials']
+    assert stats['ops'] >= 50
+    assert_no_failed_operation(fleet)
+
+
 def test_rotate_with_nothing_to_renew_changes_nothing(fleet, load):
     rc, output = run_playbook('playbooks/rotate.yml')
     assert_nothing_changed(rc, output)
@@ -168,6 +227,7 @@ def test_revoked_client_cert_is_refused_by_the_api_and_its_replacement_accepted(
     assert api_status_with(pxe, '/root/old-cert.pem', '/root/old-key.pem') == (0, '200')
     old_serial = cert_serial(fleet['worker1'], WORKER_CERT)
     old_password = acl_password('worker1')
+    pid = api_pid(fleet)
     rc, output = run_playbook('playbooks/revoke.yml', '-e', 'revoke_host=worker1', '-e', 'revoke_service=worker',
                               '-vvv')
     assert rc == 0, output[-4000:]
@@ -181,6 +241,7 @@ def test_revoked_client_cert_is_refused_by_the_api_and_its_replacement_accepted(
     assert 'WRONGPASS' in old_login.stdout, old_login.stdout
     rc_old, out_old = api_status_with(pxe, '/root/old-cert.pem', '/root/old-key.pem')
     assert rc_old != 0 and out_old != '200', 'the API accepted a revoked certificate: %s' % out_old
+    assert api_pid(fleet) == pid, 'fleet-api was restarted for the new CRL, not reloaded'
     new_serial = cert_serial(fleet['worker1'], WORKER_CERT)
     assert new_serial != old_serial, 'worker1 still has its revoked certificate'
     new_cert, new_key = (issued / 'worker-worker1-cert.pem').read_text(), (issued / 'worker-worker1-key.pem').read_text()
@@ -214,8 +275,10 @@ def test_rotate_for_other_services_still_ships_a_re_signed_crl_to_the_api(fleet,
     """A CRL re-signed in a rotate for redis only (here: the CA's crl.pem was lost, as at half its validity) reaches
     the API hosts in the same run: an expired CRL would lock every client out of the API."""
     (pki_dir / 'ca' / 'crl.pem').unlink()
+    pid = api_pid(fleet)
     rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=redis')
     assert rc == 0, output[-4000:]
+    assert api_pid(fleet) == pid, 'fleet-api was restarted for the re-signed CRL, not reloaded'
     assert (pki_dir / 'ca' / 'crl.pem').exists()
     served = fleet['api1'].file('/etc/fleetpki/api/crl.pem').content_string
     assert served == (pki_dir / 'crl-bundle.pem').read_text()
@@ -361,7 +424,7 @@ def api_served_serial(fleet):
 
 def test_api_failing_on_a_new_cert_goes_back_to_the_previous_one(fleet, pki_dir):
     """The API fails its health check on its new certificate (a health URL that answers 404 stands in for any
-    failure): the role puts the previous files back (tls_files restore) and restarts the API onto them, no backup
+    failure): the role puts the previous files back (tls_files restore) and reloads the API onto them, no backup
     stays; after the fix a rerun installs the new certificate."""
     served_before = api_served_serial(fleet)
     rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'api1', '-e', 'services=api', '-e', 'force=true',
