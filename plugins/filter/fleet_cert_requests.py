@@ -104,18 +104,46 @@ def fleet_cert_requests(hosts, hostvars, groups, shared_worker_cert=False, skip_
     return requests
 
 
-def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_hours=None):
+# The services whose keys are born on their hosts unless the inventory says otherwise (fleetpki_host_keys).
+HOST_KEY_ROLES = ('redis', 'api', 'worker', 'client')
+
+
+def _host_key(request, host_key_roles):
+    """Whether this request's key is made on its host: its role is listed, and it is not the one key every worker
+    shares (pki_shared_worker_cert), which no single host can make."""
+    return request['role'] in host_key_roles and request['name'] != fleet_cert_name('', 'worker', True)
+
+
+def fleet_host_keys(requests, host, host_key_roles=HOST_KEY_ROLES, key_type='ec-p256'):
+    """The host_key ``keys`` entries of ``host``: its requests whose keys are born on it."""
+    return [{'name': request['name'], 'common_name': request['common_name'], 'dns': request['dns'],
+             'ip': request['ip'], 'key_type': key_type}
+            for request in requests if request['host'] == host and _host_key(request, host_key_roles)]
+
+
+def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_hours=None, host_csrs=None,
+                     host_key_roles=(), without_csr=False):
     """The requests of ``hosts`` as pki_leaf ``certs`` entries (a shared worker cert once); ``valid_hours`` (a
-    number above 0) replaces ``valid_days``."""
+    number above 0) replaces ``valid_days``. A request whose key is born on its host (its role in
+    ``host_key_roles``) carries the host's ``csr`` from ``host_csrs`` (name -> host_key result), and is left out
+    when its host sent none (it did not answer), or kept without one with ``without_csr`` (check mode: a key not
+    made yet has no request, and the preview still counts its certificate)."""
     wanted = set(hosts)
     validity = ({'valid_hours': int(valid_hours)} if valid_hours not in (None, '', 0, '0')
                 else {'valid_days': int(valid_days)})
+    host_csrs = host_csrs or {}
     certs = []
     for request in requests:
         if request['host'] in wanted:
             cert = {'name': request['name'], 'common_name': request['common_name'], 'dns': request['dns'],
                     'ip': request['ip'], 'usage': request['usage'], 'key_type': key_type}
             cert.update(validity)
+            if _host_key(request, host_key_roles):
+                csr = (host_csrs.get(request['name']) or {}).get('csr')
+                if csr:
+                    cert['csr'] = csr
+                elif not without_csr:
+                    continue
             certs.append(cert)
     return certs
 
@@ -123,4 +151,4 @@ def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_
 class FilterModule:
     def filters(self):
         return {'fleet_cert_requests': fleet_cert_requests, 'fleet_leaf_certs': fleet_leaf_certs,
-                'fleet_cert_name': fleet_cert_name}
+                'fleet_cert_name': fleet_cert_name, 'fleet_host_keys': fleet_host_keys}

@@ -30,10 +30,10 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Reports which keys would be made; writes nothing. A key not made yet has no request (RV(keys) C(csr) null).
+    description: Reports which keys would be made; writes nothing. A key not made yet has no request (RV(requests) C(csr) null).
   diff_mode:
     support: none
-    description: Never shows key material; RV(keys) says what was made and why.
+    description: Never shows key material; RV(requests) says what was made and why.
 options:
   dir:
     description: root's directory of the host's keys and requests.
@@ -94,12 +94,12 @@ EXAMPLES = r'''
       - name: worker-worker1
         dns: [worker1]
         usage: client
-        csr: "{{ host_keys['keys']['worker-worker1'].csr }}"
+        csr: "{{ host_keys.requests['worker-worker1'].csr }}"
   delegate_to: localhost
 '''
 
 RETURN = r'''
-keys:
+requests:
   description: Per name, the request and what was done.
   returned: always
   type: dict
@@ -152,7 +152,7 @@ def main():
     except (IOError, OSError) as exc:
         module.fail_json(msg='%s: %s' % (exc.filename or module.params['dir'], exc.strerror),
                          exception=traceback.format_exc())
-    module.exit_json(changed=keys.changed, keys=results)
+    module.exit_json(changed=keys.changed, requests=results)
 
 
 if __name__ == '__main__':

@@ -80,6 +80,13 @@ options:
             could have made; anything else is refused before any write.
         type: path
         version_added: 0.3.0
+      append:
+        description:
+          - With O(files[].src) only, public text after the source's content (a certificate after its key, for a
+            client that reads both from one file): the file is the source without its trailing whitespace, a
+            newline, this text without its trailing whitespace, a newline.
+        type: str
+        version_added: 0.3.0
       owner: {description: User name or uid., type: str}
       group: {description: Group name or gid., type: str}
       mode: {description: Octal mode such as C("0644")., type: raw, required: true}
@@ -246,7 +253,7 @@ def main():
             # where a key's newlines (and any backslash) are escaped and escape the mask of a no_log suboption.
             files=dict(type='list', elements='dict', default=[], no_log=True, options=dict(
                 path=dict(type='path', required=True), content=dict(type='str'),
-                secret_content=dict(type='str', no_log=True), src=dict(type='path'),
+                secret_content=dict(type='str', no_log=True), src=dict(type='path'), append=dict(type='str'),
                 backup=dict(type='bool', default=False), **OWNERSHIP),
                 mutually_exclusive=[['content', 'secret_content', 'src']],
                 required_one_of=[['content', 'secret_content', 'src']]),

@@ -40,7 +40,8 @@ def make_inventory(tmp_path):
                                           % (ROOT / 'collections', ROOT / 'roles'))
     inventory_dir = tmp_path / 'inv'
     inventory_dir.mkdir()
-    fleet = {'vars': {'ansible_connection': 'community.docker.docker',
+    # Hosts that do not exist: keys made on the control node (fleetpki_host_keys: []).
+    fleet = {'vars': {'ansible_connection': 'community.docker.docker', 'fleetpki_host_keys': [],
                       'fleetpki_redis_password': 'backup-test-password'},
              'children': {group: {'hosts': {host: None for host in hosts}} for group, hosts in FLEET.items()}}
     (inventory_dir / 'hosts.yml').write_text(yaml.safe_dump({'fleet': fleet}))

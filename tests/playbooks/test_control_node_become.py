@@ -23,7 +23,8 @@ BECOME_NOBODY = ['--become-method', 'su', '--become-user', 'nobody', '-e', 'ansi
 def inventory(tmp_path, fleet_vars=None):
     path = tmp_path / 'hosts.yml'
     path.write_text(yaml.safe_dump({'fleet': {
-        'vars': dict({'ansible_connection': 'local', 'fleetpki_pki_dir': str(tmp_path / 'pki'),
+        # The hosts are this machine (local): keys made on the control node, none in this machine's /etc.
+        'vars': dict({'ansible_connection': 'local', 'fleetpki_pki_dir': str(tmp_path / 'pki'), 'fleetpki_host_keys': [],
                       'fleetpki_redis_password': 'control-node-become-test'}, **(fleet_vars or {})),
         'children': {group: {'hosts': {host: None}} for group, host in [
             ('redis_servers', 'cb-redis1'), ('workers', 'cb-worker1'), ('api_servers', 'cb-api1')]}}}))

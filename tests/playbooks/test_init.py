@@ -212,9 +212,16 @@ def test_the_pki_play_runs_on_the_new_project_once_the_hosts_are_filled_in(tmp_p
     assert 'no inventory host to find the fleet by' not in flat
     fill_hosts(proj, {'redis_servers': ['redis-01.fleet.test'], 'workers': ['worker-01.fleet.test'],
                       'api_servers': ['api-01.fleet.test'], 'pki_clients': ['pxe-01.fleet.test']})
+    # Keys born on their hosts (the scaffold's default): hosts that do not answer stop the run before any change.
     rc, output = in_project(proj, tmp_path, [BIN / 'ansible-playbook', 'fleetpki.mtls.pki'])
+    flat = ' '.join(output.split())
+    assert rc != 0 and 'no host of this run answered with the request of its key' in flat, flat[-3000:]
+    assert not (proj / 'pki' / 'prod' / 'ca').exists()
+    # With keys made on the control node, the PKI play needs no host.
+    local_keys = ['-e', '{"fleetpki_host_keys": []}']
+    rc, output = in_project(proj, tmp_path, [BIN / 'ansible-playbook', 'fleetpki.mtls.pki'] + local_keys)
     assert rc == 0, output[-3000:]
-    rc, output = in_project(proj, tmp_path, [BIN / 'ansible-playbook', 'fleetpki.mtls.pki', '--check'])
+    rc, output = in_project(proj, tmp_path, [BIN / 'ansible-playbook', 'fleetpki.mtls.pki', '--check'] + local_keys)
     assert rc == 0 and 'changed=0' in output[output.rindex('PLAY RECAP'):], output[-3000:]
     assert (proj / 'pki' / 'prod' / 'ca' / 'ca-cert.pem').is_file()
     assert not (proj / 'inventories' / 'prod' / 'pki').exists()

@@ -14,8 +14,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def inventory(tmp_path, groups, all_vars=None):
+    """A fake fleet: its hosts do not exist, so their keys are the control node's (fleetpki_host_keys: []); keys
+    born on their hosts are tested against the lab (molecule, the install path)."""
     fleet = {'vars': dict({'ansible_connection': 'community.docker.docker',
-                           'fleetpki_pki_dir': str(tmp_path / 'pki'),
+                           'fleetpki_pki_dir': str(tmp_path / 'pki'), 'fleetpki_host_keys': [],
                            'fleetpki_redis_password': 'preflight-test-password'}, **(all_vars or {})),
              'children': {group: {'hosts': {host: None for host in hosts}} for group, hosts in groups.items()}}
     path = tmp_path / 'hosts.yml'

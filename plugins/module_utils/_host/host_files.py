@@ -329,6 +329,11 @@ class Want(object):
                 # A key born on this host, kept in root's own directory: copied, never read by the control node.
                 self.secret = True
                 self.content = read_private_source(os.path.abspath(src), self.path)
+                if spec.get('append') is not None:
+                    # Key and certificate in one file (client.pem): each part without its trailing whitespace.
+                    self.content = self.content.rstrip() + b'\n' + spec['append'].rstrip().encode('utf-8') + b'\n'
+            elif spec.get('append') is not None:
+                raise HostFilesError('%s: append goes with src only' % self.path)
             else:
                 self.secret = secret is not None
                 self.content = (secret if self.secret else spec['content']).encode('utf-8')

@@ -33,7 +33,7 @@ def key_of(tmp_path, name='worker-worker1'):
 def test_a_key_is_made_on_the_host_and_its_request_returned(tmp_path, run_module):
     run = run_module(host_key, args(tmp_path))
     assert run.rc == 0 and run.result['changed'] is True
-    made = run.result['keys']['worker-worker1']
+    made = run.result['requests']['worker-worker1']
     assert made['key_made'] is True and made['reason'] == 'no key yet'
     assert 'PRIVATE KEY' not in run.stdout
     assert oct(os.stat(str(tmp_path / 'keys')).st_mode & 0o777) == '0o700'
@@ -46,10 +46,10 @@ def test_a_key_is_made_on_the_host_and_its_request_returned(tmp_path, run_module
 
 
 def test_a_rerun_returns_the_same_request_bytes_and_changes_nothing(tmp_path, run_module):
-    first = run_module(host_key, args(tmp_path)).result['keys']['worker-worker1']['csr']
+    first = run_module(host_key, args(tmp_path)).result['requests']['worker-worker1']['csr']
     again = run_module(host_key, args(tmp_path))
-    assert again.result['changed'] is False and again.result['keys']['worker-worker1']['csr'] == first
-    assert again.result['keys']['worker-worker1']['reason'] == 'kept'
+    assert again.result['changed'] is False and again.result['requests']['worker-worker1']['csr'] == first
+    assert again.result['requests']['worker-worker1']['reason'] == 'kept'
 
 
 def test_new_names_make_a_new_request_for_the_same_key(tmp_path, run_module):
@@ -57,7 +57,7 @@ def test_new_names_make_a_new_request_for_the_same_key(tmp_path, run_module):
     key = crypto.public_key_der(key_of(tmp_path))
     moved = dict(WORKER, ip=['10.0.0.8'])
     run = run_module(host_key, args(tmp_path, keys=[moved]))
-    csr = x509.load_pem_x509_csr(run.result['keys']['worker-worker1']['csr'].encode())
+    csr = x509.load_pem_x509_csr(run.result['requests']['worker-worker1']['csr'].encode())
     assert run.result['changed'] is True and crypto.sans(csr)[1] == ['10.0.0.8']
     assert crypto.public_key_der(csr.public_key()) == key == crypto.public_key_der(key_of(tmp_path))
 
@@ -66,7 +66,7 @@ def test_rotate_makes_a_new_key(tmp_path, run_module):
     run_module(host_key, args(tmp_path))
     old = crypto.public_key_der(key_of(tmp_path))
     run = run_module(host_key, args(tmp_path, rotate=True))
-    assert run.result['keys']['worker-worker1']['reason'] == 'rotated'
+    assert run.result['requests']['worker-worker1']['reason'] == 'rotated'
     assert crypto.public_key_der(key_of(tmp_path)) != old
 
 
@@ -75,7 +75,7 @@ def test_a_key_file_another_user_could_read_is_replaced(tmp_path, run_module):
     old = crypto.public_key_der(key_of(tmp_path))
     os.chmod(str(tmp_path / 'keys' / 'worker-worker1-key.pem'), 0o644)
     run = run_module(host_key, args(tmp_path))
-    assert 'not root\'s alone' in run.result['keys']['worker-worker1']['reason']
+    assert 'not root\'s alone' in run.result['requests']['worker-worker1']['reason']
     assert crypto.public_key_der(key_of(tmp_path)) != old
 
 
@@ -89,7 +89,7 @@ def test_a_directory_others_can_reach_is_refused(tmp_path, run_module):
 
 def test_check_mode_makes_nothing(tmp_path, run_module):
     run = run_module(host_key, args(tmp_path), check_mode=True)
-    assert run.result['changed'] is True and run.result['keys']['worker-worker1']['csr'] is None
+    assert run.result['changed'] is True and run.result['requests']['worker-worker1']['csr'] is None
     assert not (tmp_path / 'keys').exists()
 
 
@@ -121,3 +121,16 @@ def test_tls_files_copies_the_key_from_roots_directory_only(tmp_path, run_module
     missing = run_module(tls_files, {'files': [{'path': target, 'src': str(tmp_path / 'keys' / 'none-key.pem'),
                                                 'mode': '0600'}]})
     assert missing.rc == 1 and 'make the key first' in missing.result['msg']
+
+
+def test_key_and_certificate_in_one_file_from_the_hosts_key(tmp_path, run_module):
+    run_module(host_key, args(tmp_path))
+    src = tmp_path / 'keys' / 'worker-worker1-key.pem'
+    (tmp_path / 'svc').mkdir()
+    both = {'files': [{'path': str(tmp_path / 'svc' / 'client.pem'), 'src': str(src), 'append': 'CERT\n\n',
+                       'mode': '0600'}]}
+    assert run_module(tls_files, both).rc == 0
+    assert (tmp_path / 'svc' / 'client.pem').read_bytes() == src.read_bytes().rstrip() + b'\nCERT\n'
+    alone = run_module(tls_files, {'files': [{'path': str(tmp_path / 'svc' / 'x'), 'content': 'x', 'append': 'y',
+                                              'mode': '0600'}]})
+    assert alone.rc == 1 and 'append goes with src only' in alone.result['msg']
