@@ -72,6 +72,13 @@ options:
     description: Make a new key for every entry (rotate.yml with force). The new key is certified and rolled out in the same run.
     type: bool
     default: false
+  rotate_names:
+    description:
+      - Make a new key for the entries of these names only (the pki role passes those whose current certificate
+        was revoked: a key that may be compromised is never certified again).
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: fleetpki.mtls.pki_leaf
   - module: fleetpki.mtls.tls_files
@@ -137,13 +144,15 @@ def main():
                 key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
             )),
             rotate=dict(type='bool', default=False),
+            rotate_names=dict(type='list', elements='str', default=[]),
         ),
         supports_check_mode=True,
     )
     if not crypto.cryptography_installed():
         module.fail_json(msg=missing_required_lib('cryptography'))
     try:
-        keys = HostKeys(module.params['dir'], module.params['keys'], module.params['rotate'], module.check_mode)
+        keys = HostKeys(module.params['dir'], module.params['keys'], module.params['rotate'], module.check_mode,
+                        module.params['rotate_names'])
         results = keys.run()
     except crypto.CryptographyMissing:
         module.fail_json(msg=missing_required_lib('cryptography'), exception=crypto.CRYPTOGRAPHY_IMPORT_ERROR)

@@ -8,12 +8,12 @@ import pytest
 
 from test_preflight import FLEET, assert_stopped_before_any_change, inventory, playbook
 
-ROTATE_OPTIONS = 'services is a comma-separated list of redis, api, workers, clients, and renew_days a whole number'
+ROTATE_OPTIONS = 'services is a comma-separated list of redis, api, workers, clients, renew_days a whole number'
 REVOKE_OPTIONS = 'Give exactly one of -e revoke_host=<inventory host> or -e revoke_serial=<hex serial>'
 
 
 @pytest.mark.parametrize('extra', [['-e', 'services=redis,mail'], ['-e', 'services='], ['-e', 'renew_days=soon'],
-                                   ['-e', 'renew_days=-5']])
+                                   ['-e', 'renew_days=-5'], ['-e', 'rotate_key=maybe']])
 def test_rotate_refuses_unknown_services_and_bad_renew_days(tmp_path, extra):
     rc, output = playbook(inventory(tmp_path, FLEET), 'rotate.yml', *extra)
     assert_stopped_before_any_change(tmp_path, rc, output, ROTATE_OPTIONS)

@@ -15,7 +15,8 @@ from tls_scan import scan, summary  # noqa: E402  pylint: disable=wrong-import-p
 
 PROFILE = 'intermediate'
 CLIENT_CERT = PKI_DIR / 'issued' / 'client-pxe1-cert.pem'
-CLIENT_KEY = PKI_DIR / 'issued' / 'client-pxe1-key.pem'
+# pxe1's key was born on pxe1 (fleetpki_host_keys): the scanner on the control node borrows it from there.
+CLIENT_KEY_ON_HOST = ('pxe1', '/etc/fleetpki/client/client-key.pem')
 GROUPS = ['X25519', 'secp256r1', 'secp384r1']
 
 
@@ -28,10 +29,21 @@ def container_ip(name):
     return out[0]
 
 
+@pytest.fixture(scope='module')
+def client_key(tmp_path_factory):
+    """pxe1's client key, copied out of pxe1 into a 0600 file for the scan."""
+    path = tmp_path_factory.mktemp('scan') / 'client-key.pem'
+    container, key_path = CLIENT_KEY_ON_HOST
+    data = subprocess.run(['docker', 'exec', container, 'cat', key_path], capture_output=True, check=True).stdout
+    path.touch(mode=0o600)
+    path.write_bytes(data)
+    return str(path)
+
+
 @pytest.mark.parametrize('host,port', [('redis1', 6379), ('api1', 8443)])
-def test_listener_complies_with_mozilla_intermediate(host, port):
+def test_listener_complies_with_mozilla_intermediate(host, port, client_key):
     assert CLIENT_CERT.is_file(), 'no client certificate %s (converge first)' % CLIENT_CERT
-    found = scan(host, port, client_cert=str(CLIENT_CERT), client_key=str(CLIENT_KEY), ip_address=container_ip(host),
+    found = scan(host, port, client_cert=str(CLIENT_CERT), client_key=client_key, ip_address=container_ip(host),
                  profile=PROFILE)
     text = summary(found)
     print('%s:%d\n%s' % (host, port, text))

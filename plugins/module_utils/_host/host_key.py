@@ -18,6 +18,7 @@ nonce: a new request of the same key would differ), so the control node's rerun 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import os
 import re
 import stat
@@ -77,8 +78,9 @@ def _csr_fits(data, key, request):
 
 
 class HostKeys(object):
-    def __init__(self, directory, keys, rotate=False, check_mode=False):
+    def __init__(self, directory, keys, rotate=False, check_mode=False, rotate_names=()):
         self.directory = os.path.abspath(directory)
+        self.rotate_names = set(rotate_names or ())
         self.requests = [KeyRequest(spec) for spec in keys]
         names = [request.name for request in self.requests]
         if len(set(names)) != len(names):
@@ -99,23 +101,38 @@ class HostKeys(object):
         return self.results
 
     def _open_directory(self):
-        """root's own directory, made 0700 when absent; refused when anyone else could write or read it."""
-        parent, name = os.path.split(self.directory)
+        """root's own directory, made 0700 when absent (missing parents 0755, as /etc/fleetpki); refused when anyone
+        else could write or read it. Each missing component is made in its parent's descriptor: no link is
+        followed."""
+        existing, missing = self.directory, []
+        while True:
+            try:
+                fd = host_files.open_directory(existing)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOENT or existing == '/':
+                    raise HostFilesError('%s: cannot open %s (%s)' % (self.directory, existing, exc.strerror))
+                existing, name = os.path.split(existing)
+                missing.insert(0, name)
+        if not missing:
+            return self._checked_dir(fd)
+        self.changed = True
+        if self.check_mode:
+            os.close(fd)
+            return None
         try:
-            parent_fd = host_files.open_directory(parent)
-        except OSError as exc:
-            raise HostFilesError('%s: cannot open its parent %s (%s)' % (self.directory, parent, exc.strerror))
-        try:
-            info = host_files._lstat(parent_fd, name)  # pylint: disable=protected-access
-            if info is None:
-                self.changed = True
-                if self.check_mode:
-                    return None
-                os.mkdir(name, DIR_MODE, dir_fd=parent_fd)
-                os.chown(name, os.geteuid(), os.getegid(), dir_fd=parent_fd, follow_symlinks=False)
-            return self._checked_dir(host_files.open_directory(self.directory))
-        finally:
-            os.close(parent_fd)
+            for index, name in enumerate(missing):
+                last = index == len(missing) - 1
+                os.mkdir(name, DIR_MODE if last else 0o755, dir_fd=fd)
+                child = os.open(name, host_files._DIR_FLAGS, dir_fd=fd)  # pylint: disable=protected-access
+                os.close(fd)
+                fd = child
+                os.fchown(fd, os.geteuid(), os.getegid())
+                os.fchmod(fd, DIR_MODE if last else 0o755)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._checked_dir(fd)
 
     def _checked_dir(self, fd):
         info = os.fstat(fd)
@@ -150,7 +167,7 @@ class HostKeys(object):
         key, reason = None, None
         if key_data is UNTRUSTED:
             reason = 'the key there was not root\'s alone (owner or mode): a new one is made'
-        elif key_data is not None and not self.rotate:
+        elif key_data is not None and not self.rotate and request.name not in self.rotate_names:
             try:
                 key = crypto.load_private_key(key_data, os.path.join(self.directory, request.key_name))
             except PkiError:
@@ -160,6 +177,8 @@ class HostKeys(object):
                     key, reason = None, 'key type changed to %s' % request.key_type
         elif key_data is None:
             reason = 'no key yet'
+        elif request.name in self.rotate_names and not self.rotate:
+            reason = 'its certificate was revoked: a new key is made'
         else:
             reason = 'rotated'
         if key is None:

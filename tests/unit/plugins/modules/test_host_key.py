@@ -134,3 +134,23 @@ def test_key_and_certificate_in_one_file_from_the_hosts_key(tmp_path, run_module
     alone = run_module(tls_files, {'files': [{'path': str(tmp_path / 'svc' / 'x'), 'content': 'x', 'append': 'y',
                                               'mode': '0600'}]})
     assert alone.rc == 1 and 'append goes with src only' in alone.result['msg']
+
+
+def test_missing_parents_are_made_0755_and_the_key_directory_0700(tmp_path, run_module):
+    run = run_module(host_key, args(tmp_path, dir=str(tmp_path / 'etc' / 'fleetpki' / 'keys')))
+    assert run.rc == 0, run.result
+    assert oct(os.stat(str(tmp_path / 'etc' / 'fleetpki')).st_mode & 0o777) == '0o755'
+    assert oct(os.stat(str(tmp_path / 'etc' / 'fleetpki' / 'keys')).st_mode & 0o777) == '0o700'
+    check = run_module(host_key, args(tmp_path, dir=str(tmp_path / 'other' / 'keys')), check_mode=True)
+    assert check.result['changed'] is True and not (tmp_path / 'other').exists()
+
+
+def test_rotate_names_makes_a_new_key_for_those_only(tmp_path, run_module):
+    other = {'name': 'client-worker1', 'common_name': 'worker1', 'dns': ['worker1']}
+    run_module(host_key, args(tmp_path, keys=[WORKER, other]))
+    before = {name: crypto.public_key_der(key_of(tmp_path, name)) for name in ('worker-worker1', 'client-worker1')}
+    run = run_module(host_key, args(tmp_path, keys=[WORKER, other], rotate_names=['worker-worker1']))
+    assert run.result['requests']['worker-worker1']['reason'] == 'its certificate was revoked: a new key is made'
+    assert run.result['requests']['client-worker1']['reason'] == 'kept'
+    assert crypto.public_key_der(key_of(tmp_path, 'worker-worker1')) != before['worker-worker1']
+    assert crypto.public_key_der(key_of(tmp_path, 'client-worker1')) == before['client-worker1']
