@@ -178,6 +178,12 @@ def put_file(container, path, content, mode='0644'):
                     'mv "$1.tmp" "$1"' % mode, 'put_file', path], input=content, universal_newlines=True, check=True)
 
 
+def read_root_file(container, path):
+    """A file only root can read in a lab container (a host's private key, for a test that borrows it)."""
+    return subprocess.run(['docker', 'exec', container, 'cat', path], capture_output=True, universal_newlines=True,
+                          check=True).stdout
+
+
 def record(scenario, name, **values):
     """Figures for run_molecule.sh to print: .build/molecule-logs/<scenario>/figures.json."""
     figures_file = PROJECT / '.build' / 'molecule-logs' / scenario / 'figures.json'

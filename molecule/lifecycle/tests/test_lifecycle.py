@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from fleetlab import (CA_BUNDLE, CA_PASSPHRASE, CLIENT_PEM, PROJECT, REDIS_CERT, REDIS_KEY, WORKER_CERT, WORKERS,
                       acl_password, assert_no_failed_operation, assert_no_secret_in, assert_nothing_changed, cert_serial,
-                      changed_counts, load_env, oldest_client_age, password_file, put_file, record, redis_cli,
+                      changed_counts, load_env, oldest_client_age, password_file, put_file, read_root_file, record,
+                      redis_cli,
                       redis_pid, run_playbook, start_load, start_process_sampler, stop_load_and_check_every_job,
                       stop_process_sampler)
 
@@ -29,6 +30,10 @@ API_CERT = '/etc/fleetpki/api/api-cert.pem'
 CLIENT_CERT = '/etc/fleetpki/client/client-cert.pem'
 HOST_CERTS = (('redis1', REDIS_CERT), ('worker1', WORKER_CERT), ('worker2', WORKER_CERT), ('api1', API_CERT),
               ('pxe1', CLIENT_CERT))
+WORKER_KEY = '/etc/fleetpki/worker/client-key.pem'
+# The key each service runs on: born on its host (the lab's default, fleetpki_host_keys).
+HOST_KEYS = (('redis1', REDIS_KEY), ('worker1', WORKER_KEY), ('worker2', WORKER_KEY),
+             ('api1', '/etc/fleetpki/api/api-key.pem'), ('pxe1', '/etc/fleetpki/client/client-key.pem'))
 STATE = {}
 
 
@@ -70,6 +75,11 @@ def serials(fleet):
     return {name: cert_serial(fleet[name], path) for name, path in HOST_CERTS}
 
 
+def key_digests():
+    """SHA-256 of the key each service runs on."""
+    return {name: hashlib.sha256(read_root_file(name, path).encode()).hexdigest() for name, path in HOST_KEYS}
+
+
 @pytest.fixture(scope='module')
 def load(fleet):
     """Start the load client on pxe1 (mTLS); the last lifecycle test stops it and counts."""
@@ -87,12 +97,16 @@ def test_load_runs_without_a_failure(fleet, load):
 
 
 def test_rotate_with_force_renews_everything_without_a_failed_request(fleet, load):
-    before, started = serials(fleet), time.time()
+    before, started, keys = serials(fleet), time.time(), key_digests()
     rc, output, seconds = timed_playbook('playbooks/rotate.yml', '-e', 'force=true', '-vvv')
     assert rc == 0, output[-4000:]
     assert 'renewed' in output
     assert_no_secret_in({'rotate.yml -vvv': output}, 'the log')
     assert_rolled(fleet, started, before)
+    # force makes new keys on the hosts (keys born there): every service runs on a new key.
+    after = key_digests()
+    assert [name for name in keys if keys[name] == after[name]] == [], 'kept their keys through rotate force'
+    assert list((PROJECT / '.build' / 'molecule-pki' / 'issued').glob('*-key.pem')) == []
     stats = assert_no_failed_operation(fleet)
     record('lifecycle', 'rotate_force', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'], ops=stats['ops'])
 
@@ -157,9 +171,11 @@ def test_rotate_of_the_api_under_load_reloads_it_without_a_failed_request(fleet,
 
 
 def test_rotate_with_nothing_to_renew_changes_nothing(fleet, load):
+    keys = key_digests()
     rc, output = run_playbook('playbooks/rotate.yml')
     assert_nothing_changed(rc, output)
     assert 'nothing to renew' in output
+    assert key_digests() == keys
 
 
 def test_rotate_in_check_mode_reports_what_it_would_renew_and_changes_nothing(fleet, load, pki_dir):
@@ -221,7 +237,7 @@ def api_status_with(pxe, cert, key):
 def test_revoked_client_cert_is_refused_by_the_api_and_its_replacement_accepted(fleet, load, pki_dir):
     pxe = fleet['pxe1']
     issued = pki_dir / 'issued'
-    old_cert, old_key = (issued / 'worker-worker1-cert.pem').read_text(), (issued / 'worker-worker1-key.pem').read_text()
+    old_cert, old_key = (issued / 'worker-worker1-cert.pem').read_text(), read_root_file('worker1', WORKER_KEY)
     put_file('pxe1', '/root/old-cert.pem', old_cert)
     put_file('pxe1', '/root/old-key.pem', old_key, '0600')
     assert api_status_with(pxe, '/root/old-cert.pem', '/root/old-key.pem') == (0, '200')
@@ -244,7 +260,9 @@ def test_revoked_client_cert_is_refused_by_the_api_and_its_replacement_accepted(
     assert api_pid(fleet) == pid, 'fleet-api was restarted for the new CRL, not reloaded'
     new_serial = cert_serial(fleet['worker1'], WORKER_CERT)
     assert new_serial != old_serial, 'worker1 still has its revoked certificate'
-    new_cert, new_key = (issued / 'worker-worker1-cert.pem').read_text(), (issued / 'worker-worker1-key.pem').read_text()
+    new_cert, new_key = (issued / 'worker-worker1-cert.pem').read_text(), read_root_file('worker1', WORKER_KEY)
+    # Revoked (its key may be compromised): the replacement is for a new key, made on worker1.
+    assert new_key != old_key, 'the revoked certificate was replaced for the same key'
     put_file('pxe1', '/root/new-cert.pem', new_cert)
     put_file('pxe1', '/root/new-key.pem', new_key, '0600')
     assert api_status_with(pxe, '/root/new-cert.pem', '/root/new-key.pem') == (0, '200')
@@ -399,9 +417,12 @@ def test_redis_refusing_a_new_cert_goes_back_to_the_previous_one(fleet, pki_dir)
     """A certificate for the wrong key: Redis refuses the CONFIG SET, the role puts the previous files back and
     stops; after the fix a rerun completes."""
     served_before = served_serial(fleet)
-    wrong_key = str(pki_dir / 'issued' / 'worker-worker1-key.pem')
+    # A key that is not the certificate's, in a root-only directory on redis1 (tls_files copies only from such).
+    wrong_key = '/root/wrong-keys/wrong-key.pem'
+    fleet['redis1'].check_output('install -d -m 0700 /root/wrong-keys && openssl genpkey -algorithm EC '
+                                 '-pkeyopt ec_paramgen_curve:P-256 -out %s && chmod 0600 %s' % (wrong_key, wrong_key))
     rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'redis1', '-e', 'services=redis', '-e', 'force=true',
-                              '-e', 'redis_tls_key_src=%s' % wrong_key)
+                              '-e', 'redis_tls_host_key_src=%s' % wrong_key)
     assert rc != 0
     assert 'previous certificate and key are back in place' in output, output[-3000:]
     assert served_serial(fleet) == served_before
@@ -413,6 +434,7 @@ def test_redis_refusing_a_new_cert_goes_back_to_the_previous_one(fleet, pki_dir)
     assert rc == 0, output[-3000:]
     assert served_serial(fleet) != served_before
     assert served_serial(fleet) == cert_serial(fleet['redis1'], REDIS_CERT)
+    fleet['redis1'].run('rm -rf /root/wrong-keys')
 
 
 def api_served_serial(fleet):
