@@ -75,7 +75,7 @@ options:
   rotate_names:
     description:
       - Make a new key for the entries of these names only (the pki role passes those whose current certificate
-        was revoked: a key that may be compromised is never certified again).
+        was revoked, so that a key that may be compromised is never certified again).
     type: list
     elements: str
     default: []

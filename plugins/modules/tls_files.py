@@ -73,8 +73,8 @@ options:
       src:
         description:
           - A file on the managed host whose content this file gets, as a secret (a key born on the host, made by
-            M(fleetpki.mtls.host_key)): copied there, compared and written like O(files[].secret_content), never
-            sent to the control node.
+            M(fleetpki.mtls.host_key)). It is copied there, compared and written like O(files[].secret_content), and
+            never sent to the control node.
           - It must be a regular file with one name, owned by the user the module runs as (root), readable and
             writable by nobody else, in a directory nobody else can write, reached without a link another user
             could have made; anything else is refused before any write.
@@ -83,7 +83,7 @@ options:
       append:
         description:
           - With O(files[].src) only, public text after the source's content (a certificate after its key, for a
-            client that reads both from one file): the file is the source without its trailing whitespace, a
+            client that reads both from one file). The file is then the source without its trailing whitespace, a
             newline, this text without its trailing whitespace, a newline.
         type: str
         version_added: 0.3.0

@@ -106,7 +106,13 @@ def test_rotate_with_force_renews_everything_without_a_failed_request(fleet, loa
     # force makes new keys on the hosts (keys born there): every service runs on a new key.
     after = key_digests()
     assert [name for name in keys if keys[name] == after[name]] == [], 'kept their keys through rotate force'
-    assert list((PROJECT / '.build' / 'molecule-pki' / 'issued').glob('*-key.pem')) == []
+    pki = PROJECT / '.build' / 'molecule-pki'
+    assert list((pki / 'issued').glob('*-key.pem')) == []
+    # The roll's result per host (callback fleetpki.mtls.roll_metrics): every host 1, the run's playbook named.
+    roll = (pki / 'metrics' / 'fleetpki_roll.prom').read_text()
+    assert sorted(re.findall(r'^fleetpki_roll_last_success\{host="([^"]+)"\} 1$', roll, re.M)) == sorted(
+        name for name, dummy in HOST_CERTS), roll
+    assert 'fleetpki_roll_last_playbook_info{playbook="rotate.yml"} 1' in roll
     stats = assert_no_failed_operation(fleet)
     record('lifecycle', 'rotate_force', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'], ops=stats['ops'])
 
@@ -389,9 +395,11 @@ def test_every_job_done_exactly_once_and_no_failed_operation(fleet, load):
 
 # ----------------------------------------------------------------------------------------------- faults
 def tree_digest(directory):
-    """Names, modes and contents of every file under the PKI directory: equal means nothing changed."""
+    """Names, modes and contents of every file under the PKI directory but the metrics it publishes (a refused run
+    is recorded there: fleetpki_roll.prom): equal means nothing changed."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in pathlib.Path(directory).rglob('*') if p.is_file()):
+    for path in sorted(p for p in pathlib.Path(directory).rglob('*')
+                       if p.is_file() and p.relative_to(directory).parts[0] != 'metrics'):
         digest.update(('%s %o\n' % (path.relative_to(directory), path.stat().st_mode)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
