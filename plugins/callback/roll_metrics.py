@@ -21,7 +21,7 @@ description:
   - A callback, not a last play, because Ansible runs no further play after an C(any_errors_fatal) failure, which
     is exactly the run this metric must record. Hosts that a run did not reach (C(--limit)) keep their last line.
   - The PKI dir is C(fleetpki_pki_dir) when the inventory sets it as a plain path, else
-    C(<directory of the ansible.cfg in use>/pki/<inventory dir name>), as the lookup M(fleetpki.mtls.pki_dir#lookup)
+    C(<directory of the ansible.cfg in use>/pki/<inventory dir name>), as the lookup P(fleetpki.mtls.pki_dir#lookup)
     finds it by default; nothing is written when that directory holds no C(ca/) (no fleet there).
   - "Enable it in the project's C(ansible.cfg): C(callbacks_enabled = fleetpki.mtls.summary, fleetpki.mtls.roll_metrics)
     (C(fleetpki.mtls.init) writes that)."

@@ -137,8 +137,8 @@ def fleet_renewal_schedule(validity_hours, renew_fraction=None, renew_days=None,
         schedule.update(interval_minutes=1440, on_calendar='daily', randomized_delay_sec=3600, cron_minute='17',
                         cron_hour='3')
         return schedule
-    steps = [step for step in MINUTE_STEPS if step <= interval] + [60 * step for step in HOUR_STEPS
-                                                                    if 60 * step <= interval]
+    steps = ([step for step in MINUTE_STEPS if step <= interval]
+             + [60 * step for step in HOUR_STEPS if 60 * step <= interval])
     step = steps[-1]
     if step < 60:
         schedule.update(on_calendar='*-*-* *:00/%d:00' % step, cron_minute='*/%d' % step, cron_hour='*')

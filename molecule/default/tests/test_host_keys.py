@@ -18,8 +18,8 @@ KEY_DIR = '/etc/fleetpki/keys'
 
 def test_the_control_node_holds_no_key_of_the_fleet():
     issued = PKI_DIR / 'issued'
-    assert sorted(path.name for path in issued.glob('*-cert.pem')) == sorted('%s-cert.pem' % name
-                                                                         for dummy, name, dummy in SERVICES)
+    wanted = sorted('%s-cert.pem' % name for dummy, name, dummy in SERVICES)
+    assert sorted(path.name for path in issued.glob('*-cert.pem')) == wanted
     assert list(issued.glob('*key*')) == []
     # Nothing under the PKI dir but the CA's own key(s) is a private key.
     found = [str(path) for path in PKI_DIR.rglob('*') if path.is_file() and b'PRIVATE KEY' in path.read_bytes()
