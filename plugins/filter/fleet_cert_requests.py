@@ -125,7 +125,8 @@ def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_
                      host_key_roles=(), without_csr=False):
     """The requests of ``hosts`` as pki_leaf ``certs`` entries (a shared worker cert once); ``valid_hours`` (a
     number above 0) replaces ``valid_days``. A request whose key is born on its host (its role in
-    ``host_key_roles``) carries the host's ``csr`` from ``host_csrs`` (name -> host_key result), and is left out
+    ``host_key_roles``) carries the ``csr`` its own host sent, from ``host_csrs`` (host -> name -> host_key result;
+    a request one host sent for another host's certificate is never used), and is left out
     when its host sent none (it did not answer), or kept without one with ``without_csr`` (check mode: a key not
     made yet has no request, and the preview still counts its certificate)."""
     wanted = set(hosts)
@@ -139,7 +140,8 @@ def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_
                     'ip': request['ip'], 'usage': request['usage'], 'key_type': key_type}
             cert.update(validity)
             if _host_key(request, host_key_roles):
-                csr = (host_csrs.get(request['name']) or {}).get('csr')
+                sent = host_csrs.get(request['host'])
+                csr = ((sent if isinstance(sent, dict) else {}).get(request['name']) or {}).get('csr')
                 if csr:
                     cert['csr'] = csr
                 elif not without_csr:
@@ -148,7 +150,28 @@ def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_
     return certs
 
 
+def fleet_revoked_key_names(metadata_docs, revoked_serials):
+    """The certificate names whose key must not be certified again: the current serial is revoked, or a revoked
+    serial of the same name was issued for the same key (a host's key outlives its certificates). ``metadata_docs``:
+    the parsed metadata.json of each CA directory."""
+    revoked = set(revoked_serials or ())
+    names = set()
+    if not revoked:
+        return []
+    for doc in metadata_docs or ():
+        for name, entry in ((doc or {}).get('certs') or {}).items():
+            if entry.get('serial') in revoked:
+                names.add(name)
+                continue
+            key = entry.get('public_key_sha256')
+            if key and any(item.get('serial') in revoked and item.get('public_key_sha256') == key
+                           for item in entry.get('history') or ()):
+                names.add(name)
+    return sorted(names)
+
+
 class FilterModule:
     def filters(self):
         return {'fleet_cert_requests': fleet_cert_requests, 'fleet_leaf_certs': fleet_leaf_certs,
-                'fleet_cert_name': fleet_cert_name, 'fleet_host_keys': fleet_host_keys}
+                'fleet_cert_name': fleet_cert_name, 'fleet_host_keys': fleet_host_keys,
+                'fleet_revoked_key_names': fleet_revoked_key_names}

@@ -121,6 +121,18 @@ options:
     default: all
     choices: [all, changed]
     version_added: 0.3.0
+  refused_requests:
+    description:
+      - What a refused host request (O(certs[].csr) that asks for anything but its entry's names, or does not prove
+        its key) does.
+      - V(fail) stops the task before any write, naming the entry and what it asked for.
+      - V(skip) leaves that entry out (nothing is written for it, its current certificate stays) and issues the
+        others; it is listed in RV(refused) with the reason. The pki role passes it, so one tampered host cannot stop
+        the renewal of the whole fleet, and then fails that host.
+    type: str
+    default: fail
+    choices: [fail, skip]
+    version_added: 0.3.0
   certs:
     description: The certificates to issue. Names must be unique.
     type: list
@@ -277,7 +289,8 @@ certs:
       description: Whether this certificate was (or in check mode would be) issued or updated.
       type: bool
     action:
-      description: C(issue) (new key and certificate), C(update) (bundle, modes or metadata fixed) or C(none).
+      description: C(issue) (new key and certificate), C(update) (bundle, modes or metadata fixed), C(none), or
+        C(refused) (the host's request was refused, with O(refused_requests=skip); the reason says why).
       type: str
     reason:
       description: Why, for example C(missing, expires in 12 days (renew_days 30)), C(request changed, dns).
@@ -340,6 +353,12 @@ unchanged:
   description: Number of certificates left as they were.
   returned: always
   type: int
+refused:
+  description: The entries whose host request was refused (O(refused_requests=skip)), each with C(name) and C(reason).
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.3.0
 metadata_path:
   description: Path of metadata.json.
   returned: always
@@ -372,6 +391,7 @@ def argument_spec():
         issued_dir=dict(type='path', aliases=['dir']),
         details=dict(type='bool', default=False),
         report=dict(type='str', default='all', choices=['all', 'changed']),
+        refused_requests=dict(type='str', default='fail', choices=['fail', 'skip']),
         certs=dict(type='list', elements='dict', required=True, options=dict(
             name=dict(type='str', required=True),
             dir=dict(type='path'),
@@ -405,6 +425,7 @@ def main():
             renew_days=params['renew_days'],
             renew_fraction=params['renew_fraction'],
             renew_splay=params['renew_splay'],
+            skip_refused=params['refused_requests'] == 'skip',
             force=params['force'],
             default_dir=params['issued_dir'],
         )
@@ -419,6 +440,7 @@ def main():
     for warning in issuer.warnings:
         module.warn(warning)
     actions = [entry['action'] for entry in certs]
+    refused = [{'name': entry['name'], 'reason': entry['reason']} for entry in certs if entry['action'] == 'refused']
     if params['report'] == 'changed':
         certs = [entry for entry in certs if entry['changed']]
     result = dict(
@@ -427,6 +449,7 @@ def main():
         issued=actions.count(ISSUE),
         updated=actions.count(UPDATE),
         unchanged=actions.count('none'),
+        refused=refused,
         metadata_path=issuer.store.metadata_path,
         # None only in check mode before the CA is made.
         ca_not_after=issuer.ca_not_after(),

@@ -87,6 +87,13 @@ options:
             newline, this text without its trailing whitespace, a newline.
         type: str
         version_added: 0.3.0
+      certificate:
+        description:
+          - With O(files[].src) only, the certificate (PEM) the key in O(files[].src) must belong to. A key that is
+            not the certificate's is refused before any write (a key made on the host that the control node has not
+            certified yet), so a service never gets a key with a certificate it does not match.
+        type: str
+        version_added: 0.3.0
       owner: {description: User name or uid., type: str}
       group: {description: Group name or gid., type: str}
       mode: {description: Octal mode such as C("0644")., type: raw, required: true}
@@ -254,6 +261,7 @@ def main():
             files=dict(type='list', elements='dict', default=[], no_log=True, options=dict(
                 path=dict(type='path', required=True), content=dict(type='str'),
                 secret_content=dict(type='str', no_log=True), src=dict(type='path'), append=dict(type='str'),
+                certificate=dict(type='str'),
                 backup=dict(type='bool', default=False), **OWNERSHIP),
                 mutually_exclusive=[['content', 'secret_content', 'src']],
                 required_one_of=[['content', 'secret_content', 'src']]),

@@ -329,11 +329,13 @@ class Want(object):
                 # A key born on this host, kept in root's own directory: copied, never read by the control node.
                 self.secret = True
                 self.content = read_private_source(os.path.abspath(src), self.path)
+                if spec.get('certificate') is not None:
+                    check_key_matches(self.content, spec['certificate'], src, self.path)
                 if spec.get('append') is not None:
                     # Key and certificate in one file (client.pem): each part without its trailing whitespace.
                     self.content = self.content.rstrip() + b'\n' + spec['append'].rstrip().encode('utf-8') + b'\n'
-            elif spec.get('append') is not None:
-                raise HostFilesError('%s: append goes with src only' % self.path)
+            elif spec.get('append') is not None or spec.get('certificate') is not None:
+                raise HostFilesError('%s: append and certificate go with src only' % self.path)
             else:
                 self.secret = secret is not None
                 self.content = (secret if self.secret else spec['content']).encode('utf-8')
@@ -382,6 +384,22 @@ def read_private_source(src, path):
             os.close(fd)
     finally:
         os.close(dir_fd)
+
+
+def check_key_matches(key_data, cert_pem, src, path):
+    """Refuse a key that is not the certificate's: installed together, the service could not use them (Redis refuses
+    the pair, a client fails every handshake). A key born on its host and not certified yet is the usual cause."""
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+    try:
+        key = crypto.load_private_key(key_data, src)
+        cert = crypto.load_cert(crypto.to_bytes(cert_pem), '%s (its certificate)' % path)
+    except PkiError as exc:
+        raise HostFilesError('%s: %s' % (path, exc))
+    if crypto.public_key_der(key) != crypto.public_key_der(cert.public_key()):
+        raise HostFilesError('%s: the key %s is not the one the certificate from the control node is for (the control '
+                             'node has not certified this key yet: its request was refused or not sent). Nothing was '
+                             'installed; run the playbook again, or see why the request was refused' % (path, src))
 
 
 def _settings(want):

@@ -20,6 +20,11 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import P
 REFUSED = 'refused: a host may ask only for the subject and names the inventory gives it'
 
 
+def _shown(value):
+    """A name from a request, safe to print: a host controls it (no newline or escape sequence reaches a log)."""
+    return value.encode('unicode_escape').decode('ascii')
+
+
 def load_csr(data, where):
     try:
         return crypto.x509.load_pem_x509_csr(crypto.to_bytes(data))
@@ -44,7 +49,7 @@ def checked_public_key(request):
     expected = crypto.build_name(request.common_name).rfc4514_string()
     if subject != expected:
         raise PkiError('%s: the csr asks for the subject %r, the inventory gives %r: %s'
-                       % (where, subject, expected, REFUSED))
+                       % (where, _shown(subject), expected, REFUSED))
     try:
         dns, ips = crypto.sans(csr)
     except (ValueError, crypto.x509.DuplicateExtension, crypto.x509.UnsupportedGeneralNameType):
@@ -54,7 +59,7 @@ def checked_public_key(request):
     if asked != given:
         problems = []
         if asked - given:
-            problems.append('asks for %s, not given to it' % ', '.join(sorted(asked - given)))
+            problems.append('asks for %s, not given to it' % ', '.join(_shown(name) for name in sorted(asked - given)))
         if given - asked:
             problems.append('leaves out %s' % ', '.join(sorted(given - asked)))
         raise PkiError('%s: the csr %s: %s' % (where, ' and '.join(problems), REFUSED))

@@ -257,8 +257,10 @@ class CertPlan:
     (``cert`` is then None). ``files_sha256``: the digest of a cert fully checked and found valid, to record.
     """
 
-    def __init__(self, request, action=None, reason='up to date', cert=None, recorded=None, renew_at=None):
+    def __init__(self, request, action=None, reason='up to date', cert=None, recorded=None, renew_at=None,
+                 refused=False):
         self.request = request
+        self.refused = refused
         self.renew_at = renew_at
         self.action = action
         self.reason = reason
@@ -296,7 +298,7 @@ class CertPlan:
         out = {
             'name': request.name,
             'changed': self.changed,
-            'action': self.action or 'none',
+            'action': 'refused' if self.refused else (self.action or 'none'),
             'reason': self.reason,
             'serial': serial,
             'not_after': not_after,
@@ -322,7 +324,10 @@ class LeafIssuer:
     """Checks and issues a batch of leaf certificates signed by the CA in ``ca_dir``."""
 
     def __init__(self, ca_dir, certs, ca_passphrase=None, renew_days=None, force=False, default_dir=None,
-                 defaults=None, now=None, renew_fraction=None, renew_splay=None):
+                 defaults=None, now=None, renew_fraction=None, renew_splay=None, skip_refused=False):
+        # skip_refused: a host's request that asks for anything but its own names is left out (action 'refused',
+        # nothing written for it) instead of stopping the batch: one tampered host cannot stop the fleet's renewal.
+        self.skip_refused = skip_refused
         self.ca_dir = ca_dir
         self.store = store.CaStore(ca_dir)
         self.ca_passphrase = ca_passphrase
@@ -520,8 +525,23 @@ class LeafIssuer:
         """The host's public key from its request, checked against the request's names (PkiError before any write
         when it asks for anything else); parsed once per run."""
         if getattr(request, 'csr_public_key', None) is None:
-            request.csr_public_key = host_csr.checked_public_key(request)
+            public_key = host_csr.checked_public_key(request)
+            revoked = self._revoked_serial_of_key(request.name, public_key_sha256(public_key))
+            if revoked:
+                raise PkiError('%s: the csr carries the key of revoked serial %s (its key may be compromised): refused; '
+                               'the host must make a new key (the pki play asks it to for a certificate whose key '
+                               'was revoked; or rotate.yml -e rotate_key=true --limit <host>)' % (request.where, revoked))
+            request.csr_public_key = public_key
         return request.csr_public_key
+
+    def _revoked_serial_of_key(self, name, key_sha256):
+        """A revoked serial of ``name`` issued for this key, or None."""
+        if not self._revoked:
+            return None
+        for item in (self.metadata.entry(name) or {}).get('history') or []:
+            if item.get('serial') in self._revoked and item.get('public_key_sha256') == key_sha256:
+                return item['serial']
+        return None
 
     def _plan_from_csr(self, request):
         """A certificate whose key is its host's: the same checks as _plan_one / _full_check, with the request's
@@ -543,7 +563,12 @@ class LeafIssuer:
                                                        cert_mode))
             if renew_at:
                 return CertPlan(request, None, 'up to date', recorded=entry, renew_at=renew_at)
-        public_key = self._csr_public_key(request)
+        try:
+            public_key = self._csr_public_key(request)
+        except PkiError as exc:
+            if not self.skip_refused:
+                raise
+            return CertPlan(request, None, str(exc), refused=True)
         if self.force:
             return CertPlan(request, ISSUE, 'force', self._current_cert(request))
         self._need_ca()
@@ -767,6 +792,10 @@ class LeafIssuer:
         not_before_text, not_after_text = self._time_text(not_before), self._time_text(not_after)
         item = Metadata.history_item(cert, self._ca_fingerprint, reason, issued_at, not_after=not_after_text)
         facts = issued_facts(request, cert, item['fingerprint_sha256'], subject, not_before_text, not_after_text)
+        if request.csr is not None:
+            # A host's key outlives its certificates (renewals keep it): each serial records its key, so a revoked
+            # serial's key is never certified again (_csr_public_key).
+            item['public_key_sha256'] = facts['public_key_sha256'] = public_key_sha256(key)
         self.metadata.journal(request.name, item)
         # Drop the old cert and bundle first: a kill between the renames leaves "no cert" (re-issued next run),
         # never a new key beside the old cert or the old bundle.
@@ -798,6 +827,10 @@ class LeafIssuer:
             after[name] = _summary(plan.new_cert or plan.cert) if plan.action != ISSUE or plan.new_cert else {
                 'state': 'to be issued', 'dns': plan.request.dns, 'ip': plan.request.ip, 'usage': plan.request.usage}
         return {'before': before, 'after': after}
+
+
+def public_key_sha256(key):
+    return hashlib.sha256(crypto.public_key_der(key)).hexdigest()
 
 
 def _unlink(path):

@@ -92,3 +92,20 @@ def test_roles_name_a_certificate_by_the_rule_the_requests_use():
     assert fleet_cert_name('Worker7', 'worker') == 'worker-worker7'
     assert fleet_cert_name('Worker7', 'worker', True) == 'worker-shared'
     assert fleet_cert_name('redis1', 'redis') == 'redis-redis1'
+
+
+def test_a_certificate_takes_its_request_only_from_its_own_host():
+    """A compromised worker that answers with a request for api1's certificate is never heard for it."""
+    from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_leaf_certs
+    requests = fleet_cert_requests(list(HOSTVARS), HOSTVARS, GROUPS)
+    honest = {'csr': '-----BEGIN CERTIFICATE REQUEST-----\napi1\n-----END CERTIFICATE REQUEST-----\n'}
+    forged = {'csr': '-----BEGIN CERTIFICATE REQUEST-----\nforged\n-----END CERTIFICATE REQUEST-----\n'}
+    sent = {'api1': {'api-api1': honest}, 'worker1': {'api-api1': forged, 'worker-worker1': forged}}
+    certs = dict((cert['name'], cert) for cert in fleet_leaf_certs(requests, list(HOSTVARS), host_csrs=sent,
+                                                                   host_key_roles=['api', 'worker']))
+    assert certs['api-api1']['csr'] == honest['csr']
+    assert certs['worker-worker1']['csr'] == forged['csr']  # its own: checked against its names by pki_leaf
+    # api1 silent: its certificate is left out, never taken from worker1's answer.
+    certs = dict((cert['name'], cert) for cert in fleet_leaf_certs(requests, list(HOSTVARS), host_csrs={
+        'worker1': {'api-api1': forged}}, host_key_roles=['api', 'worker']))
+    assert 'api-api1' not in certs and 'worker-worker1' not in certs

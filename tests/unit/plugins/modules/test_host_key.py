@@ -133,7 +133,7 @@ def test_key_and_certificate_in_one_file_from_the_hosts_key(tmp_path, run_module
     assert (tmp_path / 'svc' / 'client.pem').read_bytes() == src.read_bytes().rstrip() + b'\nCERT\n'
     alone = run_module(tls_files, {'files': [{'path': str(tmp_path / 'svc' / 'x'), 'content': 'x', 'append': 'y',
                                               'mode': '0600'}]})
-    assert alone.rc == 1 and 'append goes with src only' in alone.result['msg']
+    assert alone.rc == 1 and 'append and certificate go with src only' in alone.result['msg']
 
 
 def test_missing_parents_are_made_0755_and_the_key_directory_0700(tmp_path, run_module):
@@ -154,3 +154,27 @@ def test_rotate_names_makes_a_new_key_for_those_only(tmp_path, run_module):
     assert run.result['requests']['client-worker1']['reason'] == 'kept'
     assert crypto.public_key_der(key_of(tmp_path, 'worker-worker1')) != before['worker-worker1']
     assert crypto.public_key_der(key_of(tmp_path, 'client-worker1')) == before['client-worker1']
+
+
+def test_a_key_that_is_not_the_certificates_is_never_installed(tmp_path, run_module, pki):
+    """The key made on the host and the certificate from the control node go in together only when they match."""
+    from cryptography import x509 as real_x509
+    ca_dir = str(tmp_path / 'ca')
+    pki.make_ca(ca_dir)
+    first = run_module(host_key, args(tmp_path)).result['requests']['worker-worker1']['csr']
+    certs = [{'name': 'worker-worker1', 'common_name': 'worker1', 'dns': ['worker1', 'worker1.example.com'],
+              'ip': ['10.0.0.7'], 'usage': 'client', 'csr': first}]
+    pki.issue(ca_dir, certs, default_dir=str(tmp_path / 'issued'))
+    cert = (tmp_path / 'issued' / 'worker-worker1-cert.pem').read_text()
+    assert real_x509.load_pem_x509_certificate(cert.encode())
+    (tmp_path / 'svc').mkdir()
+    target = str(tmp_path / 'svc' / 'client-key.pem')
+    src = str(tmp_path / 'keys' / 'worker-worker1-key.pem')
+    install = {'files': [{'path': target, 'src': src, 'certificate': cert, 'mode': '0600'}]}
+    assert run_module(tls_files, install).rc == 0
+    # The host makes a new key the control node has not certified: refused, the service keeps its pair.
+    run_module(host_key, args(tmp_path, rotate=True))
+    installed = open(target, 'rb').read()
+    refused = run_module(tls_files, install)
+    assert refused.rc == 1 and 'not the one the certificate from the control node is for' in refused.result['msg']
+    assert open(target, 'rb').read() == installed

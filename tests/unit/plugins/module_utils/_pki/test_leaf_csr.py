@@ -172,3 +172,40 @@ def test_check_mode_checks_the_request_and_writes_nothing(ca_dir, out_dir, pki, 
     with pytest.raises(PkiError, match='asks for redis1'):
         pki.issue(ca_dir, [entry(make_csr(host_key(), dns=('web1.example.com', 'web1', 'redis1')))],
                   default_dir=out_dir, check_mode=True)
+
+
+def test_with_skip_a_refused_request_is_left_out_and_the_others_issued(ca_dir, out_dir, pki, tmp_path):
+    good = make_csr(host_key(), 'good.example.com', ('good.example.com',))
+    bad = make_csr(host_key(), dns=('web1.example.com', 'web1', 'redis1\n\x1b[2Jrevoke worker7'))
+    certs = [{'name': 'good', 'dns': ['good.example.com'], 'csr': good}, entry(bad)]
+    issuer, results = pki.issue(ca_dir, certs, default_dir=out_dir, skip_refused=True)
+    assert results['good']['action'] == 'issue'
+    assert results['web1']['action'] == 'refused' and results['web1']['changed'] is False
+    # What the host asked for is printed escaped: no newline or escape sequence of its own reaches the log.
+    reason = results['web1']['reason']
+    assert 'asks for redis1\\n\\x1b[2jrevoke worker7, not given to it' in reason and '\n' not in reason
+    assert not os.path.exists(os.path.join(out_dir, 'web1-cert.pem'))
+
+
+def test_a_key_on_a_revoked_serial_is_never_certified_again(ca_dir, out_dir, pki, tmp_path):
+    """Revoking an older serial revokes the key it was issued for: a host's key outlives its certificates."""
+    from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_revoked_key_names
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.crl import CrlManager
+    key = host_key()
+    csr = make_csr(key)
+    dummy, first = pki.issue(ca_dir, [entry(csr)], default_dir=out_dir)
+    dummy, second = pki.issue(ca_dir, [entry(csr)], default_dir=out_dir, force=True)  # same key, new serial
+    old = first['web1']['serial']
+    manager = CrlManager(ca_dir, revoke_serials=[old])
+    manager.plan()
+    manager.apply()
+    revoked = [old]
+    assert fleet_revoked_key_names([metadata(ca_dir)], revoked) == ['web1']
+    before = pki.snapshot(tmp_path)
+    with pytest.raises(PkiError, match='carries the key of revoked serial %s' % old):
+        pki.issue(ca_dir, [entry(make_csr(key))], default_dir=out_dir, force=True)
+    assert pki.snapshot(tmp_path) == before
+    # A new key from the host: certified.
+    dummy, third = pki.issue(ca_dir, [entry(make_csr(host_key()))], default_dir=out_dir)
+    assert third['web1']['action'] == 'issue'
+    assert fleet_revoked_key_names([metadata(ca_dir)], revoked) == []
