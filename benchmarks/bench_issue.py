@@ -10,13 +10,16 @@ Prints figures; asserts nothing about time (it does check that the rerun changed
       (b)'s result (report: changed, nothing changed) and doing no work, i.e. what Ansible costs for this task's
       arguments and result before pki_leaf does anything
 
-Goals (issue 11): a <= 1.2 x (c + d) and b <= 1.2 x c.
+  with --csr, also (issue 12: keys born on their hosts):
+  (f) one pki_leaf task issuing the same N certs for N certificate requests (certs[].csr, made before timing)
+  (g) the same run again
+Goals (issue 11): a <= 1.2 x (c + d) and b <= 1.2 x c. Issue 12: f and g as fast as a and b (f / a, g / b).
 
 Ratios are given from the medians and from the best of the rounds, on wall time (the goal) and on CPU time
 (user + sys of ansible-playbook and its module: steadier than wall time on a shared machine); the load average
 before and after is printed with them.
 
-  python benchmarks/bench_issue.py [--count 1000] [--repeat 3] [--json]
+  python benchmarks/bench_issue.py [--count 1000] [--repeat 3] [--csr] [--json]
 """
 import argparse
 import datetime
@@ -131,6 +134,15 @@ def run_playbook(path, library=None):
     return elapsed, cpu, changed
 
 
+def host_request(name):
+    """A host's certificate request (its own key), as fleetpki.mtls.host_key makes it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                                                                 name)]))
+    builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
 def load_ca(ca_dir):
     key = serialization.load_pem_private_key((ca_dir / 'ca-key.pem').read_bytes(), None)
     cert_pem = (ca_dir / 'ca-cert.pem').read_bytes()
@@ -196,13 +208,15 @@ def main():
     parser.add_argument('--count', type=int, default=1000)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--json', action='store_true')
+    parser.add_argument('--csr', action='store_true', help='also issue for certificate requests (f, g)')
     args = parser.parse_args()
 
     base = '/dev/shm' if os.path.isdir('/dev/shm') else None
     work = pathlib.Path(tempfile.mkdtemp(prefix='fleetpki-bench-issue-', dir=base))
     load_before = os.getloadavg()
-    wall = dict((key, []) for key in 'abcde')
-    cpu = dict((key, []) for key in 'abcde')
+    keys = 'abcdefg' if args.csr else 'abcde'
+    wall = dict((key, []) for key in keys)
+    cpu = dict((key, []) for key in keys)
 
     def add(key, figures):
         wall[key].append(figures[0])
@@ -213,6 +227,11 @@ def main():
         certs_file.write_text(json.dumps([
             {'name': 'host%04d' % i, 'dns': ['host%04d.bench.internal' % i], 'usage': 'both'}
             for i in range(args.count)]))
+        csr_file = work / 'certs-csr.json'
+        if args.csr:
+            csr_file.write_text(json.dumps([
+                {'name': 'host%04d' % i, 'dns': ['host%04d.bench.internal' % i], 'usage': 'both',
+                 'csr': host_request('host%04d.bench.internal' % i)} for i in range(args.count)]))
         library = work / 'library'
         library.mkdir()
         (library / 'bench_leaf_shape.py').write_text(shape_module())
@@ -233,6 +252,13 @@ def main():
             add('c', run_playbook(ping))
             add('d', bare_loop_timed(ca_dir, work / ('bare-%d' % round_number), args.count))
             add('e', run_playbook(shape, library))
+            if args.csr:
+                csr_dir = work / ('csr-%d' % round_number)
+                from_csr = write_playbook(work, 'csr-%d.yml' % round_number, LEAF_TASK, csr_file, ca_dir=ca_dir,
+                                          out_dir=csr_dir)
+                add('f', run_playbook(from_csr))
+                add('g', run_playbook(from_csr))
+                shutil.rmtree(csr_dir)
             shutil.rmtree(out_dir)
             shutil.rmtree(work / ('bare-%d' % round_number))
     finally:
@@ -247,13 +273,15 @@ def main():
         'c': 'fixed cost: same list to ansible.builtin.ping',
         'd': 'bare cryptography loop writing the same files',
         'e': "pki_leaf's options and (b)'s result, no work (ref.)",
+        'f': 'pki_leaf issuing them for hosts\' requests (csr)',
+        'g': 'the same csr run again',
     }
     print('fleetpki issuance benchmark: %d certs, %d rounds, %s, cryptography in %s'
           % (args.count, args.repeat, 'tmpfs (/dev/shm)' if base else 'disk', sys.executable))
     print('load average (1, 5, 15 min): before %.2f %.2f %.2f, after %.2f %.2f %.2f; %d CPUs'
           % (load_before + load_after + (os.cpu_count(),)))
     print('%-3s %-55s %8s %8s %8s %8s %8s' % ('', 'measure', 'median', 'min', 'max', 'cpu med', 'cpu min'))
-    for key in 'abcde':
+    for key in keys:
         line = (key, labels[key], stats[key]['median'], stats[key]['min'], stats[key]['max'],
                 cpu_stats[key]['median'], cpu_stats[key]['min'])
         print('%-3s %-55s %7.2fs %7.2fs %7.2fs %7.2fs %7.2fs' % line)
@@ -268,6 +296,10 @@ def main():
         print('%-17s %5.2f %-10s %5.2f %-10s %5.2f' % (name, ratio_a, verdict(ratio_a), ratio_b, verdict(ratio_b),
                                                        ratio_e))
     print('goals (issue 11): a / (c + d) <= %.1f and b / c <= %.1f' % (GOAL, GOAL))
+    if args.csr:
+        for pick in ('median', 'min'):
+            print('keys born on their hosts (%s): f / a %.2f (first run), g / b %.2f (rerun)'
+                  % (pick, stats['f'][pick] / stats['a'][pick], stats['g'][pick] / stats['b'][pick]))
     a, b = stats['a']['median'], stats['b']['median']
     crypto_way = COMMUNITY_CRYPTO_SECONDS_PER_HOST * args.count
     print('community.crypto (privatekey + csr + ownca per host, ~%.1f s/host): ~%.0f s per run, first or rerun; '
