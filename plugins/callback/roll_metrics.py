@@ -136,8 +136,8 @@ class CallbackModule(CallbackBase):
     def _find_pki_dir(play):
         manager = play.get_variable_manager()
         inventory = manager._inventory  # pylint: disable=protected-access
-        hosts = [host for host in inventory.get_hosts(play.hosts) if host.name != 'localhost'] \
-            or inventory.get_hosts('all')
+        # A fleet host's variables (rotate.yml's first play is localhost's; the run may be restricted by --limit).
+        hosts = [host for host in inventory.get_hosts('all', ignore_restrictions=True) if host.name != 'localhost']
         if not hosts:
             return ''
         variables = manager.get_vars(play=play, host=hosts[0])

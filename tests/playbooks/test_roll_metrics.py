@@ -15,7 +15,10 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # As roll.yml's plays: any_errors_fatal, so Ansible runs no further play once a host failed.
+# Its first play on localhost, as rotate.yml's: the PKI dir is found from a fleet host's variables all the same.
 PLAYBOOK = [
+    {'name': 'Check the options', 'hosts': 'localhost', 'gather_facts': False, 'tasks': [
+        {'ansible.builtin.debug': {'msg': 'options'}}]},
     {'name': 'A roll', 'hosts': 'all', 'gather_facts': False, 'any_errors_fatal': True, 'tasks': [
         {'name': 'Fail where told', 'ansible.builtin.fail': {'msg': 'failed on purpose'},
          'when': "inventory_hostname in (fail_on | default('')).split(',')"}]},

@@ -421,28 +421,40 @@ def test_rollover_phase_out_of_order_is_refused_and_changes_nothing(fleet, pki_d
     assert tree_digest(pki_dir) == before
 
 
-def test_redis_refusing_a_new_cert_goes_back_to_the_previous_one(fleet, pki_dir):
-    """A certificate for the wrong key: Redis refuses the CONFIG SET, the role puts the previous files back and
-    stops; after the fix a rerun completes."""
+def test_redis_refusing_a_new_cert_goes_back_to_the_previous_one(fleet, pki_dir, tmp_path):
+    """A key that is not the certificate's. Born on the host: tls_files refuses to install the pair at all. Made on
+    the control node (fleetpki_host_keys: [] for Redis here): Redis refuses the CONFIG SET, the role puts the
+    previous files back and stops. After the fix a rerun completes."""
     served_before = served_serial(fleet)
-    # A key that is not the certificate's, in a root-only directory on redis1 (tls_files copies only from such).
-    wrong_key = '/root/wrong-keys/wrong-key.pem'
-    fleet['redis1'].check_output('install -d -m 0700 /root/wrong-keys && openssl genpkey -algorithm EC '
-                                 '-pkeyopt ec_paramgen_curve:P-256 -out %s && chmod 0600 %s' % (wrong_key, wrong_key))
+    redis = fleet['redis1']
+    # On redis1, in a root-only directory (tls_files copies a host's key only from such).
+    wrong_on_host = '/root/wrong-keys/wrong-key.pem'
+    redis.check_output('install -d -m 0700 /root/wrong-keys && openssl genpkey -algorithm EC '
+                       '-pkeyopt ec_paramgen_curve:P-256 -out %s && chmod 0600 %s' % (wrong_on_host, wrong_on_host))
     rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'redis1', '-e', 'services=redis', '-e', 'force=true',
-                              '-e', 'redis_tls_host_key_src=%s' % wrong_key)
+                              '-e', 'redis_tls_host_key_src=%s' % wrong_on_host)
+    assert rc != 0
+    assert 'is not the one the certificate from the control node is for' in ' '.join(output.split()), output[-3000:]
+    assert 'No certificate file had changed in this run' in output, output[-3000:]
+    assert served_serial(fleet) == served_before == cert_serial(redis, REDIS_CERT)
+    # On the control node: the pair reaches Redis, which refuses it.
+    wrong_here = tmp_path / 'wrong-key.pem'
+    subprocess.run(['openssl', 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out',
+                    str(wrong_here)], check=True, capture_output=True)
+    rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'redis1', '-e', 'services=redis', '-e', 'force=true',
+                              '-e', 'redis_tls_host_key=false', '-e', 'redis_tls_key_src=%s' % wrong_here)
     assert rc != 0
     assert 'previous certificate and key are back in place' in output, output[-3000:]
     assert served_serial(fleet) == served_before
-    assert served_before == cert_serial(fleet['redis1'], REDIS_CERT)
+    assert served_before == cert_serial(redis, REDIS_CERT)
     assert admin_redis(fleet, 'PING') == 'PONG'
-    listing = fleet['redis1'].check_output('ls -A %s' % os.path.dirname(REDIS_CERT))
+    listing = redis.check_output('ls -A %s' % os.path.dirname(REDIS_CERT))
     assert 'fleetpki-previous' not in listing and 'fleetpki-tmp' not in listing, listing
     rc, output = run_playbook('playbooks/rotate.yml', '--limit', 'redis1', '-e', 'services=redis')
     assert rc == 0, output[-3000:]
     assert served_serial(fleet) != served_before
-    assert served_serial(fleet) == cert_serial(fleet['redis1'], REDIS_CERT)
-    fleet['redis1'].run('rm -rf /root/wrong-keys')
+    assert served_serial(fleet) == cert_serial(redis, REDIS_CERT)
+    redis.run('rm -rf /root/wrong-keys')
 
 
 def api_served_serial(fleet):
