@@ -66,4 +66,3 @@ def test_a_bad_renewal_setting_stops_before_anything_is_made(tmp_path, extra):
     assert rc != 0 and 'pki_renew_fraction is above 0 and at most 0.9' in flat, output[-3000:]
     assert 'Nothing was changed' in flat
     assert not (tmp_path / 'pki' / 'ca').exists() or not any((tmp_path / 'pki' / 'ca').iterdir())
-
