@@ -109,3 +109,18 @@ def test_a_certificate_takes_its_request_only_from_its_own_host():
     certs = dict((cert['name'], cert) for cert in fleet_leaf_certs(requests, list(HOSTVARS), host_csrs={
         'worker1': {'api-api1': forged}}, host_key_roles=['api', 'worker']))
     assert 'api-api1' not in certs and 'worker-worker1' not in certs
+
+
+def test_revoked_key_names_the_current_serial_or_an_older_one_of_the_same_key():
+    from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_revoked_key_names
+    doc = {'certs': {
+        'api-api1': {'serial': 'B2', 'public_key_sha256': 'k1',
+                     'history': [{'serial': 'A1', 'public_key_sha256': 'k1'}, {'serial': 'B2', 'public_key_sha256': 'k1'}]},
+        'worker-w1': {'serial': 'D4', 'public_key_sha256': 'k3',
+                      'history': [{'serial': 'C3', 'public_key_sha256': 'k2'}, {'serial': 'D4', 'public_key_sha256': 'k3'}]},
+        'worker-w2': {'serial': 'E5', 'history': [{'serial': 'E5'}]},
+        'client-p1': {'serial': 'F6', 'history': [{'serial': 'F6'}]},
+    }}
+    # A1 (api1's older serial, same key) and C3 (w1's older serial, another key) and F6 (p1's current).
+    assert fleet_revoked_key_names([doc], ['A1', 'C3', 'F6']) == ['api-api1', 'client-p1']
+    assert fleet_revoked_key_names([doc], []) == []
