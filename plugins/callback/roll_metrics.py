@@ -19,7 +19,8 @@ description:
     reached; 0 when a task failed on it or it was unreachable), C(fleetpki_roll_last_run_seconds) (Unix time of the
     run's end) and, per file, C(fleetpki_roll_last_playbook_info) (label C(playbook))."
   - A callback, not a last play, because Ansible runs no further play after an C(any_errors_fatal) failure, which
-    is exactly the run this metric must record. Hosts that a run did not reach (C(--limit)) keep their last line.
+    is exactly the run this metric must record. Hosts that a run did not reach (C(--limit), or a run its checks on
+    the control node refused before any host was contacted) keep their last line; such a run writes nothing.
   - The PKI dir is C(fleetpki_pki_dir) when the inventory sets it as a plain path, else
     C(<directory of the ansible.cfg in use>/pki/<inventory dir name>), as the lookup P(fleetpki.mtls.pki_dir#lookup)
     finds it by default; nothing is written when that directory holds no C(ca/) (no fleet there).
@@ -41,6 +42,10 @@ from ansible.plugins.callback import CallbackBase
 
 PLAYBOOKS = ('site.yml', 'rotate.yml', 'roll.yml', 'revoke.yml', 'ca_rollover.yml', 'scheduled_renewal.yml')
 FILE_NAME = 'fleetpki_roll.prom'
+# Actions that run on the control node only: a task of theirs does not reach its host.
+CONTROLLER_ACTIONS = frozenset(('assert', 'debug', 'fail', 'set_fact', 'set_stats', 'meta', 'add_host', 'group_by',
+                                'include_tasks', 'import_tasks', 'include_role', 'import_role', 'include_vars',
+                                'validate_argument_spec', 'pause'))
 _LINE = re.compile(r'^(fleetpki_roll_last_success|fleetpki_roll_last_run_seconds)\{host="((?:[^"\\]|\\.)*)"\} (\S+)$')
 HEADER = (
     '# HELP fleetpki_roll_last_success 1 when the host ended the last roll (site, rotate, roll, revoke, rollover) '
@@ -118,6 +123,28 @@ class CallbackModule(CallbackBase):
         super(CallbackModule, self).__init__()
         self._playbook = None
         self._pki_dir = None
+        # Hosts a play got to their own tasks for (run, or skipped by a condition; not delegated to the control
+        # node): a run refused by its checks on the control node reached no host, and records nothing.
+        self._reached = set()
+
+    def _reach(self, result):
+        host = result._host.get_name()  # pylint: disable=protected-access
+        task = result._task  # pylint: disable=protected-access
+        if host != 'localhost' and not getattr(task, 'delegate_to', None) \
+                and task.action.rsplit('.', 1)[-1] not in CONTROLLER_ACTIONS:
+            self._reached.add(host)
+
+    def v2_runner_on_ok(self, result):
+        self._reach(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._reach(result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._reach(result)
+
+    def v2_runner_on_skipped(self, result):
+        self._reach(result)
 
     def v2_playbook_on_start(self, playbook):
         name = os.path.basename(getattr(playbook, '_file_name', '') or '')
@@ -151,7 +178,7 @@ class CallbackModule(CallbackBase):
         return os.path.join(os.path.dirname(os.path.abspath(str(config))), 'pki', os.path.basename(str(inventory_dir)))
 
     def v2_playbook_on_stats(self, stats):
-        if not self._playbook or not self._pki_dir or context.CLIARGS.get('check', False):
+        if not self._playbook or not self._pki_dir or context.CLIARGS.get('check', False) or not self._reached:
             return
         if not os.path.isdir(os.path.join(self._pki_dir, 'ca')):
             return
@@ -159,7 +186,7 @@ class CallbackModule(CallbackBase):
         results = read_previous(path)
         now = '%d' % int(time.time())
         for host in sorted(stats.processed):
-            if host == 'localhost':
+            if host not in self._reached:
                 continue
             summary = stats.summarize(host)
             ok = not summary.get('failures') and not summary.get('unreachable')

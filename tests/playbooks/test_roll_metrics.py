@@ -20,6 +20,7 @@ PLAYBOOK = [
     {'name': 'Check the options', 'hosts': 'localhost', 'gather_facts': False, 'tasks': [
         {'ansible.builtin.debug': {'msg': 'options'}}]},
     {'name': 'A roll', 'hosts': 'all', 'gather_facts': False, 'any_errors_fatal': True, 'tasks': [
+        {'name': 'Reach the host', 'ansible.builtin.command': 'true', 'changed_when': False},
         {'name': 'Fail where told', 'ansible.builtin.fail': {'msg': 'failed on purpose'},
          'when': "inventory_hostname in (fail_on | default('')).split(',')"}]},
     {'name': 'Never reached after a failure', 'hosts': 'localhost', 'gather_facts': False, 'tasks': [
@@ -68,3 +69,25 @@ def test_check_mode_and_other_playbooks_write_nothing(tmp_path, extra, name):
     rc, output, path = run(tmp_path, *extra, name=name)
     assert rc == 0, output[-2000:]
     assert not path.exists()
+
+
+def test_a_run_refused_on_the_control_node_records_nothing(tmp_path):
+    """Checks on the control node fail before any host is contacted (as under become): no line. The checks are
+    delegated to it, or actions that never reach the host (assert, fail, set_fact...)."""
+    refused = [{'name': 'Checks', 'hosts': 'all', 'gather_facts': False, 'any_errors_fatal': True, 'tasks': [
+        {'name': 'Ask', 'ansible.builtin.command': 'id -u', 'delegate_to': 'localhost', 'run_once': True,
+         'changed_when': False},
+        {'name': 'Refuse', 'ansible.builtin.assert': {'that': ['false']}, 'run_once': True}]}]
+    (tmp_path / 'roll.yml').write_text(yaml.safe_dump(refused, sort_keys=False))
+    pki = tmp_path / 'pki'
+    (pki / 'ca').mkdir(parents=True)
+    (tmp_path / 'hosts.yml').write_text(yaml.safe_dump(
+        {'all': {'vars': {'ansible_connection': 'local', 'ansible_python_interpreter': '{{ ansible_playbook_python }}',
+                          'fleetpki_pki_dir': str(pki)}, 'hosts': {'rm-a': None}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    proc = subprocess.run(['ansible-playbook', '-i', str(tmp_path / 'hosts.yml'), str(tmp_path / 'roll.yml')],
+                          cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=300, check=False)
+    assert proc.returncode != 0
+    assert not (pki / 'metrics').exists()
+
