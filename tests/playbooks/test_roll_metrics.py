@@ -90,4 +90,3 @@ def test_a_run_refused_on_the_control_node_records_nothing(tmp_path):
                           universal_newlines=True, timeout=300, check=False)
     assert proc.returncode != 0
     assert not (pki / 'metrics').exists()
-
