@@ -483,17 +483,23 @@ class LeafIssuer:
         except (IOError, OSError):
             key_data = cert_data = None
         else:
-            try:
-                bundle = files.read_bytes(request.bundle_path)
-            except (IOError, OSError):
-                bundle = None
-            entry = self.metadata.entry(request.name)
-            renew_at = (bundle is not None and entry is not None and entry.get(FILES_DIGEST)
-                        and self._recorded_still_valid(request, entry, key_data, cert_data, bundle, key_mode, cert_mode))
-            if renew_at:
-                return CertPlan(request, None, 'up to date', recorded=entry, renew_at=renew_at)
+            plan = self._plan_from_record(request, key_data, cert_data, key_mode, cert_mode)
+            if plan is not None:
+                return plan
         self._need_ca()  # the first certificate that needs more than its record loads the CA
         return self._full_check(request, key_data, cert_data)
+
+    def _plan_from_record(self, request, key_data, cert_data, key_mode, cert_mode):
+        """'up to date' from the record alone, when the files (with the bundle) are those it recorded and it shows
+        the cert still wanted; None otherwise. ``key_data``: the key's part of the files digest."""
+        try:
+            bundle = files.read_bytes(request.bundle_path)
+        except (IOError, OSError):
+            return None
+        entry = self.metadata.entry(request.name)
+        renew_at = (entry is not None and entry.get(FILES_DIGEST)
+                    and self._recorded_still_valid(request, entry, key_data, cert_data, bundle, key_mode, cert_mode))
+        return CertPlan(request, None, 'up to date', recorded=entry, renew_at=renew_at) if renew_at else None
 
     def _recorded_still_valid(self, request, entry, key_data, cert_data, bundle, key_mode, cert_mode):
         """The moment the cert is due (true) when the files are byte for byte those recorded for this CA and the record alone shows the cert
@@ -552,17 +558,10 @@ class LeafIssuer:
         except (IOError, OSError):
             cert_data = None
         if cert_data is not None and not self.force and not os.path.lexists(request.stale_key_path):
-            try:
-                bundle = files.read_bytes(request.bundle_path)
-            except (IOError, OSError):
-                bundle = None
-            entry = self.metadata.entry(request.name)
             # The same request bytes as when the certificate was issued: checked then, against the same names.
-            renew_at = (bundle is not None and entry is not None and entry.get(FILES_DIGEST)
-                        and self._recorded_still_valid(request, entry, key_part, cert_data, bundle, KEY_MODE,
-                                                       cert_mode))
-            if renew_at:
-                return CertPlan(request, None, 'up to date', recorded=entry, renew_at=renew_at)
+            plan = self._plan_from_record(request, key_part, cert_data, KEY_MODE, cert_mode)
+            if plan is not None:
+                return plan
         try:
             public_key = self._csr_public_key(request)
         except PkiError as exc:
