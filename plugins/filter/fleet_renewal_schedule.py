@@ -13,21 +13,24 @@ description:
   - From the shortest validity in use and the renewal policy of M(fleetpki.mtls.pki_leaf), the time a certificate
     has left once it is due (the renewal room, before any splay) is worked out; the job must run at least three
     times within it (a failed run is retried twice before a certificate expires), and at most once a day.
-  - "Without a window: the largest step of 5, 10, 15, 20 or 30 minutes, or 1, 2, 3, 4, 6, 8 or 12 hours, or a day
-    that fits, as a systemd C(OnCalendar) expression and cron fields. 24-hour certificates (8 hours of room with the
-    default 1/3) run every 2 hours; 1-hour ones every 5 minutes; 365-day ones daily."
+  - "Without a window: the largest step of 1, 2, 5, 10, 15, 20 or 30 minutes, or 1, 2, 3, 4, 6, 8 or 12 hours, or a
+    day that fits, as a systemd C(OnCalendar) expression and cron fields. 24-hour certificates (8 hours of room with
+    the default 1/3) run every 2 hours; 1-hour ones every 5 minutes; 365-day ones daily; 6-minute ones (C(0.1) hours,
+    a compressed test fleet, with O(renew_fraction=0.5)) every minute."
   - "With a maintenance window (C(HH:MM-HH:MM), may cross midnight): once a day, starting at a random moment in the
     first half of the window. Refused, with the numbers, when the renewal room is less than three days: a
     certificate due just after a window would expire before the third one."
-  - Fails, naming the input, when the room is under 15 minutes (no timer can renew in time), or an input is not
-    a number or a window.
+  - Fails, naming the input, when the room is under 3 minutes (no timer can renew in time), or an input is not
+    a number or a window. A run must also finish within the step it is given (a timer does not start the job again
+    while it runs): the fleet's own run time sets the real floor.
 author:
   - fleetpki contributors (@fleetpki)
 positional: renew_fraction, renew_days, window
 options:
   _input:
-    description: The shortest validity in use, in hours (C(pki_leaf_valid_hours), else C(pki_leaf_valid_days) x 24).
-    type: int
+    description: The shortest validity in use, in hours (C(pki_leaf_valid_hours), else C(pki_leaf_valid_days) x 24);
+      fractions allowed.
+    type: float
     required: true
   renew_fraction:
     description: M(fleetpki.mtls.pki_leaf)'s O(fleetpki.mtls.pki_leaf#module:renew_fraction); empty for its default.
@@ -78,7 +81,7 @@ import re
 from ansible.errors import AnsibleFilterError
 
 # Steps that divide an hour or a day evenly, so the calendar expressions run at equal intervals.
-MINUTE_STEPS = (5, 10, 15, 20, 30)
+MINUTE_STEPS = (1, 2, 5, 10, 15, 20, 30)
 HOUR_STEPS = (1, 2, 3, 4, 6, 8, 12)
 RUNS_WITHIN_ROOM = 3
 DEFAULT_FRACTION = 1.0 / 3

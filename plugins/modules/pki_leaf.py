@@ -178,11 +178,14 @@ options:
         type: int
       valid_hours:
         description:
-          - Validity in hours, from 1 to 87600, for short-lived certificates (V(24) with a renewal timer every few
-            hours). Not with O(certs[].valid_days).
+          - Validity in hours, from 0.1 (6 minutes) to 87600, for short-lived certificates (V(24) with a renewal
+            timer every few hours). Fractions are allowed (V(0.25) is 15 minutes: a compressed test fleet). Not with
+            O(certs[].valid_days).
+          - notBefore is backdated 5 minutes for clocks a little behind, or a twelfth of the validity when that is
+            less (30 seconds of a 6-minute certificate), so the renewal share is taken of about the time asked.
           - A certificate that lives longer than its entry now asks (a fleet moved from V(365) days to V(24) hours)
             is re-issued at once.
-        type: int
+        type: float
         version_added: 0.3.0
       key_type:
         description: Key algorithm.
@@ -400,7 +403,7 @@ def argument_spec():
             ip=dict(type='list', elements='str', default=[]),
             usage=dict(type='str', default='server', choices=list(crypto.USAGES)),
             valid_days=dict(type='int'),
-            valid_hours=dict(type='int'),
+            valid_hours=dict(type='float'),
             key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
             csr=dict(type='str'),
         )),

@@ -58,7 +58,7 @@ class LeafRequest:
         # What the request asks for; the certificate's own lifetime adds the backdating of notBefore.
         self.validity = (datetime.timedelta(hours=valid_hours) if valid_hours is not None
                          else datetime.timedelta(days=valid_days))
-        self.validity_text = ('valid_hours %d' % valid_hours if valid_hours is not None
+        self.validity_text = ('valid_hours %g' % valid_hours if valid_hours is not None
                               else 'valid_days %d' % valid_days)
         self.key_type = key_type
         # A key born on its host (csr given): the control node never holds it; a key file left from before is
@@ -112,7 +112,7 @@ def parse_requests(certs, default_dir=None, renew_days=None, defaults=None, poli
                 valid_days = defaults.get('valid_days', 365)
         if valid_hours is not None:
             validate.check_valid_hours(where, valid_hours, validate.LEAF_VALID_HOURS)
-            policy.check_lifetime(where, datetime.timedelta(hours=valid_hours), 'valid_hours (%d)' % valid_hours)
+            policy.check_lifetime(where, datetime.timedelta(hours=valid_hours), 'valid_hours (%g)' % valid_hours)
         else:
             validate.check_valid_days(where, valid_days, validate.LEAF_VALID_DAYS)
             policy.check_lifetime(where, datetime.timedelta(days=valid_days), 'valid_days (%d)' % valid_days)
@@ -772,7 +772,9 @@ class LeafIssuer:
         if wanted_end > self.ca.not_after:
             self.warnings.append('%s: validity clamped to the CA end %s (%s asked for more)'
                                  % (request.name, crypto.iso8601(self.ca.not_after), request.validity_text))
-        not_before = max(self.now - store.BACKDATE, crypto.not_before(self.ca.cert))
+        # Backdated for clocks a little behind; by a twelfth of a short validity at most (30 s of a 6-minute
+        # certificate), or the backdating would be most of the lifetime its renewal fraction is taken of.
+        not_before = max(self.now - min(store.BACKDATE, request.validity / 12), crypto.not_before(self.ca.cert))
         subject = crypto.build_name(request.common_name)
         if request.csr is not None:
             key = self._csr_public_key(request)

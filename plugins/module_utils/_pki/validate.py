@@ -26,7 +26,8 @@ SUBJECT_MAX_LENGTH = {
 # valid_days bounds (inclusive). A leaf lives at most 10 years (rotation is automatic; short is better); a root CA
 # at most 30 years.
 LEAF_VALID_DAYS = (1, 3650)
-LEAF_VALID_HOURS = (1, 3650 * 24)
+# Hours may be fractions down to 6 minutes: a compressed test fleet (step-ca's floor is 5 minutes).
+LEAF_VALID_HOURS = (0.1, 3650 * 24)
 CA_VALID_DAYS = (1, 10950)
 
 # The PKCS#8 wrapping of a CA key (cryptography's BestAvailableEncryption) derives its key with PBKDF2, 2048 rounds:
@@ -101,9 +102,9 @@ def check_valid_days(where, value, bounds):
 
 def check_valid_hours(where, value, bounds):
     low, high = bounds
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise PkiError('%s: valid_hours must be a whole number of hours from %d to %d, not %r'
-                       % (where, low, high, value))
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise PkiError('%s: valid_hours must be a number of hours from %g (%d minutes) to %g, not %r'
+                       % (where, low, int(round(low * 60)), high, value))
 
 
 def passphrase_too_short(passphrase):

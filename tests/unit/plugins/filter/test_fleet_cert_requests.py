@@ -111,6 +111,17 @@ def test_a_certificate_takes_its_request_only_from_its_own_host():
     assert 'api-api1' not in certs and 'worker-worker1' not in certs
 
 
+@pytest.mark.parametrize('valid_hours, validity', [
+    (None, {'valid_days': 30}), ('', {'valid_days': 30}), (0, {'valid_days': 30}), ('0', {'valid_days': 30}),
+    (24, {'valid_hours': 24}), ('24', {'valid_hours': 24}), ('0.1', {'valid_hours': 0.1}), (1.5, {'valid_hours': 1.5}),
+])
+def test_valid_hours_replaces_valid_days_and_keeps_fractions(valid_hours, validity):
+    from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_leaf_certs
+    requests = fleet_cert_requests(list(HOSTVARS), HOSTVARS, GROUPS)
+    for cert in fleet_leaf_certs(requests, list(HOSTVARS), 30, 'ec-p256', valid_hours):
+        assert {key: cert[key] for key in ('valid_days', 'valid_hours') if key in cert} == validity
+
+
 def test_revoked_key_names_the_current_serial_or_an_older_one_of_the_same_key():
     from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_revoked_key_names
     doc = {'certs': {

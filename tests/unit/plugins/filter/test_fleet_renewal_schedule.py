@@ -26,6 +26,9 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import 
     (24 * 365, '', 30, 'daily', 1440),
     (24 * 90, None, 1, '*-*-* 00/8:00:00', 480),
     (48, 0.5, '', '*-*-* 00/8:00:00', 480),
+    # Minutes-long certificates (a compressed test fleet): runs every 1 or 2 minutes.
+    (0.5, '', '', '*-*-* *:00/2:00', 2),
+    (0.1, 0.5, '', '*-*-* *:00/1:00', 1),
 ])
 def test_the_interval_fits_three_runs_in_the_renewal_room(hours, fraction, days, calendar, interval):
     schedule = fleet_renewal_schedule(hours, fraction, days, '')
@@ -42,7 +45,7 @@ def test_every_calendar_expression_is_one_systemd_accepts():
         subprocess.run(['systemd-analyze', '--version'], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError):
         pytest.skip('no systemd-analyze here')
-    for hours in (1, 2, 24, 24 * 7, 24 * 365):
+    for hours in (0.5, 1, 2, 24, 24 * 7, 24 * 365):
         expression = fleet_renewal_schedule(hours)['on_calendar']
         subprocess.run(['systemd-analyze', 'calendar', expression], check=True, capture_output=True)
     subprocess.run(['systemd-analyze', 'calendar', fleet_renewal_schedule(24 * 365, '', '', '23:30-01:30')['on_calendar']],
@@ -61,7 +64,7 @@ def test_a_window_runs_once_a_day_from_its_start():
     ((24, '', '', '02:00-04:00'), ['window 02:00-04:00', 'once a day', '24 hours', '8 hours', '72 hours']),
     ((24 * 365, '', '', '2am'), ["'2am'", 'HH:MM-HH:MM']),
     ((24 * 365, '', '', '02:00-02:05'), ['5 minutes', 'at least 10']),
-    ((0.5, '', '', ''), ['0.5 hours', '10 minutes', 'longer validity']),
+    ((0.1, '', '', ''), ['0.1 hours', '2 minutes', 'every 1 minutes', 'longer validity']),
     ((0, '', '', ''), ['above 0 hours']),
     ((24, 'a third', '', ''), ['renew_fraction', "'a third'"]),
 ])

@@ -519,6 +519,9 @@ GOOD = {'name': 'good', 'dns': ['good.example.com']}
                                                                 'valid_hours', 'set one']),
     ([GOOD, dict(entry(), valid_hours=0)], {}, ['certs[1] (name web1)', 'valid_hours', 'not 0']),
     ([GOOD, dict(entry(), valid_hours=87601)], {}, ['certs[1] (name web1)', 'valid_hours', '87600']),
+    ([GOOD, dict(entry(), valid_hours=0.05)], {}, ['certs[1] (name web1)', 'valid_hours', '0.1 (6 minutes)',
+                                                   'not 0.05']),
+    ([GOOD, dict(entry(), valid_hours=True)], {}, ['certs[1] (name web1)', 'valid_hours', 'not True']),
     ([GOOD], {'renew_fraction': 0}, ['renew_fraction', 'above 0', '0.9']),
     ([GOOD], {'renew_fraction': 0.95}, ['renew_fraction', '0.95']),
     ([GOOD], {'renew_splay': -0.1}, ['renew_splay', '-0.1']),
@@ -1126,6 +1129,25 @@ def test_valid_hours_issues_a_short_lived_certificate_and_a_rerun_keeps_it(ca_di
     assert renew_at <= crypto.not_after(cert) - lifetime / 3
     dummy, again = issue(pki, ca_dir, out_dir, [entry(valid_hours=1)])
     assert again['web1']['action'] == 'none' and again['web1']['renew_at'] == first['web1']['renew_at']
+
+
+def test_valid_hours_takes_fractions_down_to_six_minutes_backdated_a_twelfth(ca_dir, out_dir, pki):
+    # A compressed test fleet (and step-ca's 5-minute floor): 0.1 h is 6 minutes. notBefore is backdated a twelfth
+    # of the validity up to store.BACKDATE, or the 5 minutes alone would be most of the life the fraction is of.
+    dummy, first = issue(pki, ca_dir, out_dir, [entry(valid_hours=0.1)])
+    cert = pki.load_cert(paths(out_dir)[1])
+    assert crypto.not_after(cert) - crypto.not_before(cert) == datetime.timedelta(minutes=6, seconds=30)
+    renew_at = crypto.parse_iso8601(first['web1']['renew_at'])
+    lifetime = datetime.timedelta(minutes=6, seconds=30)
+    assert crypto.not_after(cert) - lifetime / 2 - datetime.timedelta(seconds=1) <= renew_at
+    assert renew_at <= crypto.not_after(cert) - lifetime / 3
+    dummy, again = issue(pki, ca_dir, out_dir, [entry(valid_hours=0.1)])
+    assert again['web1']['action'] == 'none'
+    dummy, renewed = issue(pki, ca_dir, out_dir, [entry(valid_hours=0.1)], now=renew_at + datetime.timedelta(seconds=2))
+    assert renewed['web1']['action'] == 'issue' and ' min of 6 min left' in renewed['web1']['reason']
+    dummy, longer = issue(pki, ca_dir, out_dir, [entry(valid_hours=1.5)], force=True)
+    cert = pki.load_cert(paths(out_dir)[1])
+    assert crypto.not_after(cert) - crypto.not_before(cert) == datetime.timedelta(minutes=90) + store.BACKDATE
 
 
 def test_a_certificate_is_renewed_at_its_renewal_point_not_before(ca_dir, out_dir, pki):
