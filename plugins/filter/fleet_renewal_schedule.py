@@ -22,7 +22,7 @@ description:
     certificate due just after a window would expire before the third one."
   - Fails, naming the input, when the room is under 3 minutes (no timer can renew in time), or an input is not
     a number or a window. A run must also finish within the step it is given (a timer does not start the job again
-    while it runs): the fleet's own run time sets the real floor.
+    while it runs), so the fleet's own run time sets the real floor.
 author:
   - fleetpki contributors (@fleetpki)
 positional: renew_fraction, renew_days, window

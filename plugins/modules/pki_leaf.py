@@ -179,7 +179,7 @@ options:
       valid_hours:
         description:
           - Validity in hours, from 0.1 (6 minutes) to 87600, for short-lived certificates (V(24) with a renewal
-            timer every few hours). Fractions are allowed (V(0.25) is 15 minutes: a compressed test fleet). Not with
+            timer every few hours). Fractions are allowed (V(0.25) is 15 minutes; for a compressed test fleet). Not with
             O(certs[].valid_days).
           - notBefore is backdated 5 minutes for clocks a little behind, or a twelfth of the validity when that is
             less (30 seconds of a 6-minute certificate), so the renewal share is taken of about the time asked.
