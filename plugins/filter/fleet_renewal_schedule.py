@@ -68,6 +68,10 @@ _value:
     randomized_delay_sec:
       description: systemd C(RandomizedDelaySec), in seconds.
       type: int
+    accuracy_sec:
+      description: systemd C(AccuracySec), in seconds (a tenth of the step, at most 60; absent for daily and window
+        schedules, which keep systemd's default of a minute).
+      type: int
     cron_minute:
       description: cron minute field.
       type: str
@@ -108,7 +112,8 @@ def fleet_renewal_schedule(validity_hours, renew_fraction=None, renew_days=None,
         fraction = DEFAULT_FRACTION
     room = max(days * 24.0 if days is not None else 0.0, hours * fraction if fraction is not None else 0.0)
     room_minutes = room * 60
-    interval = min(room_minutes / RUNS_WITHIN_ROOM, 1440)
+    # Rounded: 0.15 h x 1/3 is 2.9999... minutes of room, which is 3.
+    interval = min(round(room_minutes / RUNS_WITHIN_ROOM, 6), 1440)
     if interval < MINUTE_STEPS[0]:
         raise AnsibleFilterError(
             'fleet_renewal_schedule: certificates of %g hours are due with %g minutes left (renew_fraction %s, '
@@ -148,7 +153,8 @@ def fleet_renewal_schedule(validity_hours, renew_fraction=None, renew_days=None,
     else:
         schedule.update(on_calendar='*-*-* 00/%d:00:00' % (step // 60), cron_minute='17', cron_hour='*/%d' % (step // 60))
     # Many control nodes do not start at once; a fifth of the step keeps the runs well apart.
-    schedule.update(interval_minutes=step, randomized_delay_sec=step * 12)
+    # systemd fires a timer up to AccuracySec (1 minute by default) late: a tenth of the step keeps runs a step apart.
+    schedule.update(interval_minutes=step, randomized_delay_sec=step * 12, accuracy_sec=min(step * 6, 60))
     return schedule
 
 

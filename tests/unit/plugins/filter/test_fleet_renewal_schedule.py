@@ -29,6 +29,8 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import 
     # Minutes-long certificates (a compressed test fleet): runs every 1 or 2 minutes.
     (0.5, '', '', '*-*-* *:00/2:00', 2),
     (0.1, 0.5, '', '*-*-* *:00/1:00', 1),
+    # 9 minutes with the default share: 2.9999... minutes of room in floating point, which is 3.
+    (0.15, '', '', '*-*-* *:00/1:00', 1),
 ])
 def test_the_interval_fits_three_runs_in_the_renewal_room(hours, fraction, days, calendar, interval):
     schedule = fleet_renewal_schedule(hours, fraction, days, '')
