@@ -130,7 +130,10 @@ def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_
     when its host sent none (it did not answer), or kept without one with ``without_csr`` (check mode: a key not
     made yet has no request, and the preview still counts its certificate)."""
     wanted = set(hosts)
-    hours = float(valid_hours) if valid_hours not in (None, '') else 0
+    try:
+        hours = float(valid_hours) if valid_hours not in (None, '') else 0
+    except (TypeError, ValueError):
+        raise AnsibleFilterError('fleet_leaf_certs: valid_hours %r is not a number of hours' % (valid_hours,))
     validity = ({'valid_hours': int(hours) if hours.is_integer() else hours} if hours
                 else {'valid_days': int(valid_days)})
     host_csrs = host_csrs or {}

@@ -185,7 +185,8 @@ options:
             less (30 seconds of a 6-minute certificate), so the renewal share is taken of about the time asked.
           - A certificate that lives longer than its entry now asks (a fleet moved from V(365) days to V(24) hours)
             is re-issued at once.
-        type: float
+          - A number, or a decimal string (V("0.5")); a boolean, V(1e3) or V(1_0) is refused.
+        type: raw
         version_added: 0.3.0
       key_type:
         description: Key algorithm.
@@ -403,7 +404,7 @@ def argument_spec():
             ip=dict(type='list', elements='str', default=[]),
             usage=dict(type='str', default='server', choices=list(crypto.USAGES)),
             valid_days=dict(type='int'),
-            valid_hours=dict(type='float'),
+            valid_hours=dict(type='raw'),  # a number or a decimal string; checked by the engine (yes is no 1 hour)
             key_type=dict(type='str', default='ec-p256', choices=list(crypto.KEY_TYPES)),
             csr=dict(type='str'),
         )),

@@ -59,7 +59,8 @@ def test_short_lived_certificates_through_the_pki_play(tmp_path):
 def test_minutes_long_certificates_for_a_compressed_test_fleet(tmp_path):
     """pki_leaf_valid_hours=0.1: 6-minute certificates, backdated 30 s (a twelfth), as the lifecycle proof runs."""
     hosts = inventory(tmp_path, FLEET)
-    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_leaf_valid_hours=0.1', '-e', 'pki_renew_fraction=0.5')
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_leaf_valid_hours=0.1', '-e', 'pki_renew_fraction=0.5',
+                          '-e', 'pki_allow_minutes_validity=true')
     assert rc == 0, output[-4000:]
     for name, (start, end) in lifetimes(tmp_path / 'pki').items():
         assert seconds(end) - seconds(start) == 6 * 60 + 30, (name, start, end)
@@ -68,6 +69,8 @@ def test_minutes_long_certificates_for_a_compressed_test_fleet(tmp_path):
 @pytest.mark.parametrize('extra', [['-e', 'pki_renew_fraction=0.95'], ['-e', 'pki_renew_splay=1.5'],
                                    ['-e', 'pki_leaf_valid_hours=24', '-e', 'renew_days=1'],
                                    ['-e', 'pki_leaf_valid_hours=-1'], ['-e', 'pki_leaf_valid_hours=0.05'],
+                                   ['-e', 'pki_leaf_valid_hours=0.5'],
+                                   ['-e', 'pki_leaf_valid_hours=0.05', '-e', 'pki_allow_minutes_validity=true'],
                                    ['-e', 'pki_renew_fraction=third']])
 def test_a_bad_renewal_setting_stops_before_anything_is_made(tmp_path, extra):
     hosts = inventory(tmp_path, FLEET)

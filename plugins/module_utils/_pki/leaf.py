@@ -111,7 +111,7 @@ def parse_requests(certs, default_dir=None, renew_days=None, defaults=None, poli
             if valid_hours is None:
                 valid_days = defaults.get('valid_days', 365)
         if valid_hours is not None:
-            validate.check_valid_hours(where, valid_hours, validate.LEAF_VALID_HOURS)
+            valid_hours = validate.valid_hours_value(where, valid_hours, validate.LEAF_VALID_HOURS)
             policy.check_lifetime(where, datetime.timedelta(hours=valid_hours), 'valid_hours (%g)' % valid_hours)
         else:
             validate.check_valid_days(where, valid_days, validate.LEAF_VALID_DAYS)
@@ -234,10 +234,11 @@ def build_leaf_cert(request, key, ca, not_before, not_after, shared=None, subjec
 
 def _longer_than_asked(request, lifetime):
     """A certificate that lives longer than its request now asks (valid_days 365 lowered to valid_hours 24) is
-    re-issued at once rather than at its renewal point months later; notBefore is backdated by store.BACKDATE,
-    and a minute more is allowed. A shorter one (clamped to the CA's end, or a longer validity asked since) is not:
-    it is renewed when due."""
-    return lifetime > request.validity + store.BACKDATE + datetime.timedelta(minutes=1)
+    re-issued at once rather than at its renewal point months later. notBefore is backdated by store.BACKDATE, or a
+    twelfth of a validity under an hour (_issue), and as much again, up to a minute, is allowed. A shorter one
+    (clamped to the CA's end, or a longer validity asked since) is not: it is renewed when due."""
+    slack = min(store.BACKDATE, request.validity / 12)
+    return lifetime > request.validity + slack + min(datetime.timedelta(minutes=1), slack)
 
 
 # A batch's certificates share their few validity bounds (issued in the same second): parsed once each.
@@ -773,7 +774,8 @@ class LeafIssuer:
             self.warnings.append('%s: validity clamped to the CA end %s (%s asked for more)'
                                  % (request.name, crypto.iso8601(self.ca.not_after), request.validity_text))
         # Backdated for clocks a little behind; by a twelfth of a short validity at most (30 s of a 6-minute
-        # certificate), or the backdating would be most of the lifetime its renewal fraction is taken of.
+        # certificate), or the backdating would be most of the lifetime its renewal fraction is taken of
+        # (_longer_than_asked allows for the same).
         not_before = max(self.now - min(store.BACKDATE, request.validity / 12), crypto.not_before(self.ca.cert))
         subject = crypto.build_name(request.common_name)
         if request.csr is not None:

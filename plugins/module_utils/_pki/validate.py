@@ -100,11 +100,17 @@ def check_valid_days(where, value, bounds):
                        % (where, low, high, value))
 
 
-def check_valid_hours(where, value, bounds):
+def valid_hours_value(where, value, bounds):
+    """The number of hours of ``value`` (a number, or a plain decimal string such as "24" or "0.5"); refuses a
+    boolean (yes is not 1 hour), "1e3", "1_0", NaN and anything outside ``bounds``."""
     low, high = bounds
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+    number = value
+    if isinstance(value, str) and re.match(r'^[0-9]*[.]?[0-9]+$', value.strip()):
+        number = float(value)
+    if not isinstance(number, (int, float)) or isinstance(number, bool) or not low <= number <= high:
         raise PkiError('%s: valid_hours must be a number of hours from %g (%d minutes) to %g, not %r'
                        % (where, low, int(round(low * 60)), high, value))
+    return number
 
 
 def passphrase_too_short(passphrase):

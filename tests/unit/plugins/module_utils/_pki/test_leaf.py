@@ -522,6 +522,8 @@ GOOD = {'name': 'good', 'dns': ['good.example.com']}
     ([GOOD, dict(entry(), valid_hours=0.05)], {}, ['certs[1] (name web1)', 'valid_hours', '0.1 (6 minutes)',
                                                    'not 0.05']),
     ([GOOD, dict(entry(), valid_hours=True)], {}, ['certs[1] (name web1)', 'valid_hours', 'not True']),
+    ([GOOD, dict(entry(), valid_hours='1e3')], {}, ['certs[1] (name web1)', 'valid_hours', "not '1e3'"]),
+    ([GOOD, dict(entry(), valid_hours='1_0')], {}, ['certs[1] (name web1)', 'valid_hours', "not '1_0'"]),
     ([GOOD], {'renew_fraction': 0}, ['renew_fraction', 'above 0', '0.9']),
     ([GOOD], {'renew_fraction': 0.95}, ['renew_fraction', '0.95']),
     ([GOOD], {'renew_splay': -0.1}, ['renew_splay', '-0.1']),
@@ -1145,7 +1147,11 @@ def test_valid_hours_takes_fractions_down_to_six_minutes_backdated_a_twelfth(ca_
     assert again['web1']['action'] == 'none'
     dummy, renewed = issue(pki, ca_dir, out_dir, [entry(valid_hours=0.1)], now=renew_at + datetime.timedelta(seconds=2))
     assert renewed['web1']['action'] == 'issue' and ' min of 6 min left' in renewed['web1']['reason']
-    dummy, longer = issue(pki, ca_dir, out_dir, [entry(valid_hours=1.5)], force=True)
+    # 9 minutes lowered to 6: re-issued at once (the allowance for the backdating is a twelfth here, not 5 minutes).
+    issue(pki, ca_dir, out_dir, [entry(valid_hours=0.15)], force=True)
+    dummy, lowered = issue(pki, ca_dir, out_dir, [entry(valid_hours=0.1)])
+    assert lowered['web1']['reason'] == 'request changed: validity (valid_hours 0.1)'
+    dummy, longer = issue(pki, ca_dir, out_dir, [entry(valid_hours='1.5')], force=True)
     cert = pki.load_cert(paths(out_dir)[1])
     assert crypto.not_after(cert) - crypto.not_before(cert) == datetime.timedelta(minutes=90) + store.BACKDATE
 
