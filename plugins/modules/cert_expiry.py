@@ -131,6 +131,31 @@ options:
     type: list
     elements: path
     default: []
+  renewal:
+    description:
+      - The renewal policy of M(fleetpki.mtls.pki_leaf) that issued the certificates (its
+        O(fleetpki.mtls.pki_leaf#module:renew_days), O(fleetpki.mtls.pki_leaf#module:renew_fraction),
+        O(fleetpki.mtls.pki_leaf#module:renew_splay)). With it each
+        certificate and each served one gets RV(certs[].renew_at), the moment pki_leaf renews it (the splay is drawn
+        from the file's name, C(<name>-cert.pem), as pki_leaf names it; a served certificate takes the name of its
+        O(endpoints[].cert_path), else the endpoint's), and with O(prometheus_path) the gauges
+        C(fleetpki_cert_renew_at_seconds) and C(fleetpki_served_cert_renew_at_seconds).
+      - An alert on C(time() > (renew_at + expiry) / 2) fires once half the time a due certificate had is gone, for
+        any validity (365 days or 6 minutes); see C(docs/examples/prometheus-alerts.yml).
+      - Without it (the default) no renewal point is worked out.
+    type: dict
+    suboptions:
+      renew_days:
+        description: pki_leaf's fixed margin in days; empty for none.
+        type: int
+      renew_fraction:
+        description: pki_leaf's share of the lifetime; empty for its default (1/3 when O(renewal.renew_days) is not
+          set).
+        type: float
+      renew_splay:
+        description: pki_leaf's splay; empty for its default.
+        type: float
+    version_added: 0.3.0
 notes:
   - The key beside C(name-cert.pem) is C(name-key.pem); beside C(name.crt) it is C(name.key).
 seealso:
@@ -231,6 +256,10 @@ certs:
     seconds_remaining:
       description: Seconds of validity left, for monitoring.
       type: int
+    renew_at:
+      description: When pki_leaf renews it under O(renewal), ISO 8601 UTC; null without O(renewal).
+      type: str
+      version_added: 0.3.0
     fingerprint_sha256:
       description: SHA-256 fingerprint, colon-separated hex.
       type: str
@@ -322,6 +351,11 @@ endpoints:
     seconds_remaining:
       description: Seconds of validity left.
       type: int
+    renew_at:
+      description: When pki_leaf renews the served certificate under O(renewal), ISO 8601 UTC; null without O(renewal)
+        or when unreachable.
+      type: str
+      version_added: 0.3.0
     fingerprint_sha256:
       description: SHA-256 fingerprint of the served certificate, colon-separated hex.
       type: str
@@ -358,6 +392,7 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.inspect import STATUSES, CertInspector
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.metrics import render, write_if_changed
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import RenewalPolicy
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.served import inspect_endpoints
 
 
@@ -381,6 +416,11 @@ def main():
             prometheus_path=dict(type='path'),
             prometheus_labels=dict(type='dict', default={}),
             crl_paths=dict(type='list', elements='path', default=[]),
+            renewal=dict(type='dict', options=dict(
+                renew_days=dict(type='int'),
+                renew_fraction=dict(type='float'),
+                renew_splay=dict(type='float'),
+            )),
             # module_defaults for group/fleetpki.mtls.pki hands these to every module of the group
             ca_dir=dict(type='path'),
             ca_passphrase=dict(type='str', no_log=True),
@@ -395,13 +435,17 @@ def main():
         module.fail_json(msg='nothing to inspect: give paths (certificate files or directories), endpoints (TLS '
                              'ports) or crl_paths')
     try:
+        renewal = params['renewal']
+        policy = (RenewalPolicy(renewal['renew_days'], renewal['renew_fraction'], renewal['renew_splay'])
+                  if renewal is not None else None)
         if params['paths'] or params['crl_paths']:
             report = CertInspector(params['paths'] or [], params['ca_path'], params['warn_days'],
-                                   crl_paths=params['crl_paths']).inspect()
+                                   crl_paths=params['crl_paths'], policy=policy).inspect()
         else:
             zero = dict((status, 0) for status in STATUSES)
             report = {'certs': [], 'counts': zero, 'total': 0, 'crls': [], 'crl_counts': dict(zero)}
-        report.update(inspect_endpoints(params['endpoints'] or [], params['ca_path'], params['warn_days']))
+        report.update(inspect_endpoints(params['endpoints'] or [], params['ca_path'], params['warn_days'],
+                                        policy=policy))
     except PkiError as exc:
         module.fail_json(msg=str(exc))
     report['changed'] = False

@@ -49,6 +49,13 @@ def test_expiry_report_writes_metrics_promtool_accepts(fleet_pki):
     assert len(expiry) == len(days) == 5  # redis, api, 2 workers, pxe client
     assert any('host="pf-worker2"' in line and 'service="worker"' in line and 'serial="' in line for line in days)
     assert all(int(line.rsplit(' ', 1)[1]) in (364, 365) for line in days)
+    # The renewal point pki_leaf uses (default policy: between a half and a third of the 365 days + 5 min left).
+    ends = dict((line.rsplit(' ', 1)[0].split('{', 1)[1], int(line.rsplit(' ', 1)[1])) for line in expiry)
+    points = dict((line.rsplit(' ', 1)[0].split('{', 1)[1], int(line.rsplit(' ', 1)[1])) for line in text.splitlines()
+                  if line.startswith('fleetpki_cert_renew_at_seconds{'))
+    lifetime = 365 * 86400 + 300
+    assert sorted(points) == sorted(ends)
+    assert all(ends[key] - lifetime // 2 - 1 <= points[key] <= ends[key] - lifetime // 3 for key in ends), (points, ends)
     rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom,
                           '-e', 'expiry_report_served=false')
     assert rc == 0 and 'changed=0' in output[output.rindex('PLAY RECAP'):]

@@ -14,6 +14,7 @@ import os
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import cert_name
 
 STATUSES = ('ok', 'expiring', 'expired', 'broken')
 CERT_GLOB = '*-cert.pem'
@@ -102,7 +103,8 @@ def inspect_crls(paths, cas=None, now=None):
 
 
 class CertInspector:
-    def __init__(self, paths, ca_path=None, warn_days=30, now=None, crl_paths=None):
+    def __init__(self, paths, ca_path=None, warn_days=30, now=None, crl_paths=None, policy=None):
+        """``policy``: pki_leaf's renewal.RenewalPolicy, for each certificate's renew_at (None: not worked out)."""
         if not paths and not crl_paths:
             raise PkiError('paths is empty: list certificate files or directories to inspect')
         if warn_days is None or warn_days < 0:
@@ -113,6 +115,7 @@ class CertInspector:
         self.now = now or crypto.utcnow()
         self.cas = load_ca_bundle(ca_path) if ca_path else None
         self.crl_paths = crl_paths or []
+        self.policy = policy
 
     def inspect(self):
         certs = [self.inspect_one(path) for path in find_cert_files(self.paths)]
@@ -130,7 +133,7 @@ class CertInspector:
             'path': path, 'status': 'broken', 'problems': [], 'subject': None, 'issuer': None, 'serial': None,
             'dns': [], 'ip': [], 'not_before': None, 'not_after': None, 'days_remaining': None,
             'seconds_remaining': None, 'fingerprint_sha256': None, 'chains_to_ca': None, 'key_path': None,
-            'key_matches': None, 'key_mode': None, 'key_mode_ok': None,
+            'key_matches': None, 'key_mode': None, 'key_mode_ok': None, 'renew_at': None,
         }
         try:
             cert = crypto.load_cert(files.read_bytes(path), path)
@@ -150,6 +153,9 @@ class CertInspector:
             'days_remaining': crypto.days_remaining(cert, self.now), 'seconds_remaining': seconds,
             'fingerprint_sha256': crypto.fingerprint_sha256(cert),
         })
+        if self.policy is not None:
+            entry['renew_at'] = crypto.iso8601(self.policy.renew_at(crypto.not_before(cert), end, cert_name(path),
+                                                                    entry['serial']))
         problems = entry['problems']
         if self.cas is not None:
             entry['chains_to_ca'] = any(crypto.signed_by(cert, ca) for ca in self.cas)

@@ -17,6 +17,8 @@ METRICS = (
     ('fleetpki_cert_expiry_seconds', 'End of validity of the certificate, as a Unix timestamp.'),
     ('fleetpki_cert_days_remaining', 'Whole days of validity left (negative once expired).'),
     ('fleetpki_cert_broken', '1 when the certificate does not parse, chain, or match its key.'),
+    ('fleetpki_cert_renew_at_seconds', 'When the certificate is due for renewal (pki_leaf renewal policy), as a Unix '
+     'timestamp.'),
     ('fleetpki_crl_next_update_seconds', 'nextUpdate of the CRL, as a Unix timestamp (a CRL-checking service refuses '
      'every client of its CA after it).'),
     ('fleetpki_crl_expired', '1 when the CRL is past its nextUpdate, does not parse or is not signed by its CA.'),
@@ -27,7 +29,11 @@ SERVED_METRICS = (
      'timestamp.'),
     ('fleetpki_served_cert_matches_file', '1 when the endpoint serves the certificate of its cert_path, 0 when not.'),
     ('fleetpki_served_cert_up', '1 when a certificate was obtained from the endpoint, 0 when it was unreachable.'),
+    ('fleetpki_served_cert_renew_at_seconds', 'When the certificate the endpoint serves is due for renewal '
+     '(pki_leaf renewal policy), as a Unix timestamp.'),
 )
+
+RENEW_AT_METRICS = ('fleetpki_cert_renew_at_seconds', 'fleetpki_served_cert_renew_at_seconds')
 
 
 def labels_from_name(path):
@@ -64,6 +70,9 @@ def render_served(endpoints, extra_labels=None):
         if entry.get('not_after'):
             series['fleetpki_served_cert_expiry_seconds'].append(
                 'fleetpki_served_cert_expiry_seconds{%s} %d' % (text, _timestamp(entry['not_after'])))
+        if entry.get('renew_at'):
+            series['fleetpki_served_cert_renew_at_seconds'].append(
+                'fleetpki_served_cert_renew_at_seconds{%s} %d' % (text, _timestamp(entry['renew_at'])))
     return series
 
 
@@ -93,12 +102,18 @@ def render(certs, extra_labels=None, crls=None, endpoints=None):
                 'fleetpki_cert_expiry_seconds{%s} %d' % (text, calendar.timegm(end.timetuple())))
             series['fleetpki_cert_days_remaining'].append(
                 'fleetpki_cert_days_remaining{%s} %d' % (text, entry['days_remaining']))
+        if entry.get('renew_at'):
+            series['fleetpki_cert_renew_at_seconds'].append(
+                'fleetpki_cert_renew_at_seconds{%s} %d' % (text, _timestamp(entry['renew_at'])))
     metrics = METRICS
     if endpoints is not None:
         series.update(render_served(endpoints, extra_labels))
         metrics = METRICS + SERVED_METRICS
     lines = []
     for name, help_text in metrics:
+        # Renewal points only when cert_expiry was given the renewal policy: a textfile without stays as it was.
+        if name in RENEW_AT_METRICS and not series[name]:
+            continue
         lines += ['# HELP %s %s' % (name, help_text), '# TYPE %s gauge' % name] + sorted(series[name])
     return '\n'.join(lines) + '\n'
 

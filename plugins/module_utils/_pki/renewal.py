@@ -100,6 +100,16 @@ class RenewalPolicy:
         return ', '.join(parts)
 
 
+def cert_name(path):
+    """pki_leaf's name of a certificate file (<name>-cert.pem, <name>.pem, <name>.crt): what its splay is drawn
+    from, so an inspection of the file puts its renewal point where pki_leaf does."""
+    name = path.replace('\\', '/').rsplit('/', 1)[-1]
+    for suffix in ('-cert.pem', '.crt', '.pem'):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
 def splay_position(name, serial):
     """Where in the splay window this certificate falls, in [0, 1): stable for a name and serial."""
     digest = hashlib.sha256(('%s\0%s' % (name, serial)).encode('utf-8')).digest()

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import cert_name
 
 STATUSES = ('ok', 'expiring', 'expired', 'unreachable', 'mismatch', 'broken')
 DEFAULT_TIMEOUT = 5.0
@@ -128,12 +129,13 @@ def _empty(endpoint):
         'name': endpoint['name'], 'host': endpoint['host'], 'port': int(endpoint['port']), 'reachable': False,
         'error': None, 'serial': None, 'not_after': None, 'days_remaining': None, 'seconds_remaining': None,
         'fingerprint_sha256': None, 'matches_file': None, 'file_serial': None, 'chain_verified': None,
-        'status': 'unreachable',
+        'renew_at': None, 'status': 'unreachable',
     }
 
 
-def inspect_endpoint(endpoint, ca_path=None, cas=None, warn_days=30, now=None):
-    """One result entry (see cert_expiry's RETURN ``endpoints``)."""
+def inspect_endpoint(endpoint, ca_path=None, cas=None, warn_days=30, now=None, policy=None):
+    """One result entry (see cert_expiry's RETURN ``endpoints``); ``policy``: pki_leaf's renewal.RenewalPolicy, for
+    the served certificate's renew_at (its name: the cert_path file's, else the endpoint's)."""
     now = now or crypto.utcnow()
     entry = _empty(endpoint)
     try:
@@ -154,6 +156,9 @@ def inspect_endpoint(endpoint, ca_path=None, cas=None, warn_days=30, now=None):
         'days_remaining': crypto.days_remaining(leaf, now), 'seconds_remaining': seconds,
         'fingerprint_sha256': crypto.fingerprint_sha256(leaf),
     })
+    if policy is not None:
+        name = cert_name(endpoint['cert_path']) if endpoint.get('cert_path') else endpoint['name']
+        entry['renew_at'] = crypto.iso8601(policy.renew_at(crypto.not_before(leaf), end, name, entry['serial']))
     problems, mismatch, notes = [], [], []
     if endpoint.get('cert_path'):
         try:
@@ -209,7 +214,7 @@ def check_endpoints(endpoints):
             raise PkiError('endpoints[%d] (%s): timeout must be more than 0' % (index, endpoint['name']))
 
 
-def inspect_endpoints(endpoints, ca_path=None, warn_days=30, now=None):
+def inspect_endpoints(endpoints, ca_path=None, warn_days=30, now=None, policy=None):
     """{'endpoints': [entry, ...] in request order, 'endpoint_counts': {status: n}}."""
     check_endpoints(endpoints)
     if warn_days is None or warn_days < 0:
@@ -224,10 +229,10 @@ def inspect_endpoints(endpoints, ca_path=None, warn_days=30, now=None):
     now = now or crypto.utcnow()
     if len(endpoints) > 1:
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(endpoints))) as pool:
-            found = list(pool.map(lambda endpoint: inspect_endpoint(endpoint, ca_path, cas, warn_days, now),
+            found = list(pool.map(lambda endpoint: inspect_endpoint(endpoint, ca_path, cas, warn_days, now, policy),
                                   endpoints))
     else:
-        found = [inspect_endpoint(endpoint, ca_path, cas, warn_days, now) for endpoint in endpoints]
+        found = [inspect_endpoint(endpoint, ca_path, cas, warn_days, now, policy) for endpoint in endpoints]
     counts = dict((status, 0) for status in STATUSES)
     for entry in found:
         counts[entry['status']] += 1

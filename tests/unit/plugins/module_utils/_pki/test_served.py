@@ -193,3 +193,34 @@ def test_silent_ports_time_out_at_once_not_one_after_the_other():
     assert [entry['status'] for entry in report['endpoints']] == ['unreachable'] * 4
     assert all('timed out' in entry['error'] for entry in report['endpoints']), report
     assert 0.9 < took < 3.0, took
+
+
+def test_renewal_points_of_files_and_served_certificates_are_pki_leafs(tls_server, ca_dir, out_dir, pki):
+    """With pki_leaf's renewal policy, cert_expiry puts each renewal point where pki_leaf does (the splay drawn from
+    the file's name): an alert can then fire on a renewal overdue whatever the validity. Without it, none."""
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.inspect import CertInspector
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.metrics import render
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import RenewalPolicy
+    dummy, issued = pki.issue(ca_dir, [{'name': 'api-a%d' % number, 'dns': ['a%d' % number], 'valid_hours': 0.1}
+                                       for number in range(6)], default_dir=out_dir, renew_fraction=0.5,
+                              renew_splay=0.5)
+    policy = RenewalPolicy(None, 0.5, 0.5)
+    report = CertInspector([out_dir], policy=policy).inspect()
+    assert len(report['certs']) == 6
+    for entry in report['certs']:
+        name = os.path.basename(entry['path'])[:-len('-cert.pem')]
+        assert entry['renew_at'] == issued[name]['renew_at']
+    assert len(set(entry['renew_at'] for entry in report['certs'])) > 1  # the splay, per name and serial
+    path = os.path.join(out_dir, 'api-a3-cert.pem')
+    server = tls_server(path, os.path.join(out_dir, 'api-a3-key.pem'))
+    served = one({'name': 'api-api1', 'host': '127.0.0.1', 'port': server.port, 'server_name': 'a3',
+                  'cert_path': path}, policy=policy)
+    assert served['renew_at'] == issued['api-a3']['renew_at']
+    text = render(report['certs'], endpoints=[served])
+    assert text.count('fleetpki_cert_renew_at_seconds{') == 6
+    assert text.count('fleetpki_served_cert_renew_at_seconds{') == 1
+    # Without the policy: no renewal point, and the textfile is as before (no empty renew_at metric).
+    plain = CertInspector([out_dir]).inspect()
+    assert all(entry['renew_at'] is None for entry in plain['certs'])
+    unnamed = one({'name': 'x', 'host': '127.0.0.1', 'port': server.port, 'server_name': 'a3'})
+    assert 'renew_at' not in render(plain['certs'], endpoints=[unnamed])
