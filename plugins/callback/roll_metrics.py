@@ -126,6 +126,8 @@ class CallbackModule(CallbackBase):
         # Hosts a play got to their own tasks for (run, or skipped by a condition; not delegated to the control
         # node): a run refused by its checks on the control node reached no host, and records nothing.
         self._reached = set()
+        # Every host of the inventory (whatever --limit): a host no longer in it loses its line.
+        self._inventory_hosts = None
 
     def _reach(self, result):
         host = result._host.get_name()  # pylint: disable=protected-access
@@ -159,12 +161,12 @@ class CallbackModule(CallbackBase):
             self._display.warning('fleetpki.mtls.roll_metrics: cannot tell the PKI dir (%s); no roll metrics' % exc)
             self._pki_dir = ''
 
-    @staticmethod
-    def _find_pki_dir(play):
+    def _find_pki_dir(self, play):
         manager = play.get_variable_manager()
         inventory = manager._inventory  # pylint: disable=protected-access
         # A fleet host's variables (rotate.yml's first play is localhost's; the run may be restricted by --limit).
         hosts = [host for host in inventory.get_hosts('all', ignore_restrictions=True) if host.name != 'localhost']
+        self._inventory_hosts = set(inventory.hosts)  # all of them, --limit or not
         if not hosts:
             return ''
         variables = manager.get_vars(play=play, host=hosts[0])
@@ -183,7 +185,8 @@ class CallbackModule(CallbackBase):
         if not os.path.isdir(os.path.join(self._pki_dir, 'ca')):
             return
         path = os.path.join(self._pki_dir, 'metrics', FILE_NAME)
-        results = read_previous(path)
+        results = dict((host, value) for host, value in read_previous(path).items()
+                       if self._inventory_hosts is None or host in self._inventory_hosts)
         now = '%d' % int(time.time())
         for host in sorted(stats.processed):
             if host not in self._reached:
