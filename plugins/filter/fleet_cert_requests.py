@@ -127,8 +127,8 @@ def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_
     number above 0) replaces ``valid_days``. A request whose key is born on its host (its role in
     ``host_key_roles``) carries the ``csr`` its own host sent, from ``host_csrs`` (host -> name -> host_key result;
     a request one host sent for another host's certificate is never used), and is left out
-    when its host sent none (it did not answer), or kept without one with ``without_csr`` (check mode: a key not
-    made yet has no request, and the preview still counts its certificate)."""
+    when its host sent none (it did not answer), or kept without one with ``without_csr`` when its host answered
+    for it (check mode: a key not made yet has no request, and the preview still counts its certificate)."""
     wanted = set(hosts)
     try:
         hours = float(valid_hours) if valid_hours not in (None, '') else 0
@@ -145,10 +145,13 @@ def fleet_leaf_certs(requests, hosts, valid_days=365, key_type='ec-p256', valid_
             cert.update(validity)
             if _host_key(request, host_key_roles):
                 sent = host_csrs.get(request['host'])
-                csr = ((sent if isinstance(sent, dict) else {}).get(request['name']) or {}).get('csr')
+                sent = sent if isinstance(sent, dict) else {}
+                csr = (sent.get(request['name']) or {}).get('csr')
                 if csr:
                     cert['csr'] = csr
-                elif not without_csr:
+                elif not without_csr or request['name'] not in sent:
+                    # Only a host that answered (check mode: it would make this key) is previewed without one;
+                    # a silent host's certificate is left out, as in a real run.
                     continue
             certs.append(cert)
     return certs

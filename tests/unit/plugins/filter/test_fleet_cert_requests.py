@@ -111,6 +111,17 @@ def test_a_certificate_takes_its_request_only_from_its_own_host():
     assert 'api-api1' not in certs and 'worker-worker1' not in certs
 
 
+def test_check_mode_previews_a_key_to_be_made_but_leaves_a_silent_host_out():
+    """In check mode a host that would make its key answers without a request: previewed. One that did not answer
+    (unreachable) is left out, as the real run would leave it."""
+    from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_leaf_certs
+    requests = fleet_cert_requests(list(HOSTVARS), HOSTVARS, GROUPS)
+    sent = {'worker1': {'worker-worker1': {'csr': None, 'key_made': True}}, 'api1': {}}
+    names = [cert['name'] for cert in fleet_leaf_certs(requests, list(HOSTVARS), host_csrs=sent,
+                                                        host_key_roles=['api', 'worker'], without_csr=True)]
+    assert 'worker-worker1' in names and 'api-api1' not in names
+
+
 @pytest.mark.parametrize('valid_hours, validity', [
     (None, {'valid_days': 30}), ('', {'valid_days': 30}), (0, {'valid_days': 30}), ('0', {'valid_days': 30}),
     (24, {'valid_hours': 24}), ('24', {'valid_hours': 24}), ('0.1', {'valid_hours': 0.1}), (1.5, {'valid_hours': 1.5}),
