@@ -58,6 +58,9 @@ HEADER = (
 )
 
 
+FORGET_GONE_HOSTS_AFTER = 86400
+
+
 def _escape(value):
     return str(value).replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
 
@@ -126,7 +129,7 @@ class CallbackModule(CallbackBase):
         # Hosts a play got to their own tasks for (run, or skipped by a condition; not delegated to the control
         # node): a run refused by its checks on the control node reached no host, and records nothing.
         self._reached = set()
-        # Every host of the inventory (whatever --limit): a host no longer in it loses its line.
+        # Every host of the inventory (whatever --limit): a host gone from it for a day loses its line.
         self._inventory_hosts = None
 
     def _reach(self, result):
@@ -185,8 +188,14 @@ class CallbackModule(CallbackBase):
         if not os.path.isdir(os.path.join(self._pki_dir, 'ca')):
             return
         path = os.path.join(self._pki_dir, 'metrics', FILE_NAME)
-        results = dict((host, value) for host, value in read_previous(path).items()
-                       if self._inventory_hosts is None or host in self._inventory_hosts)
+        results = read_previous(path)
+        # A host gone from the inventory for a day (decommissioned) loses its line, or its last failure would alert
+        # forever; not at once: an inventory source that failed to load, or a stopped cloud host a dynamic
+        # inventory filters out, must not clear a failure nobody fixed.
+        for host, (dummy, seconds) in list(results.items()):
+            if self._inventory_hosts is not None and host not in self._inventory_hosts and (
+                    not seconds.isdigit() or time.time() - int(seconds) > FORGET_GONE_HOSTS_AFTER):
+                del results[host]
         now = '%d' % int(time.time())
         for host in sorted(stats.processed):
             if host not in self._reached:

@@ -141,7 +141,8 @@ options:
         O(endpoints[].cert_path), else the endpoint's), and with O(prometheus_path) the gauges
         C(fleetpki_cert_renew_at_seconds) and C(fleetpki_served_cert_renew_at_seconds).
       - An alert on C(time() > (renew_at + expiry) / 2) fires once half the time a due certificate had is gone, for
-        any validity (365 days or 6 minutes); see C(docs/examples/prometheus-alerts.yml).
+        any validity; see C(docs/examples/prometheus-alerts.yml). A certificate that ends with its CA (one in
+        O(ca_path)) gets none, as pki_leaf never renews it past the CA end.
       - Without it (the default) no renewal point is worked out.
     type: dict
     suboptions:

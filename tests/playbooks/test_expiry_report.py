@@ -99,3 +99,20 @@ def test_alert_rules_example_passes_promtool():
 def test_scheduled_renewal_playbook_parses():
     rc, output = playbook(pathlib.Path(ROOT / 'inventories' / 'lab'), 'scheduled_renewal.yml', '--syntax-check')
     assert rc == 0, output[-3000:]
+
+
+def test_the_renewal_points_follow_the_policy_set_for_the_fleet_groups(tmp_path):
+    """pki_renew_days: 30 in the fleet's group vars (not all): pki_leaf renews within 30 days, so the metrics put
+    every renewal point 30 days before the end (renew_days alone: no splay), as pki_leaf does."""
+    hosts = inventory(tmp_path, FLEET, {'pki_renew_days': 30})
+    rc, output = playbook(hosts, 'pki.yml')
+    assert rc == 0, output[-3000:]
+    prom = tmp_path / 'out.prom'
+    rc, output = playbook(hosts, 'expiry_report.yml', '-e', 'expiry_report_prom_path=%s' % prom,
+                          '-e', 'expiry_report_served=false')
+    assert rc == 0, output[-3000:]
+    values = dict((metric, dict(re.findall(r'^%s\{([^}]*)\} (\d+)$' % metric, prom.read_text(), re.M)))
+                  for metric in ('fleetpki_cert_expiry_seconds', 'fleetpki_cert_renew_at_seconds'))
+    ends, points = values['fleetpki_cert_expiry_seconds'], values['fleetpki_cert_renew_at_seconds']
+    assert len(ends) == 5 and sorted(points) == sorted(ends)
+    assert all(int(ends[key]) - int(points[key]) == 30 * 86400 for key in ends), (ends, points)

@@ -678,3 +678,24 @@ def test_a_primary_group_not_named_after_its_user_is_not_his_own(operator):
         run(['groupmod', '-n', name, name + 'g'])  # userdel --remove then removes it with him
     flat = ' '.join(output.split())
     assert rc != 0 and 'chmod -R g-w %s.' % project.parent in flat, flat[-3000:]
+
+
+def test_the_pki_play_warns_when_the_installed_timer_runs_too_seldom(tmp_path):
+    """A daily timer (365-day certificates), then the fleet moves to 24-hour ones: the PKI play names the timer,
+    both intervals and the command; once the timer is re-run for them, no warning."""
+    hosts = inventory(tmp_path, FLEET)
+    units = tmp_path / 'units'
+    units.mkdir()
+    rc, output = renewal_timer(hosts, units)
+    assert rc == 0, output[-3000:]
+    assert 'fleetpki-interval-minutes=1440:' in (units / 'fleetpki-renewal.timer').read_text()
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_leaf_valid_hours=24', '-e', 'renewal_timer_unit_dir=%s' % units)
+    flat = ' '.join(output.split())
+    assert rc == 0, output[-3000:]
+    assert ('WARNING: the renewal timer %s/fleetpki-renewal.timer runs every 1440 minutes, but certificates of 24 hours '
+            'need a run every 160 minutes or less' % units) in flat, output[-3000:]
+    assert 'ansible-playbook fleetpki.mtls.renewal_timer -K' in flat
+    rc, output = renewal_timer(hosts, units, '-e', 'pki_leaf_valid_hours=24')
+    assert rc == 0, output[-3000:]
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_leaf_valid_hours=24', '-e', 'renewal_timer_unit_dir=%s' % units)
+    assert rc == 0 and 'WARNING: the renewal timer' not in output, output[-3000:]

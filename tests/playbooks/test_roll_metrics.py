@@ -62,13 +62,17 @@ def test_each_hosts_result_also_when_the_run_stopped(tmp_path):
     rc, output, path = run(tmp_path, '--limit', 'rm-b')
     assert rc == 0, output[-2000:]
     assert results(path) == {'rm-a': '1', 'rm-b': '1'}
-    # rm-a decommissioned (gone from the inventory): its line goes with the next roll, or its last failure would
-    # alert forever.
-    rc, output, path = run(tmp_path, '-e', 'fail_on=rm-b')
-    assert results(path) == {'rm-a': '1', 'rm-b': '0'}
+    # rm-a gone from the inventory: kept for a day (a source that failed to load must not clear a failure), then
+    # its line goes, or a decommissioned host's last failure would alert forever.
+    rc, output, path = run(tmp_path, '-e', 'fail_on=rm-a')
+    assert results(path) == {'rm-a': '0', 'rm-b': '1'}
     rc, output, path = run(tmp_path, hosts=('rm-b',))
-    assert rc == 0, output[-2000:]
-    assert results(path) == {'rm-b': '1'}, path.read_text()
+    assert rc == 0 and results(path) == {'rm-a': '0', 'rm-b': '1'}, path.read_text()
+    text = path.read_text()
+    stamp = re.search(r'^fleetpki_roll_last_run_seconds\{host="rm-a"\} (\d+)$', text, re.M).group(1)
+    path.write_text(text.replace('{host="rm-a"} %s' % stamp, '{host="rm-a"} %d' % (int(stamp) - 2 * 86400)))
+    rc, output, path = run(tmp_path, hosts=('rm-b',))
+    assert rc == 0 and results(path) == {'rm-b': '1'}, path.read_text()
 
 
 @pytest.mark.parametrize('extra, name', [(['--check'], 'roll.yml'), ([], 'other.yml')])

@@ -14,7 +14,7 @@ import os
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import cert_name
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import cert_name, renew_at_of
 
 STATUSES = ('ok', 'expiring', 'expired', 'broken')
 CERT_GLOB = '*-cert.pem'
@@ -154,8 +154,9 @@ class CertInspector:
             'fingerprint_sha256': crypto.fingerprint_sha256(cert),
         })
         if self.policy is not None:
-            entry['renew_at'] = crypto.iso8601(self.policy.renew_at(crypto.not_before(cert), end, cert_name(path),
-                                                                    entry['serial']))
+            renew_at = renew_at_of(self.policy, crypto.not_before(cert), end, cert_name(path), entry['serial'],
+                                   [crypto.not_after(ca) for ca in self.cas or ()])
+            entry['renew_at'] = crypto.iso8601(renew_at) if renew_at else None
         problems = entry['problems']
         if self.cas is not None:
             entry['chains_to_ca'] = any(crypto.signed_by(cert, ca) for ca in self.cas)

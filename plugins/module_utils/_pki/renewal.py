@@ -110,6 +110,15 @@ def cert_name(path):
     return name
 
 
+def renew_at_of(policy, cert_not_before, cert_not_after, name, serial, ca_ends=()):
+    """When pki_leaf renews a certificate found on disk or served, or None when it never will: the certificate
+    ends with a CA (``ca_ends``: the notAfter of each CA it may chain to), so a new one could not live longer and
+    pki_leaf does not churn it; renewing the CA is what helps then."""
+    if any(end <= cert_not_after for end in ca_ends):
+        return None
+    return policy.renew_at(cert_not_before, cert_not_after, name, serial)
+
+
 def splay_position(name, serial):
     """Where in the splay window this certificate falls, in [0, 1): stable for a name and serial."""
     digest = hashlib.sha256(('%s\0%s' % (name, serial)).encode('utf-8')).digest()

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, files
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import cert_name
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import cert_name, renew_at_of
 
 STATUSES = ('ok', 'expiring', 'expired', 'unreachable', 'mismatch', 'broken')
 DEFAULT_TIMEOUT = 5.0
@@ -158,7 +158,9 @@ def inspect_endpoint(endpoint, ca_path=None, cas=None, warn_days=30, now=None, p
     })
     if policy is not None:
         name = cert_name(endpoint['cert_path']) if endpoint.get('cert_path') else endpoint['name']
-        entry['renew_at'] = crypto.iso8601(policy.renew_at(crypto.not_before(leaf), end, name, entry['serial']))
+        renew_at = renew_at_of(policy, crypto.not_before(leaf), end, name, entry['serial'],
+                               [crypto.not_after(ca) for ca in cas or ()])
+        entry['renew_at'] = crypto.iso8601(renew_at) if renew_at else None
     problems, mismatch, notes = [], [], []
     if endpoint.get('cert_path'):
         try:

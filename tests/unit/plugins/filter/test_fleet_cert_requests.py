@@ -117,8 +117,9 @@ def test_check_mode_previews_a_key_to_be_made_but_leaves_a_silent_host_out():
     from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_leaf_certs
     requests = fleet_cert_requests(list(HOSTVARS), HOSTVARS, GROUPS)
     sent = {'worker1': {'worker-worker1': {'csr': None, 'key_made': True}}, 'api1': {}}
-    names = [cert['name'] for cert in fleet_leaf_certs(requests, list(HOSTVARS), host_csrs=sent,
-                                                        host_key_roles=['api', 'worker'], without_csr=True)]
+    certs = fleet_leaf_certs(requests, list(HOSTVARS), host_csrs=sent, host_key_roles=['api', 'worker'],
+                             without_csr=True)
+    names = [cert['name'] for cert in certs]
     assert 'worker-worker1' in names and 'api-api1' not in names
 
 

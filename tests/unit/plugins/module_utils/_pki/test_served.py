@@ -224,3 +224,19 @@ def test_renewal_points_of_files_and_served_certificates_are_pki_leafs(tls_serve
     assert all(entry['renew_at'] is None for entry in plain['certs'])
     unnamed = one({'name': 'x', 'host': '127.0.0.1', 'port': server.port, 'server_name': 'a3'})
     assert 'renew_at' not in render(plain['certs'], endpoints=[unnamed])
+
+
+def test_a_certificate_ending_with_its_ca_has_no_renewal_point(tmp_path, pki):
+    """pki_leaf never renews a certificate clamped to its CA's end (a new one could not live longer): no renew_at,
+    so no renewal-overdue alert sends the operator to a timer that works; renewing the CA is the fix."""
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.inspect import CertInspector
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import RenewalPolicy
+    ca_dir, out = tmp_path / 'ca', str(tmp_path / 'out')
+    pki.make_ca(str(ca_dir), valid_days=20)
+    dummy, issued = pki.issue(str(ca_dir), [{'name': 'api-a1', 'dns': ['a1'], 'valid_days': 10},
+                                            {'name': 'api-a2', 'dns': ['a2'], 'valid_days': 30}], default_dir=out,
+                              renew_days=1)
+    report = CertInspector([out], str(ca_dir / 'ca-cert.pem'), policy=RenewalPolicy(1, None, None)).inspect()
+    found = dict((os.path.basename(entry['path']), entry['renew_at']) for entry in report['certs'])
+    assert found['api-a1-cert.pem'] == issued['api-a1']['renew_at'] and found['api-a1-cert.pem']
+    assert found['api-a2-cert.pem'] is None  # clamped to the CA's 20 days
