@@ -90,7 +90,7 @@ crash: setup
 PYTEST_WORKERS ?= auto
 playbook-checks: setup
 	tests/tools/ensure-promtool.sh
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/playbooks
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --durations=15 tests/playbooks
 
 # The lab fleet in containers (needs Docker: lab/ensure-docker.sh): default = converge, idempotence, testinfra;
 # lifecycle = rotate, CA rollover, revocation under live load, then the faults; migration = a password-only

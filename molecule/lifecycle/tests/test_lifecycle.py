@@ -98,7 +98,196 @@ def test_load_runs_without_a_failure(fleet, load):
     start_process_sampler(fleet)
 
 
+# The proof of short-lived renewal, with time compressed: certificates of 6 minutes (pki_leaf_valid_hours 0.1,
+# backdated 30 s) renewed at half their life, so the renewal timer works out a run every minute; each certificate is
+# due between 3.25 and 4.875 minutes before its end (a splay of half the 3.25 minutes before that point: wider than
+# the default quarter, so that with runs a minute apart the fleet's renewals visibly spread over several runs).
+# (At real scales the default quarter already spans more than a step: 1-hour certificates, 10.8 minutes of splay
+# against a 5-minute timer.) pki_allow_minutes_validity: the pki role refuses under an hour without it.
+PROOF_SETTINGS = {'pki_leaf_valid_hours': 0.1, 'pki_renew_fraction': 0.5, 'pki_renew_splay': 0.5,
+                  'pki_allow_minutes_validity': True}
+# The certificates of the lab's services (metadata names).
+PROOF_CERTS = ('redis-redis1', 'worker-worker1', 'worker-worker2', 'api-api1', 'client-pxe1')
+PROOF_LIFETIME = datetime.timedelta(minutes=6, seconds=30)
+PROOF_CYCLES = 3
+PROOF_LIMIT_S = 17 * 60
+
+
+def _moment(text):
+    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+
+
+def _renewal_policy():
+    """pki_leaf's own renewal point (module_utils/_pki/renewal.py), not a copy of its formula."""
+    sys.path.insert(0, str(PROJECT / 'collections'))
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import RenewalPolicy
+    return RenewalPolicy(None, PROOF_SETTINGS['pki_renew_fraction'], PROOF_SETTINGS['pki_renew_splay'])
+
+
+def short_lived_history(pki_dir, since):
+    """{name: [history items of the 6-minute certificates issued since ``since``, oldest first]}."""
+    certs = json.loads((pki_dir / 'ca' / 'metadata.json').read_text())['certs']
+    found = {}
+    for name in PROOF_CERTS:
+        record = certs[name]
+        items = [item for item in record['history'] if item.get('issued_at') and _moment(item['issued_at']) >= since
+                 and abs((_moment(item['not_after']) - _moment(item['issued_at'])).total_seconds() - 360) < 5]
+        found[name] = sorted(items, key=lambda item: item['issued_at'])
+    return found
+
+
+def timer_unit(units):
+    """(ExecStart argv, environment, working directory, OnCalendar, RandomizedDelaySec, AccuracySec) of the rendered
+    units."""
+    service = (units / 'fleetpki-renewal.service').read_text()
+    timer = (units / 'fleetpki-renewal.timer').read_text()
+    env = dict(line.strip('"').split('=', 1) for line in re.findall(r'^Environment=(.*)$', service, re.M))
+    return (shlex.split(re.search(r'^ExecStart=(.*)$', service, re.M).group(1)), env,
+            re.search(r'^WorkingDirectory=(.*)$', service, re.M).group(1),
+            re.search(r'^OnCalendar=(.*)$', timer, re.M).group(1),
+            int(re.search(r'^RandomizedDelaySec=(\d+)$', timer, re.M).group(1)),
+            int(re.search(r'^AccuracySec=(\d+)s$', timer, re.M).group(1)))
+
+
+def fire_timer(command, env, workdir, delay, accuracy):
+    """One elapse of an OnCalendar every minute: at the next minute, plus systemd's randomized delay and up to its
+    accuracy (systemd may fire that much late), the oneshot
+    service runs, with the unit's own environment and none of molecule's ANSIBLE_* variables (its
+    ANSIBLE_COLLECTIONS_PATH would find another copy of the collection first). The runs follow one another: as with
+    systemd, an elapse while the job still runs starts nothing."""
+    now = time.time()
+    time.sleep((int(now // 60) + 1) * 60 + random.uniform(0, delay) + random.uniform(0, accuracy) - now)
+    started = time.time()
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(('ANSIBLE_', 'MOLECULE_'))}
+    proc = subprocess.run(command, cwd=workdir, env=dict(clean, **env), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
+    return {'started': started, 'ended': time.time(), 'rc': proc.returncode, 'output': proc.stdout}
+
+
+def test_the_renewal_timer_keeps_six_minute_certificates_renewed_under_load(fleet, load, pki_dir, tmp_path):
+    """Short-lived certificates, time compressed: the timer roles/renewal_timer renders for 6-minute certificates
+    (every minute) fires its ExecStart, as systemd would run it, until every certificate of the fleet has been
+    renewed three times, while pxe1 does SET/GET/LPUSH on Redis, the workers process jobs, and pxe1 calls the API
+    with its own (renewed) certificate: not one failed operation or request; every renewal happened at the
+    certificate's own renewal point (the splay spreads them), in a run that ended before the old certificate did;
+    no private key of a service is on the control node or in a backup. The next test's forced rotate puts the fleet
+    back on the lab's validity (the last 6-minute certificates have 2-3 minutes left)."""
+    units = tmp_path / 'units'
+    units.mkdir()
+    extra = ' '.join('-e %s=%s' % item for item in sorted(PROOF_SETTINGS.items()))
+    rc, output = run_playbook('playbooks/renewal_timer.yml', '-e', 'renewal_timer_unit_dir=%s' % units,
+                              '-e', 'renewal_timer_manage_service=false',
+                              '-e', json.dumps(dict(PROOF_SETTINGS, renewal_timer_extra_args=extra)))
+    assert rc == 0, output[-3000:]
+    command, env, workdir, on_calendar, delay, accuracy = timer_unit(units)
+    # Worked out from the validity: three runs within the 3 minutes a due certificate has left.
+    assert (on_calendar, delay, accuracy) == ('*-*-* *:00/1:00', 12, 6)
+    assert command[-len(extra.split()):] == extra.split(), command
+
+    since = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    api_pid_before = api_pid(fleet)
+    start_api_load(fleet)
+    runs = []
+    try:
+        while time.time() - since.timestamp() < PROOF_LIMIT_S:
+            run = fire_timer(command, env, workdir, delay, accuracy)
+            runs.append(run)
+            assert run['rc'] == 0, run['output'][-4000:]
+            history = short_lived_history(pki_dir, since)
+            due = [sum(1 for item in items if item['reason'].startswith('due for renewal')) for items in history.values()]
+            if min(due) >= PROOF_CYCLES:
+                break
+    finally:
+        api_stats = stop_api_load(fleet)
+    stats = assert_no_failed_operation(fleet)
+    assert api_stats['failed'] == 0, api_stats['failures']
+    assert_no_secret_in(dict(('timer run %d' % number, run['output']) for number, run in enumerate(runs)),
+                        'the renewal job\'s output')
+
+    history = short_lived_history(pki_dir, since)
+    policy, offsets, lateness, left_at_roll = _renewal_policy(), [], [], []
+    for name, items in history.items():
+        renewals = [item for item in items if item['reason'].startswith('due for renewal')]
+        assert len(renewals) >= PROOF_CYCLES, '%s: %d renewals in %d runs' % (name, len(renewals), len(runs))
+        for old, new in zip(items, items[1:]):
+            not_after = _moment(old['not_after'])
+            renew_at = policy.renew_at(not_after - PROOF_LIFETIME, not_after, name, old['serial'])
+            issued = _moment(new['issued_at'])
+            # Never before its own renewal point (issued_at is to the second), and in a run that ended before the
+            # old certificate did, so no client ever met an expired one.
+            assert issued >= renew_at - datetime.timedelta(seconds=1), (name, old, new, renew_at)
+            run = [run for run in runs if run['started'] - 1 <= issued.timestamp() <= run['ended'] + 1]
+            assert run, (name, new)
+            assert run[0]['ended'] < not_after.timestamp(), (name, old, run[0]['ended'])
+            offsets.append((not_after - renew_at).total_seconds())
+            lateness.append((issued - renew_at).total_seconds())
+            left_at_roll.append(not_after.timestamp() - run[0]['ended'])
+    # Each renewal came in the first run that could see it due: at most a step, the timer's delays and a run later.
+    seconds = [round(run['ended'] - run['started'], 1) for run in runs]
+    assert max(lateness) <= 60 + delay + accuracy + max(seconds) + 5, (lateness, seconds)
+    # The renewal points: anywhere from 3.25 to 4.875 minutes before the end (what pki_leaf's hash gives; the
+    # per-run counts below are what the fleet did with them).
+    base = PROOF_LIFETIME.total_seconds() * PROOF_SETTINGS['pki_renew_fraction']
+    window = (PROOF_LIFETIME.total_seconds() - base) * PROOF_SETTINGS['pki_renew_splay']
+    assert all(base - 1 <= offset <= base + window + 1 for offset in offsets), offsets
+    # How many certificates each run renewed: the splay and the due points spread them over the runs.
+    issued_times = [_moment(item['issued_at']).timestamp() for items in history.values() for item in items
+                    if item['reason'].startswith('due for renewal')]
+    per_run = [sum(1 for moment in issued_times if run['started'] - 1 <= moment <= run['ended'] + 1) for run in runs]
+    assert any(0 < count < len(history) for count in per_run), 'every run renewed all or none: %s' % per_run
+
+    # What each service serves and holds is the newest certificate.
+    current = json.loads((pki_dir / 'ca' / 'metadata.json').read_text())['certs']
+    assert served_serial(fleet) == int(current['redis-redis1']['serial'], 16)
+    assert api_served_serial(fleet) == int(current['api-api1']['serial'], 16)
+    assert api_pid(fleet) == api_pid_before, 'fleet-api was restarted'
+    assert redis_pid(fleet) == STATE['redis_pid'], 'redis-server was restarted'
+    for (host, path), name in zip(HOST_CERTS, PROOF_CERTS):
+        assert cert_serial(fleet[host], path) == int(current[name]['serial'], 16), host
+    # No private key of a service on the control node or in a backup: the CA's own key alone.
+    archive = tmp_path / 'pki.fpkb'
+    rc, output = run_playbook('playbooks/pki_backup.yml', '-e', 'pki_backup_passphrase=molecule-backup-passphrase',
+                              '-e', 'pki_backup_archive=%s' % archive)
+    assert rc == 0, output[-3000:]
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import backup
+    entries = backup.unpack(backup.decrypt(archive.read_bytes(), 'molecule-backup-passphrase', str(archive)),
+                            str(archive))
+    in_backup = [entry.name for entry in entries if entry.data and b'PRIVATE KEY' in entry.data]
+    on_disk = [str(path.relative_to(pki_dir)) for path in pki_dir.rglob('*')
+               if path.is_file() and b'PRIVATE KEY' in path.read_bytes()]
+    # The CA's keys alone: the current one, and those a rollover retired (kept for their CRLs).
+    ca_key_path = re.compile(r'^(ca|retired-ca/[^/]+)/ca-key\.pem$')
+    assert [name for name in in_backup + on_disk if not ca_key_path.match(name.replace('\\', '/'))] == []
+
+    # The timer's last run wrote the expiry metrics, which pass promtool (exit 3 is a lint finding, not a format
+    # error: only the spec-mandated "days" metric name may be flagged), and every host's roll succeeded.
+    prom = (pki_dir / 'metrics' / 'fleetpki_certs.prom').read_text()
+    check = subprocess.run(['promtool', 'check', 'metrics'], input=prom, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert check.returncode in (0, 3) and all('fleetpki_cert_days_remaining use base unit' in line
+                                              for line in check.stdout.splitlines() if line.strip()), check.stdout
+    for name in dict(HOST_CERTS):
+        assert re.search(r'fleetpki_cert_days_remaining\{[^}]*host="%s"' % name, prom), name
+        assert re.search(r'fleetpki_cert_renew_at_seconds\{[^}]*host="%s"' % name, prom), name
+    assert len(re.findall(r'^fleetpki_served_cert_renew_at_seconds\{', prom, re.M)) == 2, prom
+    # Every host's last roll succeeded (the callback fleetpki.mtls.roll_metrics, in the timer's runs too).
+    roll = (pki_dir / 'metrics' / 'fleetpki_roll.prom').read_text()
+    assert re.findall(r'^fleetpki_roll_last_success\{host="[^"]+"\} 1$', roll, re.M), roll
+    assert re.findall(r'^fleetpki_roll_last_success\{host="[^"]+"\} 0$', roll, re.M) == [], roll
+
+    print('short-lived proof: %d timer runs (%.0f-%.0f s each, %s due per run), %d renewals of %d certificates; '
+          'renewal points %.0f-%.0f s before the end (splay window %.0f s); renewed %.0f-%.0f s after the point; '
+          '%.0f s or more left when the roll ended; Redis load %d ops, API load %d requests, 0 failed'
+          % (len(runs), min(seconds), max(seconds), per_run, len(offsets), len(history), min(offsets),
+             max(offsets), window, min(lateness), max(lateness), min(left_at_roll), stats['ops'], api_stats['ops']))
+    record('lifecycle', 'short_lived_proof', runs=len(runs), run_s=seconds, due_per_run=per_run,
+           renewals=len(offsets), certificates=len(history), renewal_point_before_end_s=[min(offsets), max(offsets)],
+           late_after_point_s=[round(min(lateness)), round(max(lateness))], least_left_at_roll_end_s=round(min(left_at_roll)),
+           api_requests=api_stats['ops'], api_serials_seen=len(api_stats['serials']), api_failed=api_stats['failed'])
+
+
 def test_rotate_with_force_renews_everything_without_a_failed_request(fleet, load):
+    """Right after the short-lived proof: every service on a new key and a certificate of the lab's validity."""
     before, started, keys = serials(fleet), time.time(), key_digests()
     rc, output, seconds = timed_playbook('playbooks/rotate.yml', '-e', 'force=true', '-vvv')
     assert rc == 0, output[-4000:]
@@ -354,198 +543,6 @@ def test_backup_then_restore_of_a_lost_pki_dir_and_a_rotate_after_it(fleet, load
     assert redis_pid(fleet) == STATE['redis_pid']
     subprocess.run(['rm', '-rf', str(lost)], check=True)
     assert_no_failed_operation(fleet)
-
-
-# The proof of short-lived renewal, with time compressed: certificates of 6 minutes (pki_leaf_valid_hours 0.1,
-# backdated 30 s) renewed at half their life, so the renewal timer works out a run every minute; each certificate is
-# due between 3.25 and 4.875 minutes before its end (a splay of half the 3.25 minutes before that point: wider than
-# the default quarter, so that with runs a minute apart the fleet's renewals visibly spread over several runs).
-# (At real scales the default quarter already spans more than a step: 1-hour certificates, 10.8 minutes of splay
-# against a 5-minute timer.) pki_allow_minutes_validity: the pki role refuses under an hour without it.
-PROOF_SETTINGS = {'pki_leaf_valid_hours': 0.1, 'pki_renew_fraction': 0.5, 'pki_renew_splay': 0.5,
-                  'pki_allow_minutes_validity': True}
-# The certificates of the lab's services (metadata names).
-PROOF_CERTS = ('redis-redis1', 'worker-worker1', 'worker-worker2', 'api-api1', 'client-pxe1')
-PROOF_LIFETIME = datetime.timedelta(minutes=6, seconds=30)
-PROOF_CYCLES = 3
-PROOF_LIMIT_S = 17 * 60
-
-
-def _moment(text):
-    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
-
-
-def _renewal_policy():
-    """pki_leaf's own renewal point (module_utils/_pki/renewal.py), not a copy of its formula."""
-    sys.path.insert(0, str(PROJECT / 'collections'))
-    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.renewal import RenewalPolicy
-    return RenewalPolicy(None, PROOF_SETTINGS['pki_renew_fraction'], PROOF_SETTINGS['pki_renew_splay'])
-
-
-def short_lived_history(pki_dir, since):
-    """{name: [history items of the 6-minute certificates issued since ``since``, oldest first]}."""
-    certs = json.loads((pki_dir / 'ca' / 'metadata.json').read_text())['certs']
-    found = {}
-    for name in PROOF_CERTS:
-        record = certs[name]
-        items = [item for item in record['history'] if item.get('issued_at') and _moment(item['issued_at']) >= since
-                 and abs((_moment(item['not_after']) - _moment(item['issued_at'])).total_seconds() - 360) < 5]
-        found[name] = sorted(items, key=lambda item: item['issued_at'])
-    return found
-
-
-def timer_unit(units):
-    """(ExecStart argv, environment, working directory, OnCalendar, RandomizedDelaySec, AccuracySec) of the rendered
-    units."""
-    service = (units / 'fleetpki-renewal.service').read_text()
-    timer = (units / 'fleetpki-renewal.timer').read_text()
-    env = dict(line.strip('"').split('=', 1) for line in re.findall(r'^Environment=(.*)$', service, re.M))
-    return (shlex.split(re.search(r'^ExecStart=(.*)$', service, re.M).group(1)), env,
-            re.search(r'^WorkingDirectory=(.*)$', service, re.M).group(1),
-            re.search(r'^OnCalendar=(.*)$', timer, re.M).group(1),
-            int(re.search(r'^RandomizedDelaySec=(\d+)$', timer, re.M).group(1)),
-            int(re.search(r'^AccuracySec=(\d+)s$', timer, re.M).group(1)))
-
-
-def fire_timer(command, env, workdir, delay, accuracy):
-    """One elapse of an OnCalendar every minute: at the next minute, plus systemd's randomized delay and up to its
-    accuracy (systemd may fire that much late), the oneshot
-    service runs, with the unit's own environment and none of molecule's ANSIBLE_* variables (its
-    ANSIBLE_COLLECTIONS_PATH would find another copy of the collection first). The runs follow one another: as with
-    systemd, an elapse while the job still runs starts nothing."""
-    now = time.time()
-    time.sleep((int(now // 60) + 1) * 60 + random.uniform(0, delay) + random.uniform(0, accuracy) - now)
-    started = time.time()
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(('ANSIBLE_', 'MOLECULE_'))}
-    proc = subprocess.run(command, cwd=workdir, env=dict(clean, **env), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
-    return {'started': started, 'ended': time.time(), 'rc': proc.returncode, 'output': proc.stdout}
-
-
-def test_the_renewal_timer_keeps_six_minute_certificates_renewed_under_load(fleet, load, pki_dir, tmp_path):
-    """Short-lived certificates, time compressed: the timer roles/renewal_timer renders for 6-minute certificates
-    (every minute) fires its ExecStart, as systemd would run it, until every certificate of the fleet has been
-    renewed three times, while pxe1 does SET/GET/LPUSH on Redis, the workers process jobs, and pxe1 calls the API
-    with its own (renewed) certificate: not one failed operation or request; every renewal happened at the
-    certificate's own renewal point (the splay spreads them), in a run that ended before the old certificate did;
-    no private key of a service is on the control node or in a backup."""
-    units = tmp_path / 'units'
-    units.mkdir()
-    extra = ' '.join('-e %s=%s' % item for item in sorted(PROOF_SETTINGS.items()))
-    rc, output = run_playbook('playbooks/renewal_timer.yml', '-e', 'renewal_timer_unit_dir=%s' % units,
-                              '-e', 'renewal_timer_manage_service=false',
-                              '-e', json.dumps(dict(PROOF_SETTINGS, renewal_timer_extra_args=extra)))
-    assert rc == 0, output[-3000:]
-    command, env, workdir, on_calendar, delay, accuracy = timer_unit(units)
-    # Worked out from the validity: three runs within the 3 minutes a due certificate has left.
-    assert (on_calendar, delay, accuracy) == ('*-*-* *:00/1:00', 12, 6)
-    assert command[-len(extra.split()):] == extra.split(), command
-
-    since = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    api_pid_before = api_pid(fleet)
-    start_api_load(fleet)
-    runs = []
-    try:
-        while time.time() - since.timestamp() < PROOF_LIMIT_S:
-            run = fire_timer(command, env, workdir, delay, accuracy)
-            runs.append(run)
-            assert run['rc'] == 0, run['output'][-4000:]
-            history = short_lived_history(pki_dir, since)
-            due = [sum(1 for item in items if item['reason'].startswith('due for renewal')) for items in history.values()]
-            if min(due) >= PROOF_CYCLES:
-                break
-    finally:
-        api_stats = stop_api_load(fleet)
-    stats = assert_no_failed_operation(fleet)
-    assert api_stats['failed'] == 0, api_stats['failures']
-    assert_no_secret_in(dict(('timer run %d' % number, run['output']) for number, run in enumerate(runs)),
-                        'the renewal job\'s output')
-
-    history = short_lived_history(pki_dir, since)
-    policy, offsets, lateness, left_at_roll = _renewal_policy(), [], [], []
-    for name, items in history.items():
-        renewals = [item for item in items if item['reason'].startswith('due for renewal')]
-        assert len(renewals) >= PROOF_CYCLES, '%s: %d renewals in %d runs' % (name, len(renewals), len(runs))
-        for old, new in zip(items, items[1:]):
-            not_after = _moment(old['not_after'])
-            renew_at = policy.renew_at(not_after - PROOF_LIFETIME, not_after, name, old['serial'])
-            issued = _moment(new['issued_at'])
-            # Never before its own renewal point (issued_at is to the second), and in a run that ended before the
-            # old certificate did, so no client ever met an expired one.
-            assert issued >= renew_at - datetime.timedelta(seconds=1), (name, old, new, renew_at)
-            run = [run for run in runs if run['started'] - 1 <= issued.timestamp() <= run['ended'] + 1]
-            assert run, (name, new)
-            assert run[0]['ended'] < not_after.timestamp(), (name, old, run[0]['ended'])
-            offsets.append((not_after - renew_at).total_seconds())
-            lateness.append((issued - renew_at).total_seconds())
-            left_at_roll.append(not_after.timestamp() - run[0]['ended'])
-    # Each renewal came in the first run that could see it due: at most a step, the timer's delays and a run later.
-    seconds = [round(run['ended'] - run['started'], 1) for run in runs]
-    assert max(lateness) <= 60 + delay + accuracy + max(seconds) + 5, (lateness, seconds)
-    # The renewal points: anywhere from 3.25 to 4.875 minutes before the end (what pki_leaf's hash gives; the
-    # per-run counts below are what the fleet did with them).
-    base = PROOF_LIFETIME.total_seconds() * PROOF_SETTINGS['pki_renew_fraction']
-    window = (PROOF_LIFETIME.total_seconds() - base) * PROOF_SETTINGS['pki_renew_splay']
-    assert all(base - 1 <= offset <= base + window + 1 for offset in offsets), offsets
-    # How many certificates each run renewed: the splay and the due points spread them over the runs.
-    issued_times = [_moment(item['issued_at']).timestamp() for items in history.values() for item in items
-                    if item['reason'].startswith('due for renewal')]
-    per_run = [sum(1 for moment in issued_times if run['started'] - 1 <= moment <= run['ended'] + 1) for run in runs]
-    assert any(0 < count < len(history) for count in per_run), 'every run renewed all or none: %s' % per_run
-
-    # What each service serves and holds is the newest certificate.
-    current = json.loads((pki_dir / 'ca' / 'metadata.json').read_text())['certs']
-    assert served_serial(fleet) == int(current['redis-redis1']['serial'], 16)
-    assert api_served_serial(fleet) == int(current['api-api1']['serial'], 16)
-    assert api_pid(fleet) == api_pid_before, 'fleet-api was restarted'
-    assert redis_pid(fleet) == STATE['redis_pid'], 'redis-server was restarted'
-    for (host, path), name in zip(HOST_CERTS, PROOF_CERTS):
-        assert cert_serial(fleet[host], path) == int(current[name]['serial'], 16), host
-    # Back to the lab's validity at once, while the load still runs (the last certificates have 2-3 minutes left;
-    # a shorter certificate is otherwise only renewed when due): every service on a new one.
-    rc, output = run_playbook('playbooks/rotate.yml', '-e', 'force=true')
-    assert rc == 0, output[-4000:]
-    stats = assert_no_failed_operation(fleet)
-
-    # No private key of a service on the control node or in a backup: the CA's own key alone.
-    archive = tmp_path / 'pki.fpkb'
-    rc, output = run_playbook('playbooks/pki_backup.yml', '-e', 'pki_backup_passphrase=molecule-backup-passphrase',
-                              '-e', 'pki_backup_archive=%s' % archive)
-    assert rc == 0, output[-3000:]
-    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import backup
-    entries = backup.unpack(backup.decrypt(archive.read_bytes(), 'molecule-backup-passphrase', str(archive)),
-                            str(archive))
-    in_backup = [entry.name for entry in entries if entry.data and b'PRIVATE KEY' in entry.data]
-    on_disk = [str(path.relative_to(pki_dir)) for path in pki_dir.rglob('*')
-               if path.is_file() and b'PRIVATE KEY' in path.read_bytes()]
-    # The CA's keys alone: the current one, and those a rollover retired (kept for their CRLs).
-    ca_key_path = re.compile(r'^(ca|retired-ca/[^/]+)/ca-key\.pem$')
-    assert [name for name in in_backup + on_disk if not ca_key_path.match(name.replace('\\', '/'))] == []
-
-    # The timer's last run wrote the expiry metrics, which pass promtool (exit 3 is a lint finding, not a format
-    # error: only the spec-mandated "days" metric name may be flagged), and every host's roll succeeded.
-    prom = (pki_dir / 'metrics' / 'fleetpki_certs.prom').read_text()
-    check = subprocess.run(['promtool', 'check', 'metrics'], input=prom, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, universal_newlines=True, check=False)
-    assert check.returncode in (0, 3) and all('fleetpki_cert_days_remaining use base unit' in line
-                                              for line in check.stdout.splitlines() if line.strip()), check.stdout
-    for name in dict(HOST_CERTS):
-        assert re.search(r'fleetpki_cert_days_remaining\{[^}]*host="%s"' % name, prom), name
-        assert re.search(r'fleetpki_cert_renew_at_seconds\{[^}]*host="%s"' % name, prom), name
-    assert len(re.findall(r'^fleetpki_served_cert_renew_at_seconds\{', prom, re.M)) == 2, prom
-    roll = (pki_dir / 'metrics' / 'fleetpki_roll.prom').read_text()
-    assert sorted(re.findall(r'^fleetpki_roll_last_success\{host="([^"]+)"\} 1$', roll, re.M)) == sorted(
-        dict(HOST_CERTS)), roll
-
-    print('short-lived proof: %d timer runs (%.0f-%.0f s each, %s due per run), %d renewals of %d certificates; '
-          'renewal points %.0f-%.0f s before the end (splay window %.0f s); renewed %.0f-%.0f s after the point; '
-          '%.0f s or more left when the roll ended; Redis load %d ops, API load %d requests, 0 failed'
-          % (len(runs), min(seconds), max(seconds), per_run, len(offsets), len(history), min(offsets),
-             max(offsets), window, min(lateness), max(lateness), min(left_at_roll), stats['ops'], api_stats['ops']))
-    record('lifecycle', 'short_lived_proof', runs=len(runs), run_s=seconds, due_per_run=per_run,
-           renewals=len(offsets), certificates=len(history), renewal_point_before_end_s=[min(offsets), max(offsets)],
-           late_after_point_s=[round(min(lateness)), round(max(lateness))], least_left_at_roll_end_s=round(min(left_at_roll)),
-           api_requests=api_stats['ops'], api_serials_seen=len(api_stats['serials']), api_failed=api_stats['failed'])
 
 
 def test_no_secret_in_any_process_during_rotation_rollover_and_revocation(fleet):
