@@ -365,3 +365,58 @@ def closed_port():
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+# SoftHSM2 (Debian's softhsm2) for the PKCS#11 path: a token directory of the test session's own.
+SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so'
+
+
+def _init_token(module_path, label, so_pin, user_pin):
+    """A new token in the first free slot, its PINs in this process only: softhsm2-util takes them on its command
+    line or from a terminal, and python-pkcs11 has no C_InitToken, so it is called through ctypes on the library
+    python-pkcs11 loaded (the same handle, already initialised)."""
+    import ctypes
+    import pkcs11
+    from pkcs11 import TokenFlag
+    library = pkcs11.lib(os.path.realpath(module_path))
+    free = [slot for slot in library.get_slots(token_present=True)
+            if not slot.get_token().flags & TokenFlag.TOKEN_INITIALIZED][0]
+    init_token = ctypes.CDLL(os.path.realpath(module_path)).C_InitToken
+    init_token.restype = ctypes.c_ulong
+    init_token.argtypes = [ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    assert init_token(free.slot_id, so_pin.encode(), len(so_pin), label.encode().ljust(32, b' ')) == 0
+    with library.get_token(token_label=label).open(rw=True, so_pin=so_pin) as session:
+        session.init_pin(user_pin)
+
+
+@pytest.fixture(scope='session')
+def softhsm(tmp_path_factory):
+    """{'module', 'pin', 'new_token'()}: SoftHSM2 with a token directory of this session (SOFTHSM2_CONF names a
+    file, no secret); new_token() initialises a token of a new label and returns the label. Missing softhsm2 or
+    python-pkcs11 fails the test (CI installs both: .ci/run, requirements-dev.txt)."""
+    if not os.path.exists(SOFTHSM_MODULE):
+        pytest.fail('%s is missing: apt-get install softhsm2' % SOFTHSM_MODULE)
+    try:
+        import pkcs11
+    except ImportError:
+        pytest.fail('python-pkcs11 is missing: pip install -r requirements-dev.txt')
+    base = tmp_path_factory.mktemp('softhsm')
+    (base / 'tokens').mkdir()
+    conf = base / 'softhsm2.conf'
+    conf.write_text('directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' % (base / 'tokens'))
+    os.environ['SOFTHSM2_CONF'] = str(conf)
+    # SoftHSM2 reads its configuration when initialised: once per process, so again here for this session's one.
+    pkcs11.lib(os.path.realpath(SOFTHSM_MODULE)).reinitialize()
+    labels = []
+
+    def new_token():
+        label = 'fleetpki-unit-%d' % len(labels)
+        _init_token(SOFTHSM_MODULE, label, 'so-' + TOKEN_PIN, TOKEN_PIN)
+        labels.append(label)
+        return label
+
+    return {'module': SOFTHSM_MODULE, 'pin': TOKEN_PIN, 'new_token': new_token}
+
+
+# Distinctive, like PASSPHRASE: a leak into a message is found by a substring search.
+TOKEN_PIN = 'Hs9-unit-token-pin-4RvQ'

@@ -208,10 +208,11 @@ def key_type_of(key):
 
 
 def signing_hash(key):
-    """Hash used when ``key`` signs: None for Ed25519, SHA-384 with P-384, SHA-256 otherwise."""
-    if isinstance(key, ed25519.Ed25519PrivateKey):
+    """Hash used when ``key`` (private, or the public half of an external key) signs: None for Ed25519, SHA-384
+    with P-384, SHA-256 otherwise."""
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
         return None
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and key.curve.key_size >= 384:
         return hashes.SHA384()
     return hashes.SHA256()
 
@@ -288,6 +289,9 @@ def key_signs_for(key, public_key):
     its private scalar, so a damaged scalar still "matches" the cert while every handshake with it would fail.
     """
     try:
+        if isinstance(key, ExternalKey):
+            return verify_signature(public_key, key.sign_digest_input(_KEY_PROOF_MESSAGE, signing_hash(public_key)),
+                                    _KEY_PROOF_MESSAGE)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             algorithm = ec.ECDSA(hashes.SHA256())
             public_key.verify(key.sign(_KEY_PROOF_MESSAGE, algorithm), _KEY_PROOF_MESSAGE, algorithm)
@@ -455,7 +459,116 @@ def build_name(common_name_value, fields=None):
     return x509.Name(attributes)
 
 
+class ExternalKey:
+    """A private key held outside this process (a PKCS#11 token: module_utils/_pki/hsm.py). It signs bytes and
+    shows its public key; its private part is never here. sign() below builds the certificate or CRL with
+    cryptography and has the key sign only the to-be-signed bytes."""
+
+    def public_key(self):
+        raise NotImplementedError
+
+    def sign_digest_input(self, data, algorithm):
+        """The X.509 signature value of ``data`` with hash ``algorithm`` (DER ECDSA, or PKCS#1 v1.5 RSA)."""
+        raise NotImplementedError
+
+
+# A software key of the external key's kind, made once per process: only its algorithm identifier ends up in the
+# to-be-signed bytes (the subject's and issuer's keys come from the builder), so one per kind serves every build.
+_STAND_INS = {}
+
+
+def _stand_in_key(public_key):
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        kind = 'ec-p384' if public_key.curve.key_size >= 384 else 'ec-p256'
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        kind = 'rsa2048'  # the key size does not show in sha256WithRSAEncryption
+    else:
+        raise PkiError('an external key of type %s cannot sign here; use an EC (P-256, P-384) or RSA key'
+                       % type(public_key).__name__)
+    if kind not in _STAND_INS:
+        _STAND_INS[kind] = generate_key(kind)
+    return _STAND_INS[kind]
+
+
+def _der_length(length):
+    if length < 0x80:
+        return bytes([length])
+    octets = length.to_bytes((length.bit_length() + 7) // 8, 'big')
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def _der_element(data, offset):
+    """(end, header length) of the DER element at ``offset`` (definite lengths, as DER has)."""
+    if offset + 2 > len(data):
+        raise ValueError('truncated DER')
+    first = data[offset + 1]
+    if first < 0x80:
+        return offset + 2 + first, 2
+    count = first & 0x7F
+    if not 0 < count <= 4 or offset + 2 + count > len(data):
+        raise ValueError('bad DER length')
+    return offset + 2 + count + int.from_bytes(data[offset + 2:offset + 2 + count], 'big'), 2 + count
+
+
+def split_signed(der):
+    """(to-be-signed, signatureAlgorithm, signatureValue) of a signed X.509 structure (certificate or CRL)."""
+    end, header = _der_element(der, 0)
+    if der[0] != 0x30 or end != len(der):
+        raise ValueError('not one DER SEQUENCE')
+    parts, offset = [], header
+    while offset < end:
+        element_end = _der_element(der, offset)[0]
+        parts.append(der[offset:element_end])
+        offset = element_end
+    if offset != end or len(parts) != 3 or [part[0] for part in parts] != [0x30, 0x30, 0x03]:
+        raise ValueError('not a signed X.509 structure')
+    return parts
+
+
+def join_signed(tbs, algorithm_identifier, signature):
+    bit_string = b'\x03' + _der_length(len(signature) + 1) + b'\x00' + signature
+    body = tbs + algorithm_identifier + bit_string
+    return b'\x30' + _der_length(len(body)) + body
+
+
+def _sign_with_external_key(builder, key):
+    """The builder's certificate or CRL, encoded by cryptography, signed by ``key`` over its to-be-signed bytes,
+    and checked against the key's public key before it is returned."""
+    public_key = key.public_key()
+    draft = builder.sign(private_key=_stand_in_key(public_key), algorithm=signing_hash(public_key))
+    tbs, algorithm_identifier, dummy = split_signed(draft.public_bytes(serialization.Encoding.DER))
+    der = join_signed(tbs, algorithm_identifier, key.sign_digest_input(tbs, signing_hash(public_key)))
+    if isinstance(builder, x509.CertificateRevocationListBuilder):
+        signed = x509.load_der_x509_crl(der)
+        valid = signed.is_signature_valid(public_key)
+    else:
+        signed = x509.load_der_x509_certificate(der)
+        valid = verify_signature(public_key, signed.signature, signed.tbs_certificate_bytes)
+    if not valid:
+        raise PkiError('the signature the external key made does not verify with its public key; check that the '
+                       'key label names the CA\'s key pair (private and public key of the same label)')
+    return signed
+
+
+def verify_signature(public_key, signature, data):
+    """Whether ``signature`` over ``data`` verifies with ``public_key`` (EC, RSA PKCS#1 v1.5, Ed25519)."""
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(signing_hash(public_key)))
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(signature, data)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
 def sign(builder, private_key):
+    if isinstance(private_key, ExternalKey):
+        return _sign_with_external_key(builder, private_key)
     return builder.sign(private_key=private_key, algorithm=signing_hash(private_key))
 
 
