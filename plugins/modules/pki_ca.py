@@ -78,8 +78,50 @@ options:
       - A new CA key (created, or replaced with O(force)) needs at least 16 characters, since the PKCS#8 wrapping
         derives its key with PBKDF2 at 2048 rounds. An existing key encrypted with a shorter one still loads, with a
         warning.
+      - With O(pkcs11), or a CA whose key is in a token (C(ca-key.pkcs11.json) in O(ca_dir)), the token's user PIN.
     type: str
     aliases: [passphrase]
+  pkcs11:
+    description:
+      - Keep the CA key in a PKCS#11 token (an HSM, or SoftHSM2) instead of C(ca-key.pem). A new CA's key pair is
+        made in the token under O(pkcs11.key_label) (sensitive, never extractable), or the pair already there under
+        that label is used; the certificate is built here and only its to-be-signed bytes are signed by the token.
+      - O(ca_dir) then holds C(ca-key.pkcs11.json) (the module, token and key label; no secret) in place of the key,
+        and every module that signs with this CA (M(fleetpki.mtls.pki_leaf), M(fleetpki.mtls.pki_crl)) finds the
+        token through it, logging in with the PIN given as their C(ca_passphrase).
+      - O(ca_passphrase) is the token's user PIN. Needs python-pkcs11 on the control node.
+      - Key types ec-p256, ec-p384, rsa2048, rsa3072, rsa4096 (no ed25519 in PKCS#11 2.40).
+    type: dict
+    version_added: 0.3.0
+    suboptions:
+      module:
+        description: Absolute path of the token's PKCS#11 library (SoftHSM2 on Debian, C(/usr/lib/softhsm/libsofthsm2.so)).
+        type: path
+        required: true
+      token_label:
+        description: Label of the token (at most 32 bytes), as given when it was initialised.
+        type: str
+        required: true
+      key_label:
+        description: Label of the CA's key pair in the token (at most 32 bytes); one label per CA.
+        type: str
+        required: true
+  issuer_dir:
+    description:
+      - Make the CA in O(ca_dir) an issuing CA, signed by the CA in this directory (the root), instead of a
+        self-signed root. Two tiers, the root signing only issuing CAs and its CRL, each issuing CA (one per site)
+        signing the leaves, and hosts trusting the root.
+      - An issuing CA gets O(path_length=0) unless told otherwise, its O(name_constraints_permitted_dns) and
+        O(name_constraints_permitted_ip) (the names of its site), and never outlives its root (a shorter validity
+        is warned about). Its renewal (O(renew_days)) is signed by the same root again.
+      - The root must allow a CA below it (no O(path_length) of 0). The root's key may be a file or in a token.
+    type: path
+    version_added: 0.3.0
+  issuer_passphrase:
+    description:
+      - The secret of the root's key in O(issuer_dir), its passphrase or its token's user PIN. Never logged.
+    type: str
+    version_added: 0.3.0
   renew_days:
     description:
       - When the existing CA certificate expires within this many days, re-issue it with the SAME key and subject
@@ -151,6 +193,26 @@ EXAMPLES = r'''
     ca_dir: /srv/old-scripts/pki/ca
     ca_passphrase: "{{ vault_ca_passphrase }}"
   no_log: false
+
+- name: An offline root whose key lives in a PKCS#11 token (SoftHSM2 here)
+  fleetpki.mtls.pki_ca:
+    ca_dir: "{{ playbook_dir }}/pki/root"
+    common_name: Acme Fleet Root CA
+    pkcs11:
+      module: /usr/lib/softhsm/libsofthsm2.so
+      token_label: fleetpki-root
+      key_label: fleet-root
+    ca_passphrase: "{{ vault_root_token_pin }}"
+
+- name: The issuing CA of site A, signed by that root, limited to the site's names
+  fleetpki.mtls.pki_ca:
+    ca_dir: "{{ playbook_dir }}/pki/sites/site-a/ca"
+    common_name: Acme Site A Issuing CA
+    issuer_dir: "{{ playbook_dir }}/pki/root"
+    issuer_passphrase: "{{ vault_root_token_pin }}"
+    ca_passphrase: "{{ vault_ca_passphrase }}"
+    name_constraints_permitted_dns: [site-a.example.com, localhost]
+    name_constraints_permitted_ip: [10.20.0.0/16, 127.0.0.1/32]
 
 - name: Show when the CA expires
   ansible.builtin.debug:
@@ -241,6 +303,21 @@ name_constraints:
       description: Excluded IP ranges.
       type: list
       elements: str
+self_signed:
+  description: Whether the CA is a self-signed root (false for an issuing CA under O(issuer_dir)).
+  returned: when the CA exists
+  type: bool
+  version_added: 0.3.0
+issuer:
+  description: Subject of the CA that signed this one (RFC 4514); the CA's own subject for a root.
+  returned: when the CA exists
+  type: str
+  version_added: 0.3.0
+pkcs11:
+  description: The token that holds the CA key (module, token_label, key_label), or null for a key file.
+  returned: when the CA exists
+  type: dict
+  version_added: 0.3.0
 previous_cert_path:
   description: Where the previous CA certificate was kept (under C(retired/)) when O(renew_days) renewed it.
   returned: when the CA certificate was renewed
@@ -273,6 +350,13 @@ def main():
             renew_days=dict(type='int', default=0),
             name_constraints_permitted_dns=dict(type='list', elements='str', default=[]),
             name_constraints_permitted_ip=dict(type='list', elements='str', default=[]),
+            pkcs11=dict(type='dict', options=dict(
+                module=dict(type='path', required=True),
+                token_label=dict(type='str', required=True),
+                key_label=dict(type='str', required=True),
+            )),
+            issuer_dir=dict(type='path'),
+            issuer_passphrase=dict(type='str', no_log=True),
         ),
         supports_check_mode=True,
     )
@@ -293,6 +377,9 @@ def main():
         renew_days=params['renew_days'],
         name_constraints_permitted_dns=params['name_constraints_permitted_dns'],
         name_constraints_permitted_ip=params['name_constraints_permitted_ip'],
+        pkcs11=params['pkcs11'],
+        issuer_dir=params['issuer_dir'],
+        issuer_passphrase=params['issuer_passphrase'],
     )
     try:
         manager.plan()

@@ -7,8 +7,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import os
 
-from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, store, validate
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import constraints, crypto, hsm, store, validate
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.store import CA_CERT_NAME, CA_KEY_NAME
 
@@ -23,8 +24,9 @@ def ca_paths(directory):
 class LoadedCa:
     """A CA read from its directory: certificate, optional private key, and facts about both."""
 
-    def __init__(self, directory, cert, key=None, encrypted=False, cert_pem=None):
+    def __init__(self, directory, cert, key=None, encrypted=False, cert_pem=None, token=None):
         self.directory = directory
+        self.token = token  # {module, token_label, key_label} when the key lives in a PKCS#11 token
         self.key_path, self.cert_path = ca_paths(directory)
         self.cert = cert
         self.key = key
@@ -50,6 +52,9 @@ class LoadedCa:
             'encrypted': self.encrypted,
             'path_length': basic.path_length if basic is not None else None,
             'name_constraints': constraints.summary(self.cert),
+            'self_signed': self.cert.issuer == self.cert.subject,
+            'issuer': self.cert.issuer.rfc4514_string(),
+            'pkcs11': dict(self.token) if self.token else None,
         }
 
     def is_expired(self, now=None):
@@ -71,7 +76,19 @@ def load_ca(directory, passphrase=None, need_key=True, passphrase_option='ca_pas
                        'directory' % (cert_path, dir_option))
     key = None
     encrypted = False
-    if need_key:
+    token = ca_store.read_ca_key_ref()
+    if need_key and token is not None:
+        # The key in a PKCS#11 token: the CA's secret (ca_passphrase) is the token's user PIN.
+        if not passphrase:
+            raise PkiError('the CA key of %s is in PKCS#11 token %r (key %r): give the token\'s user PIN in %s'
+                           % (directory, token['token_label'], token['key_label'], passphrase_option))
+        key = hsm.open_key(hsm.TokenSpec(token['module'], token['token_label'], token['key_label']), passphrase,
+                           'CA %s' % directory)
+        if not crypto.key_matches_cert(key, cert):
+            raise PkiError('the key %r of PKCS#11 token %r does not match %s (another key under that label?); point '
+                           '%s at the token key of this CA' % (token['key_label'], token['token_label'], cert_path,
+                                                              store.CA_KEY_REF_NAME))
+    elif need_key:
         key_data = ca_store.read_ca_key()
         if key_data is None:
             raise PkiError('%s is missing beside %s: restore the CA key from a backup (a new key would be a new '
@@ -81,7 +98,7 @@ def load_ca(directory, passphrase=None, need_key=True, passphrase_option='ca_pas
         if not crypto.key_matches_cert(key, cert):
             raise PkiError('%s does not match %s (the key belongs to another certificate); restore the matching '
                            'pair from a backup' % (key_path, cert_path))
-    return LoadedCa(directory, cert, key, encrypted, cert_pem=cert_data)
+    return LoadedCa(directory, cert, key, encrypted, cert_pem=cert_data, token=token)
 
 
 def check_ca_usable(ca, now=None):
@@ -91,28 +108,36 @@ def check_ca_usable(ca, now=None):
                        'one) before issuing certificates' % (ca.cert_path, crypto.iso8601(ca.not_after)))
 
 
-def build_ca_cert(key, subject, valid_days, path_length, now, name_constraints=None):
+def build_ca_cert(key, subject, valid_days, path_length, now, name_constraints=None, issuer=None):
+    """A CA certificate for ``key``: self-signed, or issued by ``issuer`` (a LoadedCa with its key: an issuing CA
+    under a root), never beyond the issuer's own end."""
     ski = crypto.x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    not_after = now + datetime.timedelta(days=valid_days)
+    if issuer is not None:
+        not_after = min(not_after, issuer.not_after)
+        authority = crypto.x509.AuthorityKeyIdentifier(issuer.key_identifier, None, None)
+    else:
+        authority = crypto.x509.AuthorityKeyIdentifier(ski.digest, None, None)
     builder = (
         crypto.x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer.cert.subject if issuer is not None else subject)
         .public_key(key.public_key())
         .serial_number(crypto.random_serial())
         .not_valid_before(now - store.BACKDATE)
-        .not_valid_after(now + datetime.timedelta(days=valid_days))
+        .not_valid_after(not_after)
         .add_extension(crypto.x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(crypto.x509.KeyUsage(
             digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
             key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
             critical=True)
         .add_extension(ski, critical=False)
-        .add_extension(crypto.x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False)
+        .add_extension(authority, critical=False)
     )
     if name_constraints is not None:
         # Critical, as RFC 5280 requires: a client that does not understand it must not trust the CA unbounded.
         builder = builder.add_extension(name_constraints, critical=True)
-    return crypto.sign(builder, key)
+    return crypto.sign(builder, issuer.key if issuer is not None else key)
 
 
 class CaManager:
@@ -120,8 +145,16 @@ class CaManager:
 
     def __init__(self, directory, common_name='Internal Root CA', subject_fields=None, key_type='ec-p256',
                  valid_days=3650, passphrase=None, force=False, path_length=None, now=None, renew_days=0,
-                 name_constraints_permitted_dns=None, name_constraints_permitted_ip=None, encrypt_existing_key=False):
+                 name_constraints_permitted_dns=None, name_constraints_permitted_ip=None, encrypt_existing_key=False,
+                 pkcs11=None, issuer_dir=None, issuer_passphrase=None):
         self.directory = directory
+        # The key in a PKCS#11 token ({module, token_label, key_label}; the PIN is ``passphrase``), or a file.
+        self.token = hsm.TokenSpec(pkcs11.get('module'), pkcs11.get('token_label'), pkcs11.get('key_label')) \
+            if pkcs11 else None
+        # An issuing CA: signed by the CA in issuer_dir (a root), not by itself.
+        self.issuer_dir = issuer_dir
+        self.issuer_passphrase = issuer_passphrase
+        self.issuer = None
         self.common_name = common_name
         self.subject_fields = dict((k, v) for k, v in (subject_fields or {}).items() if v)
         self.key_type = key_type
@@ -130,7 +163,8 @@ class CaManager:
         self.force = force
         self.encrypt_existing_key = encrypt_existing_key
         self.encrypt_key = False  # plan(): the existing unencrypted key is to be encrypted with the passphrase
-        self.path_length = path_length
+        # An issuing CA signs leaves only (pathLen 0) unless told otherwise.
+        self.path_length = 0 if path_length is None and issuer_dir else path_length
         self.renew_days = renew_days or 0
         self.name_constraints_permitted_dns = list(name_constraints_permitted_dns or [])
         self.name_constraints_permitted_ip = list(name_constraints_permitted_ip or [])
@@ -160,6 +194,14 @@ class CaManager:
         crypto.build_name(self.common_name, self.subject_fields)  # raises on a bad country code
         self.permitted_dns, self.permitted_ip = constraints.parse_permitted(
             'CA %s' % self.directory, self.name_constraints_permitted_dns, self.name_constraints_permitted_ip)
+        if self.token is not None:
+            self.token.check('CA %s' % self.directory, self.passphrase)
+            if self.key_type not in hsm.TOKEN_KEY_TYPES:
+                raise PkiError('key_type %s cannot be made in a PKCS#11 token; use one of %s'
+                               % (self.key_type, ', '.join(hsm.TOKEN_KEY_TYPES)))
+        if self.issuer_dir is not None and (os.path.realpath(self.issuer_dir) == os.path.realpath(self.directory)):
+            raise PkiError('issuer_dir %s is ca_dir itself; an issuing CA lives in a directory of its own, beside '
+                           'its root\'s' % self.issuer_dir)
 
     def plan(self):
         """Decide the action: create, replace, fix_mode, encrypt_key, renew, or None (nothing to do).
@@ -199,7 +241,7 @@ class CaManager:
                     self.action = 'renew'
         else:
             self.action = 'create'
-        if self.action in ('create', 'replace') or self.encrypt_key:
+        if (self.action in ('create', 'replace') and self.token is None) or self.encrypt_key:
             validate.check_new_key_passphrase('ca_passphrase', self.passphrase)
         elif self.existing is not None and self.existing.encrypted and validate.passphrase_too_short(self.passphrase):
             self.warnings.append('the CA key %s is encrypted with a passphrase shorter than %d characters; its PBKDF2 '
@@ -207,12 +249,45 @@ class CaManager:
                                  'characters (openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 600000), or roll over to a new '
                                  'CA with one (playbooks/ca_rollover.yml)'
                                  % (self.key_path, validate.MIN_PASSPHRASE_LENGTH))
+        if self.action in ('create', 'replace', 'renew') or self.issuer_dir is not None:
+            # With issuer_dir every run loads the root with its secret: a wrong one fails now, not at the renewal.
+            self._load_issuer()
         if self.action in ('create', 'replace', 'renew', 'encrypt_key'):
             reason = self.store.unwritable_reason()
             if reason:
                 raise PkiError('ca_dir %s cannot hold the CA: %s; choose a writable directory'
                                % (self.directory, reason))
         return self.action
+
+    def _load_issuer(self):
+        """The CA that signs this one: the root in issuer_dir for an issuing CA (its key: a file or a token), or
+        none for a root. An issuing CA already there is renewed by the root that issued it."""
+        self.issuer = None
+        issued = self.existing is not None and self.action != 'replace' and \
+            self.existing.cert.issuer != self.existing.cert.subject
+        if self.issuer_dir is None:
+            if issued and self.action == 'renew':
+                raise PkiError('the CA in %s is issued by %s: give its root\'s directory in issuer_dir to renew it'
+                               % (self.directory, self.existing.cert.issuer.rfc4514_string()))
+            return
+        issuer = load_ca(self.issuer_dir, self.issuer_passphrase, passphrase_option='issuer_passphrase',
+                         dir_option='issuer_dir')
+        check_ca_usable(issuer, self.now)
+        basic = crypto.extension_value(issuer.cert, crypto.x509.BasicConstraints)
+        if basic is not None and basic.path_length is not None and basic.path_length < 1:
+            raise PkiError('the CA in issuer_dir %s has path length %d: it may sign leaves only, not an issuing CA; '
+                           'make a root without path_length (or with 1) to sign issuing CAs'
+                           % (self.issuer_dir, basic.path_length))
+        if issued and not crypto.signed_by(self.existing.cert, issuer.cert):
+            raise PkiError('the CA in %s (issued by %s) was not signed by the CA in issuer_dir %s (%s, fingerprint '
+                           '%s); point issuer_dir at its own root, or re-issue it under this one (force: true)'
+                           % (self.directory, self.existing.cert.issuer.rfc4514_string(), self.issuer_dir,
+                              issuer.cert.subject.rfc4514_string(), crypto.fingerprint_sha256(issuer.cert)))
+        if self.now + datetime.timedelta(days=self.valid_days) > issuer.not_after:
+            self.warnings.append('the CA in %s ends with its root on %s, before the %d days asked: a CA never '
+                                 'outlives the CA that signed it' % (self.directory, crypto.iso8601(issuer.not_after),
+                                                                     self.valid_days))
+        self.issuer = issuer
 
     def _load_existing(self):
         """The CA there, loaded with the passphrase; an unencrypted key given a passphrase is refused, or planned for
@@ -257,6 +332,10 @@ class CaManager:
                 differences.append('name constraints %s' % (
                     'permitted DNS %s, IP %s' % (current['permitted_dns'] or 'any', current['permitted_ip'] or 'any')
                     if current else 'none'))
+        if (self.token is not None) != (self.existing.token is not None):
+            differences.append('its key %s' % ('is a file' if self.existing.token is None else 'is in a token'))
+        if self.issuer_dir is not None and cert.issuer == cert.subject:
+            differences.append('it is a self-signed root, not issued by the CA in %s' % self.issuer_dir)
         if differences:
             self.warnings.append('the existing CA in %s was kept as it is (%s differ from the request); set '
                                  'force: true to replace it' % (self.directory, ', '.join(differences)))
@@ -288,17 +367,22 @@ class CaManager:
 
     def _create(self):
         self.store.remove_stale_temps()
-        key = crypto.generate_key(self.key_type)
         subject = crypto.build_name(self.common_name, self.subject_fields)
+        if self.token is not None:
+            key = hsm.open_key(self.token, self.passphrase, 'CA %s' % self.directory, create_key_type=self.key_type)
+            key_files = {'key_ref': self.token.as_dict()}
+        else:
+            key = crypto.generate_key(self.key_type)
+            key_files = {'key_pem': crypto.private_key_pem(key, self.passphrase)}
         cert = build_ca_cert(key, subject, self.valid_days, self.path_length, self.now,
-                             constraints.extension(self.permitted_dns, self.permitted_ip))
-        staged = self.store.stage_ca(key_pem=crypto.private_key_pem(key, self.passphrase),
-                                     cert_pem=crypto.cert_pem(cert))
+                             constraints.extension(self.permitted_dns, self.permitted_ip), issuer=self.issuer)
+        staged = self.store.stage_ca(cert_pem=crypto.cert_pem(cert), **key_files)
         if self.action == 'replace':
             # Keep the replaced CA under retired/ (its leaves may still be in use), never delete it.
-            self.store.retire((self.key_path, self.cert_path), self.now)
+            self.store.retire((self.key_path, self.store.key_ref_path, self.cert_path), self.now)
         self.store.install(staged)
-        self.existing = LoadedCa(self.directory, cert, key, bool(self.passphrase))
+        self.existing = LoadedCa(self.directory, cert, key, bool(self.passphrase) and self.token is None,
+                                 token=self.token.as_dict() if self.token is not None else None)
 
     def _renew(self):
         """Same key, same subject, same extensions; a new serial and validity. Leaves keep validating: their AKI
@@ -308,11 +392,11 @@ class CaManager:
         basic = crypto.extension_value(old.cert, crypto.x509.BasicConstraints)
         path_length = basic.path_length if basic is not None else self.path_length
         cert = build_ca_cert(old.key, old.cert.subject, self.valid_days, path_length, self.now,
-                             crypto.extension_value(old.cert, crypto.x509.NameConstraints))
+                             crypto.extension_value(old.cert, crypto.x509.NameConstraints), issuer=self.issuer)
         staged = self.store.stage_ca(cert_pem=crypto.cert_pem(cert))
         self.previous_cert_path = self.store.retire((self.cert_path,), self.now)
         self.store.install(staged)
-        self.existing = LoadedCa(self.directory, cert, old.key, old.encrypted)
+        self.existing = LoadedCa(self.directory, cert, old.key, old.encrypted, token=old.token)
 
     def result(self):
         """Facts of the CA as it is after apply(); in check mode only the paths of one still to be made."""

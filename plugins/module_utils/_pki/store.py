@@ -24,6 +24,9 @@ from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import P
 
 CA_KEY_NAME = 'ca-key.pem'
 CA_CERT_NAME = 'ca-cert.pem'
+# In place of ca-key.pem when the CA key lives in a PKCS#11 token: which module, token and key label (no secret).
+CA_KEY_REF_NAME = 'ca-key.pkcs11.json'
+KEY_REF_FIELDS = ('module', 'token_label', 'key_label')
 METADATA_NAME = 'metadata.json'
 # Serials are appended here before their cert goes live, and folded into metadata.json when it is saved:
 # a run killed in between loses no serial from the history (revocation needs every one).
@@ -52,6 +55,7 @@ class CaStore:
     def __init__(self, directory):
         self.directory = directory
         self.key_path = self.path(CA_KEY_NAME)
+        self.key_ref_path = self.path(CA_KEY_REF_NAME)
         self.cert_path = self.path(CA_CERT_NAME)
         self.metadata_path = self.path(METADATA_NAME)
         self.revoked_path = self.path(REVOKED_NAME)
@@ -82,7 +86,8 @@ class CaStore:
     # -- the CA key and certificate ------------------------------------------------------------------------------
 
     def ca_files_present(self):
-        return os.path.lexists(self.key_path), os.path.lexists(self.cert_path)
+        """(a CA key is there: ca-key.pem or the reference to a token's key, ca-cert.pem is there)."""
+        return (os.path.lexists(self.key_path) or os.path.lexists(self.key_ref_path)), os.path.lexists(self.cert_path)
 
     def ca_absent(self):
         """Neither the CA key nor its certificate is there: a CA not made yet (not a damaged one)."""
@@ -96,17 +101,41 @@ class CaStore:
         """The bytes of ca-key.pem, or None when there is no such file."""
         return files.read_bytes(self.key_path) if os.path.isfile(self.key_path) else None
 
+    def read_ca_key_ref(self):
+        """{module, token_label, key_label} of a CA key in a PKCS#11 token, or None when the key is a file."""
+        if not os.path.isfile(self.key_ref_path):
+            return None
+        try:
+            data = json.loads(files.read_bytes(self.key_ref_path).decode('utf-8'))
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or any(not isinstance(data.get(field), str) or not data[field]
+                                             for field in KEY_REF_FIELDS):
+            raise PkiError('%s does not name the CA key\'s token (a JSON object of %s); restore it from a backup'
+                           % (self.key_ref_path, ', '.join(KEY_REF_FIELDS)))
+        if os.path.exists(self.key_path):
+            raise PkiError('%s and %s are both there: the CA key is either a file or in a token; keep the one that '
+                           'matches %s' % (self.key_path, self.key_ref_path, self.cert_path))
+        return dict((field, data[field]) for field in KEY_REF_FIELDS)
+
+    def _key_file(self):
+        return self.key_ref_path if os.path.lexists(self.key_ref_path) else self.key_path
+
     def key_mode_ok(self):
-        return files.file_mode(self.key_path) == KEY_MODE
+        return files.file_mode(self._key_file()) == KEY_MODE
 
     def fix_key_mode(self):
-        os.chmod(self.key_path, KEY_MODE)
+        os.chmod(self._key_file(), KEY_MODE)
 
-    def stage_ca(self, key_pem=None, cert_pem=None):
+    def stage_ca(self, key_pem=None, cert_pem=None, key_ref=None):
         """Temp files beside the CA files, at their final modes: [(temp path, final path)] for install()."""
         staged = []
         if key_pem is not None:
             staged.append((files.write_temp(self.directory, CA_KEY_NAME, key_pem, KEY_MODE), self.key_path))
+        if key_ref is not None:
+            text = json.dumps(dict((field, key_ref[field]) for field in KEY_REF_FIELDS), indent=2, sort_keys=True)
+            staged.append((files.write_temp(self.directory, CA_KEY_REF_NAME, (text + '\n').encode(), KEY_MODE),
+                           self.key_ref_path))
         if cert_pem is not None:
             staged.append((files.write_temp(self.directory, CA_CERT_NAME, cert_pem, PUBLIC_MODE), self.cert_path))
         return staged
@@ -126,7 +155,7 @@ class CaStore:
         count = 1
         # Two replacements within one second must not rename over (and so delete) the CA retired first.
         while any(os.path.lexists(os.path.join(self.retired_dir, '%s-%s' % (stamp, name)))
-                  for name in (CA_KEY_NAME, CA_CERT_NAME)):
+                  for name in (CA_KEY_NAME, CA_KEY_REF_NAME, CA_CERT_NAME)):
             count += 1
             stamp = '%s-%d' % (base, count)
         moved = None

@@ -152,3 +152,30 @@ def test_encrypt_existing_key_in_check_mode_then_for_real_then_unchanged(tmp_pat
     assert again.rc == 0 and again.result['changed'] is False
     for run in (check, real, again):
         assert pki.PASSPHRASE not in run.stdout
+
+
+def test_a_root_in_a_token_and_an_issuing_ca_under_it_in_check_mode_then_made_pins_never_shown(tmp_path, pki,
+                                                                                               run_module, softhsm):
+    """The module's options for two tiers and a token: check mode writes nothing (the root's PIN is tried all the
+    same), the run makes both, the rerun changes nothing, and no PIN is in any output."""
+    from ansible_collections.fleetpki.mtls.tests.unit.conftest import TOKEN_PIN
+    token = softhsm['new_token']()
+    root, site = str(tmp_path / 'root'), str(tmp_path / 'site-a')
+    root_args = {'ca_dir': root, 'common_name': 'Fleet Root CA', 'ca_passphrase': TOKEN_PIN,
+                 'pkcs11': {'module': softhsm['module'], 'token_label': token, 'key_label': 'fleet-root'}}
+    site_args = {'ca_dir': site, 'common_name': 'Site A Issuing CA', 'issuer_dir': root,
+                 'issuer_passphrase': TOKEN_PIN, 'name_constraints_permitted_dns': ['site-a.example.com']}
+    check = run_module(pki_ca, root_args, check_mode=True)
+    assert check.result['changed'] is True and not os.path.exists(root)
+    made = run_module(pki_ca, root_args)
+    assert made.result['action'] == 'create' and made.result['pkcs11']['key_label'] == 'fleet-root'
+    assert sorted(os.listdir(root)) == ['ca-cert.pem', 'ca-key.pkcs11.json']
+    site_made = run_module(pki_ca, site_args, diff=True)
+    assert site_made.result['action'] == 'create' and site_made.result['issuer'] == 'CN=Fleet Root CA'
+    assert site_made.result['path_length'] == 0 and site_made.result['self_signed'] is False
+    again = [run_module(pki_ca, root_args), run_module(pki_ca, site_args)]
+    assert [run.result['changed'] for run in again] == [False, False]
+    wrong = run_module(pki_ca, dict(site_args, issuer_passphrase='not-the-pin-8Kq'))
+    assert wrong.rc != 0 and ('PIN is wrong' in wrong.result['msg'] or 'another PIN' in wrong.result['msg'])
+    for run in [check, made, site_made, wrong] + again:
+        assert TOKEN_PIN not in run.stdout and 'not-the-pin-8Kq' not in run.stdout

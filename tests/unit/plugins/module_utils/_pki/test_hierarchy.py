@@ -1,0 +1,188 @@
+# Copyright (c) fleetpki contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Two tiers: a root (its key a file or in a SoftHSM2 token) signs issuing CAs (pathLen 0, name constraints), which
+sign the leaves; openssl verifies the chains, and every refusal comes before a write."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import subprocess
+
+import pytest
+
+from cryptography import x509
+
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import CaManager, load_ca
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.crl import CrlManager
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.errors import PkiError
+
+from ansible_collections.fleetpki.mtls.tests.unit.conftest import PASSPHRASE, TOKEN_PIN, WRONG_PASSPHRASE
+
+
+def made(directory, **kwargs):
+    manager = CaManager(str(directory), **kwargs)
+    manager.plan()
+    return manager.apply(), manager
+
+
+def verify(*argv):
+    proc = subprocess.run(['openssl', 'verify', '-x509_strict'] + [str(arg) for arg in argv], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    return proc.returncode, proc.stdout
+
+
+def site_a(root, directory, **kwargs):
+    kwargs.setdefault('common_name', 'Site A Issuing CA')
+    kwargs.setdefault('name_constraints_permitted_dns', ['site-a.example.com'])
+    kwargs.setdefault('name_constraints_permitted_ip', ['10.20.0.0/16'])
+    return made(directory, issuer_dir=str(root), **kwargs)
+
+
+def test_a_root_signs_an_issuing_ca_with_path_length_0_and_the_site_names_and_it_signs_leaves(tmp_path, pki):
+    root, issuing, out = tmp_path / 'root', tmp_path / 'site-a', tmp_path / 'issued'
+    made(root, common_name='Fleet Root CA')
+    result, dummy = site_a(root, issuing)
+    assert result['action'] == 'create' and result['self_signed'] is False
+    assert result['path_length'] == 0 and result['issuer'] == 'CN=Fleet Root CA'
+    assert result['name_constraints'] == {'permitted_dns': ['site-a.example.com'], 'permitted_ip': ['10.20.0.0/16'],
+                                          'excluded_dns': [], 'excluded_ip': []}
+    root_cert, cert = pki.load_cert(root / 'ca-cert.pem'), pki.load_cert(issuing / 'ca-cert.pem')
+    assert crypto.signed_by(cert, root_cert)
+    assert pki.ext(cert, x509.AuthorityKeyIdentifier).value.key_identifier == \
+        pki.ext(root_cert, x509.SubjectKeyIdentifier).value.digest
+    assert verify('-CAfile', root / 'ca-cert.pem', issuing / 'ca-cert.pem')[0] == 0
+    # A leaf of the site chains to the root through its issuing CA.
+    pki.issue(str(issuing), [{'name': 'web1', 'dns': ['web1.site-a.example.com'], 'ip': ['10.20.0.7']}],
+              default_dir=str(out))
+    rc, output = verify('-CAfile', root / 'ca-cert.pem', '-untrusted', issuing / 'ca-cert.pem', out / 'web1-cert.pem')
+    assert rc == 0, output
+    # A name of another site: pki_leaf refuses it before any write, and a certificate made past it anyway (by the
+    # issuing CA's key, by hand) is refused by every client (openssl here).
+    pki.expect_error(lambda: pki.issue(str(issuing), [{'name': 'stray', 'dns': ['web1.site-b.example.com']}],
+                                       default_dir=str(out)), tmp_path, 'outside the CA\'s permitted DNS suffixes')
+    stray_key = crypto.generate_key('ec-p256')
+    stray = crypto.sign(x509.CertificateBuilder().subject_name(pki.load_cert(out / 'web1-cert.pem').subject)
+                        .issuer_name(cert.subject).public_key(stray_key.public_key())
+                        .serial_number(x509.random_serial_number()).not_valid_before(crypto.not_before(cert))
+                        .not_valid_after(crypto.not_after(cert))
+                        .add_extension(x509.SubjectAlternativeName([x509.DNSName('web1.site-b.example.com')]), False),
+                        load_ca(str(issuing)).key)
+    (tmp_path / 'stray.pem').write_bytes(crypto.cert_pem(stray))
+    rc, output = verify('-CAfile', root / 'ca-cert.pem', '-untrusted', issuing / 'ca-cert.pem', tmp_path / 'stray.pem')
+    assert rc != 0 and 'permitted subtree violation' in output, output
+    # The same request again changes nothing.
+    assert site_a(root, issuing)[0]['action'] == 'none'
+
+
+def test_a_root_in_a_token_signs_issuing_cas_and_its_crl_and_its_key_never_reaches_the_disk(tmp_path, pki, softhsm):
+    token = softhsm['new_token']()
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
+    pkcs11 = {'module': softhsm['module'], 'token_label': token, 'key_label': 'fleet-root'}
+    result, dummy = made(root, common_name='Fleet Root CA', pkcs11=pkcs11, passphrase=TOKEN_PIN)
+    assert result['action'] == 'create' and result['pkcs11'] == pkcs11
+    assert sorted(os.listdir(str(root))) == ['ca-cert.pem', 'ca-key.pkcs11.json']
+    assert json.loads((root / 'ca-key.pkcs11.json').read_text()) == pkcs11
+    assert pki.mode_of(root / 'ca-key.pkcs11.json') == 0o600
+    for path in root.rglob('*'):
+        assert b'PRIVATE KEY' not in path.read_bytes(), path
+    assert verify('-check_ss_sig', '-CAfile', root / 'ca-cert.pem', root / 'ca-cert.pem')[0] == 0
+    # The issuing CA's own key in the same token, under its own label: one login serves both.
+    result, dummy = site_a(root, issuing, issuer_passphrase=TOKEN_PIN, passphrase=TOKEN_PIN,
+                           pkcs11=dict(pkcs11, key_label='site-a'))
+    assert result['action'] == 'create'
+    assert verify('-CAfile', root / 'ca-cert.pem', issuing / 'ca-cert.pem')[0] == 0
+    # The root's CRL, signed through the token.
+    crl = CrlManager(str(root), passphrase=TOKEN_PIN)
+    crl.plan()
+    crl.apply()
+    check = subprocess.run(['openssl', 'crl', '-noout', '-CAfile', str(root / 'ca-cert.pem'), '-in',
+                            str(root / 'crl.pem')], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, check=False)
+    assert check.returncode == 0 and 'verify OK' in check.stdout, check.stdout
+    # Loading the root needs the PIN, named as the CA's secret, never shown.
+    with pytest.raises(PkiError, match="the CA key of .* is in PKCS#11 token '%s' .*give the token's user PIN in "
+                                       "ca_passphrase" % token):
+        load_ca(str(root))
+    with pytest.raises(PkiError) as caught:
+        load_ca(str(root), WRONG_PASSPHRASE + '-other')
+    assert 'another PIN' in str(caught.value) or 'PIN is wrong' in str(caught.value)
+    assert WRONG_PASSPHRASE not in str(caught.value) and TOKEN_PIN not in str(caught.value)
+
+
+def test_an_issuing_ca_is_renewed_by_its_root_with_the_same_key(tmp_path, pki):
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
+    made(root, common_name='Fleet Root CA')
+    site_a(root, issuing, valid_days=30)
+    before = pki.load_cert(issuing / 'ca-cert.pem')
+    result, dummy = site_a(root, issuing, valid_days=365, renew_days=60)
+    assert result['action'] == 'renew'
+    after = pki.load_cert(issuing / 'ca-cert.pem')
+    assert after.serial_number != before.serial_number
+    assert crypto.public_key_der(after.public_key()) == crypto.public_key_der(before.public_key())
+    assert after.issuer == before.issuer and crypto.signed_by(after, pki.load_cert(root / 'ca-cert.pem'))
+    assert pki.ext(after, x509.BasicConstraints).value.path_length == 0
+    # Without its root, the renewal is refused before anything is written.
+    pki.expect_error(lambda: made(issuing, common_name='Site A Issuing CA', renew_days=400), tmp_path,
+                     'is issued by CN=Fleet Root CA', 'issuer_dir')
+
+
+def test_an_issuing_ca_ends_with_its_root_and_says_so(tmp_path, pki):
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
+    made(root, common_name='Fleet Root CA', valid_days=100)
+    result, manager = site_a(root, issuing, valid_days=3650)
+    assert result['not_after'] == load_ca(str(root), need_key=False).info()['not_after']
+    assert any('ends with its root' in warning for warning in manager.warnings), manager.warnings
+
+
+def test_refusals_come_before_any_write(tmp_path, pki):
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
+    made(root, common_name='Fleet Root CA', passphrase=PASSPHRASE)
+    pki.expect_error(lambda: site_a(root, issuing, issuer_passphrase=WRONG_PASSPHRASE), tmp_path, 'issuer_passphrase')
+    pki.expect_error(lambda: site_a(root, issuing), tmp_path, 'give its passphrase in issuer_passphrase')
+    pki.expect_error(lambda: site_a(root, root, issuer_passphrase=PASSPHRASE), tmp_path, 'is ca_dir itself')
+    pki.expect_error(lambda: site_a(tmp_path / 'nowhere', issuing), tmp_path, 'no CA in', 'issuer_dir')
+    leaves_only = tmp_path / 'leaves-only'
+    made(leaves_only, common_name='Leaves Only', path_length=0)
+    pki.expect_error(lambda: site_a(leaves_only, issuing), tmp_path, 'has path length 0', 'may sign leaves only')
+    pki.expect_error(lambda: made(issuing, pkcs11={'module': '/usr/lib/softhsm/libsofthsm2.so', 'token_label': 't',
+                                                   'key_label': 'k'}, passphrase=TOKEN_PIN, key_type='ed25519'),
+                     tmp_path, 'key_type ed25519 cannot be made in a PKCS#11 token')
+
+
+def test_an_existing_root_asked_to_be_issued_is_kept_with_a_warning(tmp_path):
+    root, other = tmp_path / 'root', tmp_path / 'other'
+    made(root, common_name='Fleet Root CA')
+    made(other, common_name='Site A Issuing CA')
+    result, manager = made(other, common_name='Site A Issuing CA', issuer_dir=str(root))
+    assert result['action'] == 'none' and result['self_signed'] is True
+    assert any('self-signed root, not issued by the CA in %s' % root in warning for warning in manager.warnings)
+
+
+def test_the_issuing_ca_dates_stay_within_the_root(tmp_path, pki):
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
+    made(root, common_name='Fleet Root CA')
+    site_a(root, issuing)
+    root_cert, cert = pki.load_cert(root / 'ca-cert.pem'), pki.load_cert(issuing / 'ca-cert.pem')
+    assert crypto.not_after(cert) <= crypto.not_after(root_cert)
+    assert crypto.not_after(cert) - crypto.not_before(cert) > datetime.timedelta(days=3000)
+
+
+def test_an_issuing_ca_checked_against_another_root_of_the_same_name_is_refused(tmp_path, pki):
+    root, issuing, impostor = tmp_path / 'root', tmp_path / 'site-a', tmp_path / 'impostor'
+    made(root, common_name='Fleet Root CA')
+    site_a(root, issuing)
+    made(impostor, common_name='Fleet Root CA')
+    pki.expect_error(lambda: site_a(impostor, issuing), tmp_path, 'was not signed by the CA in issuer_dir %s' % impostor)
+
+
+def test_a_wrong_root_secret_fails_every_run_not_only_the_renewal(tmp_path, pki):
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
+    made(root, common_name='Fleet Root CA', passphrase=PASSPHRASE)
+    site_a(root, issuing, issuer_passphrase=PASSPHRASE)
+    assert site_a(root, issuing, issuer_passphrase=PASSPHRASE)[0]['action'] == 'none'
+    pki.expect_error(lambda: site_a(root, issuing, issuer_passphrase=WRONG_PASSPHRASE), tmp_path, 'issuer_passphrase')
