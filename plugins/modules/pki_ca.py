@@ -352,8 +352,9 @@ def main():
             name_constraints_permitted_ip=dict(type='list', elements='str', default=[]),
             pkcs11=dict(type='dict', options=dict(
                 module=dict(type='path', required=True),
-                token_label=dict(type='str', required=True),
-                key_label=dict(type='str', required=True),
+                # Names, not secrets (the PIN is ca_passphrase).
+                token_label=dict(type='str', required=True, no_log=False),
+                key_label=dict(type='str', required=True, no_log=False),
             )),
             issuer_dir=dict(type='path'),
             issuer_passphrase=dict(type='str', no_log=True),

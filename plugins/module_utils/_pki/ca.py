@@ -86,8 +86,8 @@ def load_ca(directory, passphrase=None, need_key=True, passphrase_option='ca_pas
                            'CA %s' % directory)
         if not crypto.key_matches_cert(key, cert):
             raise PkiError('the key %r of PKCS#11 token %r does not match %s (another key under that label?); point '
-                           '%s at the token key of this CA' % (token['key_label'], token['token_label'], cert_path,
-                                                              store.CA_KEY_REF_NAME))
+                           '%s at the token key of this CA'
+                           % (token['key_label'], token['token_label'], cert_path, store.CA_KEY_REF_NAME))
     elif need_key:
         key_data = ca_store.read_ca_key()
         if key_data is None:
