@@ -1,12 +1,21 @@
 """Reference callback API: Flask over HTTPS with the certificate from its .env, client certs optional or required.
 
-.env: API_BIND, API_PORT, API_USE_TLS, API_TLS_CERT, API_TLS_KEY, API_TLS_CA, API_REQUIRE_CLIENT_CERT, API_TLS_CRL
+.env: API_BIND, API_PORT, API_USE_TLS, API_TLS_CERT, API_TLS_KEY, API_TLS_CA, API_REQUIRE_CLIENT_CERT,
+API_CLIENT_CERT_ROUTES (the client-certificate policy per route, below), API_TLS_CRL
 (a PEM file with one CRL per trusted CA: client certificates are then checked against it, and a revoked one is
 refused in the handshake), and the TLS policy: API_TLS_MIN_VERSION (TLSv1.2 or TLSv1.3), API_TLS_CIPHERS (TLS 1.2
 suites, OpenSSL names) and API_TLS_OPENSSL_CONF (the OpenSSL config with the key-exchange groups, which Python's
 ssl before 3.13 cannot set: it must be in OPENSSL_CONF when the process starts; the unit sets it).
-  GET  /health            {"status": "ok", "client": <client cert subject or null>}
-  POST /callback/report   validation reports from booted servers; answers 202
+  GET  /health                      {"status": "ok", "client": <client cert subject or null>}
+  POST /callback/report             reports of the fleet's own services; answers 202
+  POST /api/v1/validation/report    validation reports from PXE-booted machines (the seed's image); answers 202
+
+Client certificates per route: API_CLIENT_CERT_ROUTES is a comma-separated list of "<path prefix>=required" or
+"<path prefix>=optional" (the longest matching prefix wins); a route it does not name follows
+API_REQUIRE_CLIENT_CERT. When any route is optional, the handshake asks for a client certificate without insisting
+(one that is presented is still verified against the CA bundle and the CRL, and a bad one ends the handshake), and
+a request without one to a route that requires it gets 403. The default of the api_tls role lets a booted machine
+post /api/v1/validation/ with curl --cacert alone, while every other route needs a client certificate.
 
 SIGHUP (systemctl reload, the unit's ExecReload) reloads the certificate, key, CA bundle and CRL and the .env's TLS
 settings (API_TLS_MIN_VERSION, API_TLS_CIPHERS, API_REQUIRE_CLIENT_CERT, API_TLS_CRL on or off, the paths) without
@@ -52,6 +61,54 @@ def health():
 def report():
     REPORTS.append(request.get_json(silent=True))
     return jsonify(accepted=True, client=client_subject()), 202
+
+
+@app.route('/api/v1/validation/report', methods=['POST'])
+def validation_report():
+    REPORTS.append(request.get_json(silent=True))
+    return jsonify(accepted=True, client=client_subject()), 202
+
+
+class RoutePolicy:
+    """Which routes need a client certificate: API_CLIENT_CERT_ROUTES, else API_REQUIRE_CLIENT_CERT."""
+
+    def __init__(self, env):
+        self.default = truthy(env.get('API_REQUIRE_CLIENT_CERT'))
+        self.routes = []
+        for entry in (env.get('API_CLIENT_CERT_ROUTES') or '').split(','):
+            if not entry.strip():
+                continue
+            prefix, sep, policy = entry.strip().rpartition('=')
+            if not sep or not prefix.startswith('/') or policy not in ('required', 'optional'):
+                raise ConfigError('API_CLIENT_CERT_ROUTES entry %r is not "<path prefix>=required" or "<path '
+                                  'prefix>=optional"' % entry.strip())
+            self.routes.append((prefix, policy == 'required'))
+        self.routes.sort(key=lambda route: len(route[0]), reverse=True)
+
+    def required(self, path):
+        for prefix, required in self.routes:
+            if path.startswith(prefix):
+                return required
+        return self.default
+
+    def any_optional(self):
+        return not self.default or any(not required for dummy, required in self.routes)
+
+    def describe(self):
+        return ', '.join(['%s %s' % (prefix, 'required' if required else 'optional') for prefix, required in
+                          self.routes] + ['other routes %s' % ('required' if self.default else 'optional')])
+
+
+# The policy in force (swapped whole on reload, as the TLS context); None while TLS is off (no certificates).
+POLICY = [None]
+
+
+@app.before_request
+def client_certificate_policy():
+    policy = POLICY[0]
+    if policy is not None and policy.required(request.path) and not request.environ.get('fleetpki.peercert'):
+        return jsonify(error='a client certificate is required for %s' % request.path), 403
+    return None
 
 
 class PeerCertMiddleware:
@@ -115,7 +172,9 @@ def tls_context(env):
         # OpenSSL refuses every client whose CA has no CRL in the file: the pki role keeps one per trusted CA.
         context.load_verify_locations(env['API_TLS_CRL'])
         context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    context.verify_mode = ssl.CERT_REQUIRED if truthy(env.get('API_REQUIRE_CLIENT_CERT')) else ssl.CERT_OPTIONAL
+    # A route that takes requests without a client certificate makes the handshake ask without insisting; the
+    # routes that require one are then held to it by client_certificate_policy().
+    context.verify_mode = ssl.CERT_OPTIONAL if RoutePolicy(env).any_optional() else ssl.CERT_REQUIRED
     return context
 
 
@@ -157,6 +216,7 @@ class Reloader:
         try:
             env = read_env(self.env_path)
             context = tls_context(env)
+            policy = RoutePolicy(env)
         except (ConfigError, ssl.SSLError, OSError, KeyError, ValueError) as exc:
             sys.stderr.write('fleet-api: reload failed, still serving the previous certificate and settings: %s: %s\n'
                              % (type(exc).__name__, exc))
@@ -168,14 +228,14 @@ class Reloader:
                              '(the TLS files and settings were reloaded)\n' % (', '.join(changed), self.env_path))
         with self.lock:
             self.context = context
+            POLICY[0] = policy
             # What the process runs with: the restart-only settings stay those it started with.
             self.env = dict(env, **{key: self.env[key] for key in RESTART_ONLY if key in self.env})
             if self.server is not None:
                 self.server.ssl_context = context
-        sys.stderr.write('fleet-api: reloaded: certificate %s (serial %s), CA %s, CRL %s, client certificate %s\n'
+        sys.stderr.write('fleet-api: reloaded: certificate %s (serial %s), CA %s, CRL %s, client certificate: %s\n'
                          % (env['API_TLS_CERT'], cert_serial(env['API_TLS_CERT']), env['API_TLS_CA'],
-                            env.get('API_TLS_CRL') or 'off',
-                            'required' if truthy(env.get('API_REQUIRE_CLIENT_CERT')) else 'optional'))
+                            env.get('API_TLS_CRL') or 'off', policy.describe()))
         sys.stderr.flush()
         return True
 
@@ -229,12 +289,13 @@ def main():
     check_openssl_conf(env)
     try:
         reloader = Reloader(args.env, env, tls_context(env))
+        POLICY[0] = RoutePolicy(env)
     except ConfigError as exc:
         raise SystemExit('fleet-api: %s' % exc)
     server = tls_server(host, port, app, reloader)
     threading.Thread(target=reloader.run, name='tls-reload', daemon=True).start()
-    sys.stderr.write('fleet-api: serving https on %s:%d (pid %d; SIGHUP reloads the TLS files and settings)\n'
-                     % (host, port, os.getpid()))
+    sys.stderr.write('fleet-api: serving https on %s:%d (pid %d; SIGHUP reloads the TLS files and settings); '
+                     'client certificate: %s\n' % (host, port, os.getpid(), POLICY[0].describe()))
     sys.stderr.flush()
     server.serve_forever()
     return 0
