@@ -1,7 +1,7 @@
 """The lab's TLS listeners as an auditor's scanner sees them: sslyze from the control node against redis1:6379 and
-api1:8443, presenting the lab's client certificate (both listeners require one), judged against Mozilla's
-"intermediate" profile (the lab's fleetpki_tls_profile). The scan code is tests/tls/tls_scan.py, shared with the
-loopback test of make tls.
+api1:8443, presenting the lab's client certificate (Redis requires one; the API asks for one, and requires it on
+every route but the validation reports), judged against Mozilla's "intermediate" profile (the lab's
+fleetpki_tls_profile). The scan code is tests/tls/tls_scan.py, shared with the loopback test of make tls.
 """
 import subprocess
 import sys
