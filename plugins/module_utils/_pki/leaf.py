@@ -32,6 +32,7 @@ _NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
 ISSUE = 'issue'
 UPDATE = 'update'
 BUNDLE = 'bundle'
+CHAIN = 'chain'
 MODE = 'mode'
 RECORD = 'record'
 STALE_KEY = 'stale key'
@@ -676,6 +677,10 @@ class LeafIssuer:
         if bundle != crypto.cert_pem(cert) + self.ca.cert_pem:
             fixes.append(BUNDLE)
             reasons.append('bundle missing or out of date')
+        if files.read_bytes(request.cert_path) != self._cert_file_data(cert):
+            fixes.append(CHAIN)
+            reasons.append('the issuing CA\'s certificate after the certificate is missing or out of date'
+                           if self._chain() else 'a certificate after the certificate in the file')
         if (request.key_path is not None and files.file_mode(request.key_path) != KEY_MODE) \
                 or files.file_mode(request.cert_path) != PUBLIC_MODE:
             fixes.append(MODE)
@@ -757,6 +762,8 @@ class LeafIssuer:
             return
         if BUNDLE in plan.fixes:
             files.atomic_write(request.bundle_path, crypto.cert_pem(plan.cert) + self.ca.cert_pem, PUBLIC_MODE)
+        if CHAIN in plan.fixes:
+            files.atomic_write(request.cert_path, self._cert_file_data(plan.cert), PUBLIC_MODE)
         if MODE in plan.fixes:
             if request.key_path is not None:
                 os.chmod(request.key_path, KEY_MODE)
@@ -784,8 +791,8 @@ class LeafIssuer:
         else:
             key = crypto.generate_key(request.key_type)
         cert = build_leaf_cert(request, key, self.ca, not_before, not_after, self._shared_extensions, subject)
-        cert_data = crypto.cert_pem(cert)
-        bundle_data = cert_data + self.ca.cert_pem
+        cert_data = self._cert_file_data(cert)
+        bundle_data = crypto.cert_pem(cert) + self.ca.cert_pem
         directory = request.directory
         if request.csr is None:
             key_data = crypto.private_key_pem(key)
@@ -810,6 +817,15 @@ class LeafIssuer:
         os.rename(cert_tmp, request.cert_path)
         os.rename(bundle_tmp, request.bundle_path)
         return cert, item, files_digest(self._ca_file_sha256, key_data, cert_data, bundle_data), facts
+
+    def _chain(self):
+        """What follows the certificate in its file: the issuing CA's certificate when the CA is not a root (two
+        tiers), so that every service and client presents the chain up to the root the others trust; nothing under
+        a self-signed root."""
+        return b'' if self.ca.cert.issuer == self.ca.cert.subject else self.ca.cert_pem
+
+    def _cert_file_data(self, cert):
+        return crypto.cert_pem(cert) + self._chain()
 
     def _time_text(self, moment):
         text = self._time_texts.get(moment)

@@ -107,6 +107,7 @@ def settings(tmp):
         api_tls_pki_issued_dir=pki, api_tls_cert_name='leaf', api_tls_dir=host + '/fleetpki/api',
         api_tls_env_file=host + '/fleet-api/.env', api_tls_crl_src=pki + '/crl-bundle.pem',
         api_tls_ca_file=host + '/fleetpki/ca-bundle.pem', api_tls_extra_env={'API_PORT': '9443', 'EXTRA': 'x'},
+        api_tls_client_cert_routes={'/api/v1/validation/': 'optional'},
     )
     t = {'src': pki + '/leaf',
          'worker_env': {
@@ -125,7 +126,9 @@ def settings(tmp):
              'API_REQUIRE_CLIENT_CERT': '{{ api_tls_require_client_cert | bool | string | lower }}',
              'API_TLS_CRL': "{{ api_tls_crl_file if api_tls_crl_check | bool else '' }}",
              'API_TLS_MIN_VERSION': '{{ api_tls_min_version }}', 'API_TLS_CIPHERS': '{{ api_tls_ciphers }}',
-             'API_TLS_OPENSSL_CONF': '{{ api_tls_openssl_conf }}'}}
+             'API_TLS_OPENSSL_CONF': '{{ api_tls_openssl_conf }}',
+             # Added to the .env after the earlier roles (the per-route policy): the one line an upgrade adds.
+             'API_CLIENT_CERT_ROUTES': "{{ api_tls_client_cert_routes.items() | map('join', '=') | join(',') }}"}}
     os.makedirs(pki)
     for name, text in (('leaf-key.pem', KEY), ('leaf-cert.pem', CERT), ('ca-bundle.pem', CERT + CERT),
                        ('crl-bundle.pem', '-----BEGIN X509 CRL-----\nMIIBupgradeCRL\n-----END X509 CRL-----\n')):

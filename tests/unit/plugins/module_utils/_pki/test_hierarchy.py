@@ -186,3 +186,44 @@ def test_a_wrong_root_secret_fails_every_run_not_only_the_renewal(tmp_path, pki)
     site_a(root, issuing, issuer_passphrase=PASSPHRASE)
     assert site_a(root, issuing, issuer_passphrase=PASSPHRASE)[0]['action'] == 'none'
     pki.expect_error(lambda: site_a(root, issuing, issuer_passphrase=WRONG_PASSPHRASE), tmp_path, 'issuer_passphrase')
+
+
+def test_a_leaf_of_an_issuing_ca_carries_the_chain_in_its_file_and_keeps_it_current(tmp_path, pki):
+    """Under two tiers every certificate file is the certificate then its issuing CA's, so a service or client that
+    loads it presents the chain up to the root its peers trust; a renewed issuing CA is followed in place (no new
+    leaf); under a single root the file stays the certificate alone."""
+    root, issuing, out = tmp_path / 'root', tmp_path / 'site-a', tmp_path / 'issued'
+    made(root, common_name='Fleet Root CA')
+    site_a(root, issuing, valid_days=30)
+    web = [{'name': 'web1', 'dns': ['web1.site-a.example.com']}]
+    pki.issue(str(issuing), web, default_dir=str(out))
+    cert_file = (out / 'web1-cert.pem').read_bytes()
+    assert cert_file == (out / 'web1-bundle.pem').read_bytes()
+    assert cert_file.endswith((issuing / 'ca-cert.pem').read_bytes()) and cert_file.count(b'BEGIN CERTIFICATE') == 2
+    rc, output = verify('-CAfile', root / 'ca-cert.pem', '-untrusted', out / 'web1-cert.pem', out / 'web1-cert.pem')
+    assert rc == 0, output
+    serial = pki.load_cert(out / 'web1-cert.pem').serial_number
+    site_a(root, issuing, valid_days=365, renew_days=60)
+    dummy, results = pki.issue(str(issuing), web, default_dir=str(out))
+    assert results['web1']['action'] == 'update' and 'issuing CA' in results['web1']['reason'], results['web1']
+    assert pki.load_cert(out / 'web1-cert.pem').serial_number == serial
+    assert (out / 'web1-cert.pem').read_bytes().endswith((issuing / 'ca-cert.pem').read_bytes())
+    assert pki.issue(str(issuing), web, default_dir=str(out))[1]['web1']['action'] == 'none'
+    # One root, no tiers: the certificate alone, as before.
+    pki.issue(str(root), [{'name': 'flat', 'dns': ['flat.example.com']}], default_dir=str(out))
+    assert (out / 'flat-cert.pem').read_bytes().count(b'BEGIN CERTIFICATE') == 1
+
+
+def test_a_ca_in_a_token_signs_the_fleets_leaves(tmp_path, pki, softhsm):
+    """pki_leaf under a CA whose key is in a token: ca_passphrase is the PIN, every leaf verifies."""
+    token = softhsm['new_token']()
+    ca, out = tmp_path / 'ca', tmp_path / 'issued'
+    made(ca, common_name='Token CA', passphrase=TOKEN_PIN,
+         pkcs11={'module': softhsm['module'], 'token_label': token, 'key_label': 'fleet-ca'})
+    dummy, results = pki.issue(str(ca), [{'name': 'web%d' % number, 'dns': ['web%d.example.com' % number]}
+                                         for number in range(20)], default_dir=str(out), ca_passphrase=TOKEN_PIN)
+    assert sorted(entry['action'] for entry in results.values()) == ['issue'] * 20
+    for number in range(20):
+        assert pki.openssl_verify(ca / 'ca-cert.pem', out / ('web%d-cert.pem' % number))[0] == 0
+    pki.expect_error(lambda: pki.issue(str(ca), [{'name': 'web0', 'dns': ['web0.example.com']}], default_dir=str(out),
+                                       force=True), tmp_path, "give the token's user PIN in ca_passphrase")
