@@ -1,0 +1,67 @@
+"""pki.yml with two tiers (pki_root_dir) on a fake fleet: a root signs the CA of pki_ca_dir (an issuing CA, path
+length 0), which signs every leaf; the trust bundle holds the root alone, every certificate file carries its issuing
+CA's certificate and verifies against the bundle with openssl; the CRL bundle holds both CAs' CRLs; a rerun changes
+nothing; check mode on a new fleet writes nothing; a rollover under a root is refused."""
+import subprocess
+
+from test_preflight import FLEET, inventory, playbook
+
+PASSPHRASE = 'two-tiers-ca-passphrase-41Kz'
+
+
+def openssl(*argv):
+    proc = subprocess.run(['openssl'] + [str(arg) for arg in argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
+    return proc.returncode, proc.stdout
+
+
+def test_two_tiers_through_the_pki_play(tmp_path):
+    hosts = inventory(tmp_path, FLEET)
+    # Beside the inventory, as the scaffold keeps it (the same on localhost and every fleet host).
+    (tmp_path / 'group_vars').mkdir()
+    (tmp_path / 'group_vars' / 'all.yml').write_text('pki_ca_passphrase: %s\n' % PASSPHRASE)
+    pki = tmp_path / 'pki'
+    root = pki / 'root'
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=%s' % root)
+    assert rc == 0, output[-4000:]
+    assert (root / 'ca-cert.pem').read_text() == (pki / 'ca-bundle.pem').read_text(), 'the bundle is the root alone'
+    rc, text = openssl('x509', '-noout', '-issuer', '-subject', '-ext', 'basicConstraints', '-in', pki / 'ca' / 'ca-cert.pem')
+    assert 'issuer=CN = Fleet Root CA' in text and 'pathlen:0' in text, text
+    assert b'ENCRYPTED' in (root / 'ca-key.pem').read_bytes(), 'the root key took the CA passphrase'
+    certs = sorted((pki / 'issued').glob('*-cert.pem'))
+    assert len(certs) == 5
+    for cert in certs:
+        assert cert.read_text().count('BEGIN CERTIFICATE') == 2, cert
+        rc, text = openssl('verify', '-x509_strict', '-CAfile', pki / 'ca-bundle.pem', '-untrusted', cert, cert)
+        assert rc == 0, text
+    assert (pki / 'crl-bundle.pem').read_text().count('BEGIN X509 CRL') == 2
+
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=%s' % root)
+    assert rc == 0, output[-4000:]
+    assert 'changed=0' in output[output.rindex('PLAY RECAP'):].split('localhost', 1)[1].splitlines()[0], output[-3000:]
+
+    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'pki_root_dir=%s' % root, '-e', 'rollover_phase=1')
+    flat = ' '.join(output.split())
+    assert rc != 0 and 'do not yet handle an issuing CA under a root' in flat, output[-3000:]
+    assert not (pki / 'ca-next').exists()
+
+
+def test_check_mode_on_a_new_two_tier_fleet_writes_nothing(tmp_path):
+    hosts = inventory(tmp_path, FLEET)
+    rc, output = playbook(hosts, 'pki.yml', '--check', '-e', 'pki_root_dir=%s' % (tmp_path / 'pki' / 'root'))
+    assert rc == 0, output[-4000:]
+    assert not (tmp_path / 'pki' / 'root').exists() and not (tmp_path / 'pki' / 'ca').exists()
+
+
+def test_a_fleet_on_its_own_ca_is_not_put_under_a_new_root_by_setting_pki_root_dir(tmp_path):
+    """Its bundle would trust the new root alone and refuse every certificate of the old CA: refused before the
+    root is made."""
+    hosts = inventory(tmp_path, FLEET)
+    rc, output = playbook(hosts, 'pki.yml')
+    assert rc == 0, output[-3000:]
+    before = (tmp_path / 'pki' / 'ca-bundle.pem').read_text()
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=%s' % (tmp_path / 'pki' / 'root'))
+    flat = ' '.join(output.split())
+    assert rc != 0 and 'moving a running fleet under a new root is not supported yet' in flat, output[-3000:]
+    assert not (tmp_path / 'pki' / 'root').exists()
+    assert (tmp_path / 'pki' / 'ca-bundle.pem').read_text() == before
