@@ -132,7 +132,7 @@ def _missing_vault_names(value):
 FLEET_PLAY_GROUPS = ('redis_servers', 'workers', 'api_servers', 'pki_clients')
 # Secrets those PKI tasks read from that fleet host while ca_renew.yml, revoke.yml and ca_rollover.yml read them
 # from localhost: each must have one value everywhere, or a CA made by one play cannot be opened by another.
-SHARED_SECRETS = ('pki_ca_passphrase',)
+SHARED_SECRETS = ('pki_ca_passphrase', 'pki_root_passphrase')
 _SHOWN_HOSTS = 5
 
 
@@ -180,18 +180,22 @@ def fleet_play_hosts(groups):
     return hosts
 
 
-def shared_secret_problem(hostvars, groups, variable, problems):
+def shared_secret_problem(hostvars, groups, variable, problems, raw_cache=None):
     """A message when localhost and the fleet hosts do not all see the same value of ``variable``, else None.
 
-    Every host's raw value is read once (linear in hosts); one host per distinct raw value is templated.
+    Every host's raw value is read once (linear in hosts; once for all the shared secrets with ``raw_cache``, a
+    dict kept by the caller); one host per distinct raw value is templated.
     """
+    raw_cache = {} if raw_cache is None else raw_cache
     fleet = fleet_play_hosts(groups)
     if not fleet:
         return None
     buckets = {}  # raw key -> hosts with it, in inventory order (dicts keep it)
     raws = {}
     for host in ['localhost'] + [host for host in fleet if host != 'localhost']:
-        raw = _raw_vars(hostvars, host)
+        if host not in raw_cache:
+            raw_cache[host] = _raw_vars(hostvars, host)
+        raw = raw_cache[host]
         value = raw.get(variable)
         key = _raw_key(value, raw)
         buckets.setdefault(key, []).append(host)
@@ -259,7 +263,8 @@ def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
       or lacks it: the variables of localhost and of the first host of each fleet group are read raw, so this is
       cheap on a large fleet (group_vars/all reaches them all; the per-host secrets fleet_preflight reads are
       checked on every host there);
-    - pki_ca_passphrase not the same on localhost and every fleet host (shared_secret_problem);
+    - pki_ca_passphrase (and pki_root_passphrase) not the same on localhost and every fleet host
+      (shared_secret_problem);
     - each variable of ``needed`` that is not set (or empty) on localhost;
     - pki_ca_passphrase not set while a CA key of ``ca_key_files`` is encrypted;
     - pki_ca_passphrase set while a CA key of ``ca_key_files`` is not encrypted (pki_ca would refuse it).
@@ -283,9 +288,10 @@ def fleet_vault_problems(hostvars, groups, needed=None, ca_key_files=None):
                     if message not in problems:
                         problems.append(message)
     differ = set()
+    raw_cache = {}
     for variable in SHARED_SECRETS:
         found = []
-        problem = shared_secret_problem(hostvars, groups, variable, found)
+        problem = shared_secret_problem(hostvars, groups, variable, found, raw_cache)
         # localhost's own messages are worded without its name by the check above
         problems.extend(message for message in (m[len('localhost: '):] if m.startswith('localhost: ') else m
                                                 for m in found) if message not in problems)

@@ -135,3 +135,11 @@ def test_no_passphrase_and_an_unencrypted_ca_key_pass(tmp_path):
     key = tmp_path / 'ca-key.pem'
     key.write_text('-----BEGIN ' + 'PRIVATE KEY-----\nAAAA\n-----END ' + 'PRIVATE KEY-----\n')
     assert fleet_vault_problems(fleet(), GROUPS, ca_key_files=[str(key)]) == []
+
+
+def test_a_root_passphrase_set_on_the_fleet_but_not_on_localhost_is_named():
+    """Two tiers: ca_renew.yml reads pki_root_passphrase on localhost, pki.yml on the fleet's first host."""
+    hostvars = fleet({'pki_root_passphrase': SECRET}, localhost={'pki_root_passphrase': ''})
+    problems = scope_problems(hostvars, GROUPS)
+    assert [problem for problem in problems if problem.startswith('pki_root_passphrase is not the same')], problems
+    assert all(SECRET not in problem for problem in problems)
