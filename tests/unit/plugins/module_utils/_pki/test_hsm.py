@@ -131,3 +131,26 @@ def test_a_signature_that_does_not_verify_is_refused(softhsm, token):
     with pytest.raises(PkiError, match='does not verify with its public key'):
         build_ca_cert(key, name('Token Root'), 365, None, NOW)
     assert not crypto.key_signs_for(key, key.public_key())
+
+
+def test_a_crl_longer_than_64_kib_is_assembled_and_verifies(softhsm, token):
+    """DER lengths of three octets: a CRL of 3000 revoked serials (over 100 KB) signed through the token."""
+    key = hsm.open_key(spec(softhsm, token), softhsm['pin'], 'unit', create_key_type='ec-p256')
+    builder = x509.CertificateRevocationListBuilder().issuer_name(name('Token Root')).last_update(NOW) \
+        .next_update(NOW + datetime.timedelta(days=1))
+    for serial in range(1, 3001):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial << 100).revocation_date(NOW).build())
+    crl = crypto.sign(builder, key)
+    der = crl.public_bytes(serialization.Encoding.DER)
+    assert len(der) > 65536 and der[1] == 0x83
+    assert crl.is_signature_valid(key.public_key()) and len(crl) == 3000
+    tbs, algorithm, signature = crypto.split_signed(der)
+    assert crypto.join_signed(tbs, algorithm, signature[3:] if signature[1] < 0x80 else signature[4:]) == der
+
+
+@pytest.mark.parametrize('der', [b'', b'\x30', b'\x30\x05\x30\x00', b'\x31\x00', b'\x30\x84\xff\xff\xff\xff',
+                                 b'\x30\x06\x30\x00\x30\x00\x04\x00'])
+def test_a_signed_structure_that_is_not_one_is_refused(der):
+    with pytest.raises(ValueError):
+        crypto.split_signed(der)
