@@ -83,7 +83,7 @@ def load_ca(directory, passphrase=None, need_key=True, passphrase_option='ca_pas
             raise PkiError('the CA key of %s is in PKCS#11 token %r (key %r): give the token\'s user PIN in %s'
                            % (directory, token['token_label'], token['key_label'], passphrase_option))
         key = hsm.open_key(hsm.TokenSpec(token['module'], token['token_label'], token['key_label']), passphrase,
-                           'CA %s' % directory)
+                           'CA %s' % directory, pin_option=passphrase_option)
         if not crypto.key_matches_cert(key, cert):
             raise PkiError('the key %r of PKCS#11 token %r does not match %s (another key under that label?); point '
                            '%s at the token key of this CA'
@@ -202,6 +202,13 @@ class CaManager:
         if self.issuer_dir is not None and (os.path.realpath(self.issuer_dir) == os.path.realpath(self.directory)):
             raise PkiError('issuer_dir %s is ca_dir itself; an issuing CA lives in a directory of its own, beside '
                            'its root\'s' % self.issuer_dir)
+        if self.issuer_dir is not None and self.path_length != 0:
+            raise PkiError('path_length %s: an issuing CA under issuer_dir signs leaves only (path length 0); omit '
+                           'path_length' % self.path_length)
+        if self.issuer_dir is not None and not (self.permitted_dns or self.permitted_ip):
+            raise PkiError('an issuing CA under issuer_dir needs the names of its site: set '
+                           'name_constraints_permitted_dns and/or name_constraints_permitted_ip (its hosts\' DNS '
+                           'suffixes and address ranges); without them it could vouch for any name')
 
     def plan(self):
         """Decide the action: create, replace, fix_mode, encrypt_key, renew, or None (nothing to do).
@@ -250,8 +257,12 @@ class CaManager:
                                  'CA with one (playbooks/ca_rollover.yml)'
                                  % (self.key_path, validate.MIN_PASSPHRASE_LENGTH))
         if self.action in ('create', 'replace', 'renew') or self.issuer_dir is not None:
-            # With issuer_dir every run loads the root with its secret: a wrong one fails now, not at the renewal.
             self._load_issuer()
+        if self.action in ('create', 'replace') and self.token is not None:
+            # A key pair already in the token under the label is checked before anything is written.
+            existing_key = hsm.open_key(self.token, self.passphrase, 'CA %s' % self.directory, missing_ok=True)
+            if existing_key is not None:
+                self._refuse_a_key_in_use(existing_key)
         if self.action in ('create', 'replace', 'renew', 'encrypt_key'):
             reason = self.store.unwritable_reason()
             if reason:
@@ -261,17 +272,25 @@ class CaManager:
 
     def _load_issuer(self):
         """The CA that signs this one: the root in issuer_dir for an issuing CA (its key: a file or a token), or
-        none for a root. An issuing CA already there is renewed by the root that issued it."""
+        none for a root. An issuing CA already there is checked against its root's certificate on every run; the
+        root's key (its passphrase or its token's PIN) is opened only to sign: create, replace, renew. An issuing CA
+        is renewed by the root that issued it."""
         self.issuer = None
-        issued = self.existing is not None and self.action != 'replace' and \
-            self.existing.cert.issuer != self.existing.cert.subject
+        self_signed = self.existing is not None and self.existing.cert.issuer == self.existing.cert.subject
+        issued = self.existing is not None and self.action != 'replace' and not self_signed
         if self.issuer_dir is None:
             if issued and self.action == 'renew':
                 raise PkiError('the CA in %s is issued by %s: give its root\'s directory in issuer_dir to renew it'
                                % (self.directory, self.existing.cert.issuer.rfc4514_string()))
             return
-        issuer = load_ca(self.issuer_dir, self.issuer_passphrase, passphrase_option='issuer_passphrase',
-                         dir_option='issuer_dir')
+        if self_signed and self.action != 'replace':
+            raise PkiError('the CA in %s is a self-signed root, not an issuing CA of the root in issuer_dir %s: '
+                           'leaves it signed would be refused by hosts that trust that root alone. Omit issuer_dir '
+                           'to keep it as it is (moving a running fleet under a root is not supported yet)'
+                           % (self.directory, self.issuer_dir))
+        signing = self.action in ('create', 'replace', 'renew')
+        issuer = load_ca(self.issuer_dir, self.issuer_passphrase, need_key=signing,
+                         passphrase_option='issuer_passphrase', dir_option='issuer_dir')
         check_ca_usable(issuer, self.now)
         basic = crypto.extension_value(issuer.cert, crypto.x509.BasicConstraints)
         if basic is not None and basic.path_length is not None and basic.path_length < 1:
@@ -283,7 +302,18 @@ class CaManager:
                            '%s); point issuer_dir at its own root, or re-issue it under this one (force: true)'
                            % (self.directory, self.existing.cert.issuer.rfc4514_string(), self.issuer_dir,
                               issuer.cert.subject.rfc4514_string(), crypto.fingerprint_sha256(issuer.cert)))
-        if self.now + datetime.timedelta(days=self.valid_days) > issuer.not_after:
+        if self.action in ('create', 'replace') and crypto.build_name(self.common_name, self.subject_fields) == \
+                issuer.cert.subject:
+            raise PkiError('common_name %r is the root\'s own subject (%s): an issuing CA needs a name of its own '
+                           '(such as "Site A Issuing CA"), or clients take it for the root'
+                           % (self.common_name, issuer.cert.subject.rfc4514_string()))
+        if self.action == 'renew' and self.existing.not_after >= min(
+                issuer.not_after, self.now + datetime.timedelta(days=self.valid_days)):
+            # Capped at the root's end already: a new certificate would not last a day longer.
+            raise PkiError('the CA in %s already ends with its root (%s): renewing it gains nothing. Renew the root '
+                           'in issuer_dir first (same key: pki_ca renew_days there), then this CA'
+                           % (self.directory, crypto.iso8601(issuer.not_after)))
+        if signing and self.now + datetime.timedelta(days=self.valid_days) > issuer.not_after:
             self.warnings.append('the CA in %s ends with its root on %s, before the %d days asked: a CA never '
                                  'outlives the CA that signed it' % (self.directory, crypto.iso8601(issuer.not_after),
                                                                      self.valid_days))
@@ -332,10 +362,12 @@ class CaManager:
                 differences.append('name constraints %s' % (
                     'permitted DNS %s, IP %s' % (current['permitted_dns'] or 'any', current['permitted_ip'] or 'any')
                     if current else 'none'))
-        if (self.token is not None) != (self.existing.token is not None):
-            differences.append('its key %s' % ('is a file' if self.existing.token is None else 'is in a token'))
-        if self.issuer_dir is not None and cert.issuer == cert.subject:
-            differences.append('it is a self-signed root, not issued by the CA in %s' % self.issuer_dir)
+        # Without pkcs11 the CA's own key is used wherever it is (a token CA's ca-key.pkcs11.json says where).
+        if self.token is not None and self.existing.token != self.token.as_dict():
+            self.warnings.append('the CA key of %s is %s, not the requested %s; the CA was kept as it is (its key '
+                                 'stays where it is: a new key is a new CA, made by a rollover)'
+                                 % (self.directory, 'a file' if self.existing.token is None else
+                                    hsm.TokenSpec(**self.existing.token), self.token))
         if differences:
             self.warnings.append('the existing CA in %s was kept as it is (%s differ from the request); set '
                                  'force: true to replace it' % (self.directory, ', '.join(differences)))
@@ -369,7 +401,11 @@ class CaManager:
         self.store.remove_stale_temps()
         subject = crypto.build_name(self.common_name, self.subject_fields)
         if self.token is not None:
-            key = hsm.open_key(self.token, self.passphrase, 'CA %s' % self.directory, create_key_type=self.key_type)
+            key = hsm.open_key(self.token, self.passphrase, 'CA %s' % self.directory, create_key_type=self.key_type,
+                               pin_option='ca_passphrase')
+            self._refuse_a_key_in_use(key)
+            if key.existed:
+                self.warnings.append('the CA in %s uses the key pair already in %s' % (self.directory, self.token))
             key_files = {'key_ref': self.token.as_dict()}
         else:
             key = crypto.generate_key(self.key_type)
@@ -383,6 +419,17 @@ class CaManager:
         self.store.install(staged)
         self.existing = LoadedCa(self.directory, cert, key, bool(self.passphrase) and self.token is None,
                                  token=self.token.as_dict() if self.token is not None else None)
+
+    def _refuse_a_key_in_use(self, key):
+        """A token key that already signs another CA here is refused: the root's (an issuing CA under the root's
+        own key would put the root online for every leaf), or the replaced CA's (force is for a new key)."""
+        public = crypto.public_key_der(key)
+        if self.issuer is not None and public == crypto.public_key_der(self.issuer.cert.public_key()):
+            raise PkiError('%s is the key of the root in issuer_dir %s: an issuing CA needs a key of its own (another '
+                           'pkcs11 key_label)' % (self.token, self.issuer_dir))
+        if self.replaced is not None and public == crypto.public_key_der(self.replaced.cert.public_key()):
+            raise PkiError('%s is the key of the CA force replaces: a replacement needs a new key (another pkcs11 '
+                           'key_label); to keep the key and renew the certificate, use renew_days' % self.token)
 
     def _renew(self):
         """Same key, same subject, same extensions; a new serial and validity. Leaves keep validating: their AKI

@@ -81,25 +81,25 @@ class TokenSpec:
     def __str__(self):
         return 'key %r of PKCS#11 token %r (%s)' % (self.key_label, self.token_label, self.module)
 
-    def check(self, what, pin):
+    def check(self, what, pin, pin_option='ca_passphrase'):
         """Refuse an incomplete or impossible request before the token is touched."""
         if not HAS_PKCS11:
             raise PkiError('%s: a CA key in a PKCS#11 token needs the Python library python-pkcs11 on the control '
                            'node (pip install python-pkcs11)' % what)
-        for option, value in (('pkcs11_module', self.module), ('pkcs11_token_label', self.token_label),
-                              ('pkcs11_key_label', self.key_label)):
+        for option, value in (('pkcs11.module', self.module), ('pkcs11.token_label', self.token_label),
+                              ('pkcs11.key_label', self.key_label)):
             if not value:
-                raise PkiError('%s: %s is empty; a key in a token is named by pkcs11_module, pkcs11_token_label and '
-                               'pkcs11_key_label' % (what, option))
-        for option, value in (('pkcs11_token_label', self.token_label), ('pkcs11_key_label', self.key_label)):
+                raise PkiError('%s: %s is empty; a key in a token is named by pkcs11.module, pkcs11.token_label and '
+                               'pkcs11.key_label' % (what, option))
+        for option, value in (('pkcs11.token_label', self.token_label), ('pkcs11.key_label', self.key_label)):
             if len(value.encode('utf-8')) > MAX_LABEL_BYTES:
                 raise PkiError('%s: %s %r is longer than the %d bytes PKCS#11 allows' % (what, option, value,
                                                                                          MAX_LABEL_BYTES))
         if not os.path.isabs(self.module) or not os.path.isfile(self.module):
-            raise PkiError('%s: pkcs11_module %s is not a file; give the absolute path of the token\'s PKCS#11 '
+            raise PkiError('%s: pkcs11.module %s is not a file; give the absolute path of the token\'s PKCS#11 '
                            'library (SoftHSM2 from Debian: /usr/lib/softhsm/libsofthsm2.so)' % (what, self.module))
         if not pin:
-            raise PkiError('%s: pkcs11_pin is empty; give the token\'s user PIN (from the vault)' % what)
+            raise PkiError('%s: %s is empty; give the token\'s user PIN (from the vault)' % (what, pin_option))
 
 
 class TokenKey(crypto.ExternalKey):
@@ -111,6 +111,7 @@ class TokenKey(crypto.ExternalKey):
         self._private = private
         self._public = public
         self.key_type = crypto.key_type_of(public)
+        self.existed = True  # open_key: False when it made the pair
 
     def public_key(self):
         return self._public
@@ -161,14 +162,14 @@ def _session(library, spec, pin, what, read_write):
             labels = sorted(set(slot.get_token().label for slot in library.get_slots(token_present=True)))
             raise PkiError('%s: no PKCS#11 token labelled %r in %s (tokens there: %s); initialise it first '
                            '(softhsm2-util --init-token --free --label %s asks for its PINs) or correct '
-                           'pkcs11_token_label' % (what, spec.token_label, spec.module,
+                           'pkcs11.token_label' % (what, spec.token_label, spec.module,
                                                    ', '.join(repr(label) for label in labels) or 'none',
                                                    spec.token_label))
         raise PkiError('%s: PKCS#11 token %r: %s' % (what, spec.token_label, describe(exc)))
     try:
         session = token.open(rw=read_write, user_pin=pin)
     except PKCS11Error as exc:
-        raise PkiError('%s: cannot log in to PKCS#11 token %r with pkcs11_pin: %s'
+        raise PkiError('%s: cannot log in to PKCS#11 token %r with its user PIN: %s'
                        % (what, spec.token_label, describe(exc)))
     _SESSIONS[slot] = [session, pin_digest, 1]
     return session
@@ -226,10 +227,11 @@ def _generate(session, spec, key_type):
                                     private_template=private_template, public_template=public_template)
 
 
-def open_key(spec, pin, what, create_key_type=None):
+def open_key(spec, pin, what, create_key_type=None, pin_option='ca_passphrase', missing_ok=False):
     """The TokenKey of ``spec``, logged in with ``pin``; a missing key pair is made when ``create_key_type`` is
-    given (and refused otherwise). Every failure names the token, the key and the fix, never the PIN."""
-    spec.check(what, pin)
+    given, None with ``missing_ok``, and refused otherwise. Every failure names the token, the key and the fix,
+    never the PIN."""
+    spec.check(what, pin, pin_option)
     with _TOKEN_LOCK:
         # Read-write for every key: SoftHSM2 (as PKCS#11) logs a token in once per process, so a session opened
         # read-only to sign would refuse to make a second CA's key later in the same run.
@@ -237,7 +239,11 @@ def open_key(spec, pin, what, create_key_type=None):
         try:
             private = _find(session, ObjectClass.PRIVATE_KEY, spec.key_label)
             public = _find(session, ObjectClass.PUBLIC_KEY, spec.key_label)
-            if private is None and public is None and create_key_type is not None:
+            made = private is None and public is None and create_key_type is not None
+            if private is None and public is None and missing_ok:
+                _release(session)
+                return None
+            if made:
                 public, private = _generate(session, spec, create_key_type)
             elif private is None or public is None:
                 raise PkiError('%s: the token %r has %s labelled %r; %s'
@@ -245,9 +251,16 @@ def open_key(spec, pin, what, create_key_type=None):
                                   'no key pair' if private is None and public is None else
                                   'no private key' if private is None else 'no public key',
                                   spec.key_label,
-                                  'correct pkcs11_key_label' if private is None and public is None else
+                                  'correct pkcs11.key_label' if private is None and public is None else
                                   'a CA key in a token is a pair of a private and a public key of one label'))
+            # A key that was ever readable (imported from a file, or made extractable) is not an HSM key.
+            if not (private[Attribute.SENSITIVE] and private[Attribute.ALWAYS_SENSITIVE]) or \
+                    private[Attribute.EXTRACTABLE] or not private[Attribute.NEVER_EXTRACTABLE]:
+                raise PkiError('%s: %s can be, or once could be, read out of the token (CKA_SENSITIVE, '
+                               'CKA_EXTRACTABLE): a CA key in a token must be made there, never extractable; let '
+                               'pki_ca make one under a new key_label' % (what, spec))
             key = TokenKey(spec, session, private, _public_key_of(spec, public))
+            key.existed = not made
         except PKCS11Error as exc:
             _release(session)
             raise PkiError('%s: %s: %s' % (what, spec, describe(exc)))
@@ -257,5 +270,5 @@ def open_key(spec, pin, what, create_key_type=None):
     if create_key_type is not None and key.key_type != create_key_type:
         key.close()
         raise PkiError('%s: the token already holds a %s key labelled %r, not %s; use that key_type, or another '
-                       'pkcs11_key_label' % (what, key.key_type, spec.key_label, create_key_type))
+                       'pkcs11.key_label' % (what, key.key_type, spec.key_label, create_key_type))
     return key

@@ -175,7 +175,7 @@ def test_a_root_in_a_token_and_an_issuing_ca_under_it_in_check_mode_then_made_pi
     assert site_made.result['path_length'] == 0 and site_made.result['self_signed'] is False
     again = [run_module(pki_ca, root_args), run_module(pki_ca, site_args)]
     assert [run.result['changed'] for run in again] == [False, False]
-    wrong = run_module(pki_ca, dict(site_args, issuer_passphrase='not-the-pin-8Kq'))
+    wrong = run_module(pki_ca, dict(root_args, ca_passphrase='not-the-pin-8Kq'))
     assert wrong.rc != 0 and ('PIN is wrong' in wrong.result['msg'] or 'another PIN' in wrong.result['msg'])
     for run in [check, made, site_made, wrong] + again:
         assert TOKEN_PIN not in run.stdout and 'not-the-pin-8Kq' not in run.stdout

@@ -154,13 +154,15 @@ def test_refusals_come_before_any_write(tmp_path, pki):
                      tmp_path, 'key_type ed25519 cannot be made in a PKCS#11 token')
 
 
-def test_an_existing_root_asked_to_be_issued_is_kept_with_a_warning(tmp_path):
+def test_an_existing_root_asked_to_be_issued_is_refused(tmp_path, pki):
+    """A self-signed CA is never turned into (or renewed as) an issuing CA: its leaves would be refused by hosts
+    that trust the root alone."""
     root, other = tmp_path / 'root', tmp_path / 'other'
     made(root, common_name='Fleet Root CA')
     made(other, common_name='Site A Issuing CA')
-    result, manager = made(other, common_name='Site A Issuing CA', issuer_dir=str(root))
-    assert result['action'] == 'none' and result['self_signed'] is True
-    assert any('self-signed root, not issued by the CA in %s' % root in warning for warning in manager.warnings)
+    for extra in ({}, {'renew_days': 4000}):
+        pki.expect_error(lambda: site_a(root, other, **extra), tmp_path, 'is a self-signed root, not an issuing CA',
+                         'Omit issuer_dir')
 
 
 def test_the_issuing_ca_dates_stay_within_the_root(tmp_path, pki):
@@ -180,50 +182,48 @@ def test_an_issuing_ca_checked_against_another_root_of_the_same_name_is_refused(
     pki.expect_error(lambda: site_a(impostor, issuing), tmp_path, 'was not signed by the CA in issuer_dir %s' % impostor)
 
 
-def test_a_wrong_root_secret_fails_every_run_not_only_the_renewal(tmp_path, pki):
+def test_the_root_key_is_opened_only_to_sign(tmp_path, pki):
+    """The root stays offline: a run with nothing to sign checks the issuing CA against the root's certificate and
+    never opens the root's key; a run that signs needs its secret, and a wrong one is refused before any write."""
     root, issuing = tmp_path / 'root', tmp_path / 'site-a'
     made(root, common_name='Fleet Root CA', passphrase=PASSPHRASE)
-    site_a(root, issuing, issuer_passphrase=PASSPHRASE)
-    assert site_a(root, issuing, issuer_passphrase=PASSPHRASE)[0]['action'] == 'none'
-    pki.expect_error(lambda: site_a(root, issuing, issuer_passphrase=WRONG_PASSPHRASE), tmp_path, 'issuer_passphrase')
+    site_a(root, issuing, issuer_passphrase=PASSPHRASE, valid_days=30)
+    assert site_a(root, issuing)[0]['action'] == 'none'
+    assert site_a(root, issuing, issuer_passphrase=WRONG_PASSPHRASE)[0]['action'] == 'none'
+    pki.expect_error(lambda: site_a(root, issuing, issuer_passphrase=WRONG_PASSPHRASE, renew_days=60), tmp_path,
+                     'issuer_passphrase')
 
 
-def test_a_leaf_of_an_issuing_ca_carries_the_chain_in_its_file_and_keeps_it_current(tmp_path, pki):
-    """Under two tiers every certificate file is the certificate then its issuing CA's, so a service or client that
-    loads it presents the chain up to the root its peers trust; a renewed issuing CA is followed in place (no new
-    leaf); under a single root the file stays the certificate alone."""
-    root, issuing, out = tmp_path / 'root', tmp_path / 'site-a', tmp_path / 'issued'
+def test_an_issuing_ca_needs_path_length_0_the_names_of_its_site_and_a_name_of_its_own(tmp_path, pki):
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
     made(root, common_name='Fleet Root CA')
-    site_a(root, issuing, valid_days=30)
-    web = [{'name': 'web1', 'dns': ['web1.site-a.example.com']}]
-    pki.issue(str(issuing), web, default_dir=str(out))
-    cert_file = (out / 'web1-cert.pem').read_bytes()
-    assert cert_file == (out / 'web1-bundle.pem').read_bytes()
-    assert cert_file.endswith((issuing / 'ca-cert.pem').read_bytes()) and cert_file.count(b'BEGIN CERTIFICATE') == 2
-    rc, output = verify('-CAfile', root / 'ca-cert.pem', '-untrusted', out / 'web1-cert.pem', out / 'web1-cert.pem')
-    assert rc == 0, output
-    serial = pki.load_cert(out / 'web1-cert.pem').serial_number
-    site_a(root, issuing, valid_days=365, renew_days=60)
-    dummy, results = pki.issue(str(issuing), web, default_dir=str(out))
-    assert results['web1']['action'] == 'update' and 'issuing CA' in results['web1']['reason'], results['web1']
-    assert pki.load_cert(out / 'web1-cert.pem').serial_number == serial
-    assert (out / 'web1-cert.pem').read_bytes().endswith((issuing / 'ca-cert.pem').read_bytes())
-    assert pki.issue(str(issuing), web, default_dir=str(out))[1]['web1']['action'] == 'none'
-    # One root, no tiers: the certificate alone, as before.
-    pki.issue(str(root), [{'name': 'flat', 'dns': ['flat.example.com']}], default_dir=str(out))
-    assert (out / 'flat-cert.pem').read_bytes().count(b'BEGIN CERTIFICATE') == 1
+    pki.expect_error(lambda: site_a(root, issuing, path_length=1), tmp_path, 'path_length 1', 'path length 0')
+    pki.expect_error(lambda: site_a(root, issuing, name_constraints_permitted_dns=[], name_constraints_permitted_ip=[]),
+                     tmp_path, 'needs the names of its site')
+    pki.expect_error(lambda: site_a(root, issuing, common_name='Fleet Root CA'), tmp_path, "is the root's own subject")
 
 
-def test_a_ca_in_a_token_signs_the_fleets_leaves(tmp_path, pki, softhsm):
-    """pki_leaf under a CA whose key is in a token: ca_passphrase is the PIN, every leaf verifies."""
+def test_a_renewal_that_would_not_outlast_the_current_certificate_is_refused(tmp_path, pki):
+    """Capped at the root's end: each renewal would make a new certificate with the same end (a new CA in every
+    trust store for nothing); the root must be renewed first."""
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
+    made(root, common_name='Fleet Root CA', valid_days=200)
+    site_a(root, issuing, valid_days=3650)
+    pki.expect_error(lambda: site_a(root, issuing, renew_days=365), tmp_path, 'already ends with its root',
+                     'Renew the root')
+
+
+def test_a_token_key_of_the_root_or_of_the_replaced_ca_is_refused(tmp_path, pki, softhsm):
     token = softhsm['new_token']()
-    ca, out = tmp_path / 'ca', tmp_path / 'issued'
-    made(ca, common_name='Token CA', passphrase=TOKEN_PIN,
-         pkcs11={'module': softhsm['module'], 'token_label': token, 'key_label': 'fleet-ca'})
-    dummy, results = pki.issue(str(ca), [{'name': 'web%d' % number, 'dns': ['web%d.example.com' % number]}
-                                         for number in range(20)], default_dir=str(out), ca_passphrase=TOKEN_PIN)
-    assert sorted(entry['action'] for entry in results.values()) == ['issue'] * 20
-    for number in range(20):
-        assert pki.openssl_verify(ca / 'ca-cert.pem', out / ('web%d-cert.pem' % number))[0] == 0
-    pki.expect_error(lambda: pki.issue(str(ca), [{'name': 'web0', 'dns': ['web0.example.com']}], default_dir=str(out),
-                                       force=True), tmp_path, "give the token's user PIN in ca_passphrase")
+    root, issuing = tmp_path / 'root', tmp_path / 'site-a'
+    pkcs11 = {'module': softhsm['module'], 'token_label': token, 'key_label': 'fleet-root'}
+    made(root, common_name='Fleet Root CA', pkcs11=pkcs11, passphrase=TOKEN_PIN)
+    pki.expect_error(lambda: site_a(root, issuing, issuer_passphrase=TOKEN_PIN, passphrase=TOKEN_PIN, pkcs11=pkcs11),
+                     tmp_path, 'is the key of the root in issuer_dir')
+    site_a(root, issuing, issuer_passphrase=TOKEN_PIN, passphrase=TOKEN_PIN, pkcs11=dict(pkcs11, key_label='site-a'))
+    pki.expect_error(lambda: site_a(root, issuing, issuer_passphrase=TOKEN_PIN, passphrase=TOKEN_PIN, force=True,
+                                    pkcs11=dict(pkcs11, key_label='site-a')), tmp_path,
+                     'is the key of the CA force replaces')
+    # Without pkcs11 the token CA is used where it is, with no warning to replace it.
+    result, manager = site_a(root, issuing, passphrase=TOKEN_PIN)
+    assert result['action'] == 'none' and manager.warnings == [], manager.warnings

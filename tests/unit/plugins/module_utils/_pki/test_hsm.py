@@ -82,7 +82,7 @@ def test_the_key_is_found_again_by_label_and_its_private_part_cannot_be_read(sof
 
 def test_a_key_label_the_token_lacks_is_refused_unless_it_is_to_be_made(softhsm, token):
     with pytest.raises(PkiError, match=r"the token '%s' has no key pair labelled 'missing'; correct "
-                                       r"pkcs11_key_label" % token):
+                                       r"pkcs11.key_label" % token):
         hsm.open_key(spec(softhsm, token, 'missing'), softhsm['pin'], 'unit')
 
 
@@ -105,12 +105,12 @@ def test_an_unknown_token_label_lists_the_tokens_there(softhsm, token):
 
 
 @pytest.mark.parametrize('module, token_label, key_label, pin, message', [
-    ('/nonexistent/libpkcs11.so', 't', 'k', 'pin', 'pkcs11_module /nonexistent/libpkcs11.so is not a file'),
-    ('libsofthsm2.so', 't', 'k', 'pin', 'pkcs11_module libsofthsm2.so is not a file; give the absolute path'),
-    (None, 't', 'k', 'pin', 'pkcs11_module is empty'),
+    ('/nonexistent/libpkcs11.so', 't', 'k', 'pin', 'pkcs11.module /nonexistent/libpkcs11.so is not a file'),
+    ('libsofthsm2.so', 't', 'k', 'pin', 'pkcs11.module libsofthsm2.so is not a file; give the absolute path'),
+    (None, 't', 'k', 'pin', 'pkcs11.module is empty'),
     ('/usr/lib/softhsm/libsofthsm2.so', 't' * 33, 'k', 'pin', 'longer than the 32 bytes PKCS#11 allows'),
-    ('/usr/lib/softhsm/libsofthsm2.so', 't', '', 'pin', 'pkcs11_key_label is empty'),
-    ('/usr/lib/softhsm/libsofthsm2.so', 't', 'k', '', 'pkcs11_pin is empty'),
+    ('/usr/lib/softhsm/libsofthsm2.so', 't', '', 'pin', 'pkcs11.key_label is empty'),
+    ('/usr/lib/softhsm/libsofthsm2.so', 't', 'k', '', 'ca_passphrase is empty'),
 ])
 def test_an_incomplete_request_is_refused_before_the_token_is_opened(module, token_label, key_label, pin, message):
     with pytest.raises(PkiError, match=message):
