@@ -94,3 +94,29 @@ def test_a_bad_route_policy_is_refused_at_reload_and_the_running_one_kept(api):
     assert 'reload failed' in log and "'/api/v1/validation/=sometimes' is not" in log, log
     assert curl(api, 'POST', '/api/v1/validation/report')[0] == 202
     assert curl(api, 'GET', '/health')[0] == 403
+
+
+def test_a_prefix_covers_whole_path_segments_only(api):
+    """/api/v1/validation (no slash) opens that route and what is under it, never /api/v1/validation-admin."""
+    api.write_env(API_CLIENT_CERT_ROUTES='/api/v1/validation=optional')
+    assert 'reloaded' in api.reload()
+    assert curl(api, 'POST', '/api/v1/validation/report')[0] == 202
+    assert curl(api, 'POST', '/api/v1/validation-admin/report')[0] == 403
+
+
+def test_path_tricks_do_not_reach_a_route_that_requires_a_certificate(api):
+    for path in ('//callback/report', '/api/v1/validation/../../callback/report',
+                 '/api/v1/validation/%2e%2e/%2e%2e/callback/report', '/API/v1/validation/report'):
+        status, body = curl(api, 'POST', path, '--path-as-is')
+        assert status in (403, 404), (path, status, body)
+
+
+def test_a_body_over_256_kib_is_refused(api, tmp_path):
+    big = tmp_path / 'big.json'
+    big.write_text('{"blob": "%s"}' % ('x' * 300000))
+    proc = subprocess.run(['curl', '-sS', '--cacert', str(api.pki.dir / 'ca-cert.pem'), '-X', 'POST', '-H',
+                           'Content-Type: application/json', '--data-binary', '@%s' % big, '-o', '/dev/null', '-w',
+                           '%{http_code}', 'https://localhost:%d/api/v1/validation/report' % api.port],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=30,
+                          check=False)
+    assert proc.stdout.strip().endswith('413'), proc.stdout

@@ -11,7 +11,7 @@ ssl before 3.13 cannot set: it must be in OPENSSL_CONF when the process starts; 
   POST /api/v1/validation/report    validation reports from PXE-booted machines (the seed's image); answers 202
 
 Client certificates per route: API_CLIENT_CERT_ROUTES is a comma-separated list of "<path prefix>=required" or
-"<path prefix>=optional" (the longest matching prefix wins); a route it does not name follows
+"<path prefix>=optional" (whole path segments; the longest matching prefix wins); a route it does not name follows
 API_REQUIRE_CLIENT_CERT. When any route is optional, the handshake asks for a client certificate without insisting
 (one that is presented is still verified against the CA bundle and the CRL, and a bad one ends the handshake), and
 a request without one to a route that requires it gets 403. The default of the api_tls role lets a booted machine
@@ -27,6 +27,7 @@ OpenSSL config (OPENSSL_CONF, read by OpenSSL at process start) take a restart: 
 says so on stderr and changes nothing else about them.
 """
 import argparse
+import collections
 import os
 import signal
 import ssl
@@ -40,7 +41,10 @@ from flask import Flask, jsonify, request
 from fleet_env import read_env, truthy
 
 app = Flask(__name__)
-REPORTS = []
+# A request body larger than this is refused (413): the open route takes posts from machines without a certificate.
+app.config['MAX_CONTENT_LENGTH'] = 256 * 1024
+# The last reports only (a reference service keeps no history; a real one stores them).
+REPORTS = collections.deque(maxlen=1000)
 # Set by SIGHUP (the handler does nothing else); the reload thread waits on it.
 RELOAD_REQUESTED = threading.Event()
 
@@ -86,8 +90,11 @@ class RoutePolicy:
         self.routes.sort(key=lambda route: len(route[0]), reverse=True)
 
     def required(self, path):
+        # Whole path segments only: "/api/v1/validation" covers /api/v1/validation and /api/v1/validation/...,
+        # never /api/v1/validation-admin.
         for prefix, required in self.routes:
-            if path.startswith(prefix):
+            base = prefix.rstrip('/')
+            if path == base or path.startswith(base + '/'):
                 return required
         return self.default
 
