@@ -90,6 +90,9 @@ options:
         and every module that signs with this CA (M(fleetpki.mtls.pki_leaf), M(fleetpki.mtls.pki_crl)) finds the
         token through it, logging in with the PIN given as their C(ca_passphrase).
       - O(ca_passphrase) is the token's user PIN. Needs python-pkcs11 on the control node.
+      - A key pair already in the token under the label is used (with a warning) when it was made there, never
+        extractable; a key that could ever be read out, the root's key for an issuing CA, or the replaced CA's key
+        under O(force) is refused. Without O(pkcs11), a CA whose key is in a token is used where it is.
       - Key types ec-p256, ec-p384, rsa2048, rsa3072, rsa4096 (no ed25519 in PKCS#11 2.40).
     type: dict
     version_added: 0.3.0
@@ -111,10 +114,13 @@ options:
       - Make the CA in O(ca_dir) an issuing CA, signed by the CA in this directory (the root), instead of a
         self-signed root. Two tiers, the root signing only issuing CAs and its CRL, each issuing CA (one per site)
         signing the leaves, and hosts trusting the root.
-      - An issuing CA gets O(path_length=0) unless told otherwise, its O(name_constraints_permitted_dns) and
-        O(name_constraints_permitted_ip) (the names of its site), and never outlives its root (a shorter validity
-        is warned about). Its renewal (O(renew_days)) is signed by the same root again.
-      - The root must allow a CA below it (no O(path_length) of 0). The root's key may be a file or in a token.
+      - An issuing CA has path length 0 (another O(path_length) is refused), needs O(name_constraints_permitted_dns)
+        and/or O(name_constraints_permitted_ip) (the names of its site) and a subject of its own, and never outlives
+        its root (a shorter validity is warned about; a renewal that would not outlast the current certificate is
+        refused). Its renewal (O(renew_days)) is signed by the same root again.
+      - The root's key (a file or in a token) is opened only to sign; other runs check the issuing CA against the
+        root's certificate alone. A self-signed CA in O(ca_dir) is never turned into an issuing CA.
+      - The root must allow a CA below it (no O(path_length) of 0).
     type: path
     version_added: 0.3.0
   issuer_passphrase:

@@ -7,6 +7,10 @@ import subprocess
 from test_preflight import FLEET, inventory, playbook
 
 PASSPHRASE = 'two-tiers-ca-passphrase-41Kz'
+ROOT_PASSPHRASE = 'two-tiers-root-passphrase-8Hw'
+# Beside the inventory, as the scaffold keeps them (the same on localhost and every fleet host).
+TWO_TIERS = ('pki_ca_passphrase: %s\npki_root_passphrase: %s\npki_ca_name_constraints_permitted_dns: [%s]\n'
+             % (PASSPHRASE, ROOT_PASSPHRASE, ', '.join(host for hosts in FLEET.values() for host in hosts)))
 
 
 def openssl(*argv):
@@ -17,9 +21,8 @@ def openssl(*argv):
 
 def test_two_tiers_through_the_pki_play(tmp_path):
     hosts = inventory(tmp_path, FLEET)
-    # Beside the inventory, as the scaffold keeps it (the same on localhost and every fleet host).
     (tmp_path / 'group_vars').mkdir()
-    (tmp_path / 'group_vars' / 'all.yml').write_text('pki_ca_passphrase: %s\n' % PASSPHRASE)
+    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS)
     pki = tmp_path / 'pki'
     root = pki / 'root'
     rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=%s' % root)
@@ -27,7 +30,7 @@ def test_two_tiers_through_the_pki_play(tmp_path):
     assert (root / 'ca-cert.pem').read_text() == (pki / 'ca-bundle.pem').read_text(), 'the bundle is the root alone'
     rc, text = openssl('x509', '-noout', '-issuer', '-subject', '-ext', 'basicConstraints', '-in', pki / 'ca' / 'ca-cert.pem')
     assert 'issuer=CN = Fleet Root CA' in text and 'pathlen:0' in text, text
-    assert b'ENCRYPTED' in (root / 'ca-key.pem').read_bytes(), 'the root key took the CA passphrase'
+    assert b'ENCRYPTED' in (root / 'ca-key.pem').read_bytes()
     certs = sorted((pki / 'issued').glob('*-cert.pem'))
     assert len(certs) == 5
     for cert in certs:
@@ -48,6 +51,8 @@ def test_two_tiers_through_the_pki_play(tmp_path):
 
 def test_check_mode_on_a_new_two_tier_fleet_writes_nothing(tmp_path):
     hosts = inventory(tmp_path, FLEET)
+    (tmp_path / 'group_vars').mkdir()
+    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS)
     rc, output = playbook(hosts, 'pki.yml', '--check', '-e', 'pki_root_dir=%s' % (tmp_path / 'pki' / 'root'))
     assert rc == 0, output[-4000:]
     assert not (tmp_path / 'pki' / 'root').exists() and not (tmp_path / 'pki' / 'ca').exists()
@@ -57,6 +62,8 @@ def test_a_fleet_on_its_own_ca_is_not_put_under_a_new_root_by_setting_pki_root_d
     """Its bundle would trust the new root alone and refuse every certificate of the old CA: refused before the
     root is made."""
     hosts = inventory(tmp_path, FLEET)
+    (tmp_path / 'group_vars').mkdir()
+    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS)
     rc, output = playbook(hosts, 'pki.yml')
     assert rc == 0, output[-3000:]
     before = (tmp_path / 'pki' / 'ca-bundle.pem').read_text()
@@ -65,3 +72,18 @@ def test_a_fleet_on_its_own_ca_is_not_put_under_a_new_root_by_setting_pki_root_d
     assert rc != 0 and 'moving a running fleet under a new root is not supported yet' in flat, output[-3000:]
     assert not (tmp_path / 'pki' / 'root').exists()
     assert (tmp_path / 'pki' / 'ca-bundle.pem').read_text() == before
+
+
+def test_two_tiers_without_the_roots_own_secret_or_the_fleets_names_stop_before_anything_is_made(tmp_path):
+    hosts = inventory(tmp_path, FLEET)
+    (tmp_path / 'group_vars').mkdir()
+    for settings in ('pki_ca_passphrase: %s\npki_ca_name_constraints_permitted_dns: [pf-redis1]\n' % PASSPHRASE,
+                     'pki_ca_passphrase: %s\npki_root_passphrase: %s\n' % (PASSPHRASE, ROOT_PASSPHRASE),
+                     'pki_ca_passphrase: %s\npki_root_passphrase: %s\npki_ca_name_constraints_permitted_ip: '
+                     '[10.0.0.0/8]\n' % (PASSPHRASE, PASSPHRASE)):
+        (tmp_path / 'group_vars' / 'all.yml').write_text(settings)
+        rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=%s' % (tmp_path / 'pki' / 'root'))
+        flat = ' '.join(output.split())
+        assert rc != 0 and 'Two tiers (pki_root_dir' in flat and 'Nothing was changed' in flat, output[-3000:]
+        assert PASSPHRASE not in output and ROOT_PASSPHRASE not in output
+        assert not (tmp_path / 'pki' / 'root').exists() and not (tmp_path / 'pki' / 'ca').exists()
