@@ -44,14 +44,31 @@ def test_renewal_timer_renders_units_that_run_the_scheduled_playbook_from_the_ch
 
 
 def test_the_timer_runs_often_enough_for_short_lived_certificates_and_a_window_they_do_not_fit_is_refused(tmp_path):
+    """The cadence follows the shortest validity; a window the certificates do not fit is refused; and the PKI play
+    warns while the installed timer runs too seldom for the certificates in use (a daily timer in a window, then the
+    fleet moves to 24-hour certificates), until the timer is re-run for them."""
     hosts = inventory(tmp_path, FLEET)
     units = tmp_path / 'units'
     units.mkdir()
+    # 365-day certificates: once a day, in the window.
+    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_window=02:00-04:00')
+    assert rc == 0, output[-3000:]
+    timer = (units / 'fleetpki-renewal.timer').read_text()
+    assert 'OnCalendar=*-*-* 02:00:00\n' in timer and 'RandomizedDelaySec=3600\n' in timer, timer
+    assert 'fleetpki-interval-minutes=1440:' in timer
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_leaf_valid_hours=24', '-e', 'renewal_timer_unit_dir=%s' % units)
+    flat = ' '.join(output.split())
+    assert rc == 0, output[-3000:]
+    assert ('WARNING: the renewal timer %s/fleetpki-renewal.timer runs every 1440 minutes, but certificates of 24 hours '
+            'need a run every 160 minutes or less' % units) in flat, output[-3000:]
+    assert 'ansible-playbook fleetpki.mtls.renewal_timer -K' in flat
     rc, output = renewal_timer(hosts, units, '-e', 'pki_leaf_valid_hours=24')
     assert rc == 0, output[-3000:]
     timer = (units / 'fleetpki-renewal.timer').read_text()
     assert 'OnCalendar=*-*-* 00/2:00:00\n' in timer and 'RandomizedDelaySec=1440\n' in timer, timer
     assert 'The renewal job runs every 120 minutes: certificates of 24 hours are due with 8.0 hours' in output
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_leaf_valid_hours=24', '-e', 'renewal_timer_unit_dir=%s' % units)
+    assert rc == 0 and 'WARNING: the renewal timer' not in output, output[-3000:]
     before = timer
     rc, output = renewal_timer(hosts, units, '-e', 'pki_leaf_valid_hours=24', '-e', 'renewal_timer_window=02:00-04:00')
     assert rc != 0 and 'the window 02:00-04:00 lets the renewal run once a day' in output, output[-3000:]
@@ -62,10 +79,6 @@ def test_the_timer_runs_often_enough_for_short_lived_certificates_and_a_window_t
     timer = (units / 'fleetpki-renewal.timer').read_text()
     assert 'OnCalendar=*-*-* *:00/1:00\n' in timer and 'AccuracySec=6s\n' in timer, timer
     assert 'every minute: certificates of 0.1 hours are due with 3 minutes or more left' in output, output[-3000:]
-    rc, output = renewal_timer(hosts, units, '-e', 'renewal_timer_window=02:00-04:00')
-    assert rc == 0, output[-3000:]
-    timer = (units / 'fleetpki-renewal.timer').read_text()
-    assert 'OnCalendar=*-*-* 02:00:00\n' in timer and 'RandomizedDelaySec=3600\n' in timer, timer
 
 
 def renewal_timer(hosts, units, *extra):
@@ -680,22 +693,3 @@ def test_a_primary_group_not_named_after_its_user_is_not_his_own(operator):
     assert rc != 0 and 'chmod -R g-w %s.' % project.parent in flat, flat[-3000:]
 
 
-def test_the_pki_play_warns_when_the_installed_timer_runs_too_seldom(tmp_path):
-    """A daily timer (365-day certificates), then the fleet moves to 24-hour ones: the PKI play names the timer,
-    both intervals and the command; once the timer is re-run for them, no warning."""
-    hosts = inventory(tmp_path, FLEET)
-    units = tmp_path / 'units'
-    units.mkdir()
-    rc, output = renewal_timer(hosts, units)
-    assert rc == 0, output[-3000:]
-    assert 'fleetpki-interval-minutes=1440:' in (units / 'fleetpki-renewal.timer').read_text()
-    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_leaf_valid_hours=24', '-e', 'renewal_timer_unit_dir=%s' % units)
-    flat = ' '.join(output.split())
-    assert rc == 0, output[-3000:]
-    assert ('WARNING: the renewal timer %s/fleetpki-renewal.timer runs every 1440 minutes, but certificates of 24 hours '
-            'need a run every 160 minutes or less' % units) in flat, output[-3000:]
-    assert 'ansible-playbook fleetpki.mtls.renewal_timer -K' in flat
-    rc, output = renewal_timer(hosts, units, '-e', 'pki_leaf_valid_hours=24')
-    assert rc == 0, output[-3000:]
-    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_leaf_valid_hours=24', '-e', 'renewal_timer_unit_dir=%s' % units)
-    assert rc == 0 and 'WARNING: the renewal timer' not in output, output[-3000:]
