@@ -114,6 +114,9 @@ class CertInspector:
         self.warn_days = warn_days
         self.now = now or crypto.utcnow()
         self.cas = load_ca_bundle(ca_path) if ca_path else None
+        # Issuing CAs found after a certificate in its file (two tiers) and signed by a CA of the bundle: they
+        # complete that certificate's chain, and sign CRLs of their own.
+        self.intermediates = []
         self.crl_paths = crl_paths or []
         self.policy = policy
 
@@ -122,7 +125,7 @@ class CertInspector:
         counts = dict((status, 0) for status in STATUSES)
         for entry in certs:
             counts[entry['status']] += 1
-        crls = inspect_crls(self.crl_paths, self.cas, self.now)
+        crls = inspect_crls(self.crl_paths, None if self.cas is None else self.cas + self.intermediates, self.now)
         crl_counts = dict((status, 0) for status in STATUSES)
         for entry in crls:
             crl_counts[entry['status']] += 1
@@ -136,7 +139,8 @@ class CertInspector:
             'key_matches': None, 'key_mode': None, 'key_mode_ok': None, 'renew_at': None,
         }
         try:
-            cert = crypto.load_cert(files.read_bytes(path), path)
+            data = files.read_bytes(path)
+            cert = crypto.load_cert(data, path)
         except (IOError, OSError) as exc:
             entry['problems'].append('cannot read: %s' % exc.strerror)
             return entry
@@ -159,7 +163,8 @@ class CertInspector:
             entry['renew_at'] = crypto.iso8601(renew_at) if renew_at else None
         problems = entry['problems']
         if self.cas is not None:
-            entry['chains_to_ca'] = any(crypto.signed_by(cert, ca) for ca in self.cas)
+            entry['chains_to_ca'] = any(crypto.signed_by(cert, ca) for ca in self.cas) or \
+                self._chains_through_its_file(cert, data, path)
             if not entry['chains_to_ca']:
                 problems.append('not signed by any CA in %s' % self.ca_path)
         self._check_key(cert, path, entry)
@@ -177,6 +182,23 @@ class CertInspector:
             # Reported, but a readable key is a hardening finding, not a broken cert.
             entry['problems'].append('key mode %s, expected 0600' % entry['key_mode'])
         return entry
+
+    def _chains_through_its_file(self, cert, data, path):
+        """Two tiers: the certificate is followed in its file by its issuing CA's, which a CA of the bundle
+        signed."""
+        try:
+            following = crypto.load_cert_bundle(data, path)[1:]
+        except PkiError:
+            return False
+        for issuing in following:
+            if crypto.is_ca(issuing) and crypto.signed_by(cert, issuing) and \
+                    any(crypto.signed_by(issuing, ca) for ca in self.cas) and \
+                    crypto.not_before(issuing) <= self.now < crypto.not_after(issuing):
+                if not any(known.fingerprint(crypto.hashes.SHA256()) == issuing.fingerprint(crypto.hashes.SHA256())
+                           for known in self.intermediates):
+                    self.intermediates.append(issuing)
+                return True
+        return False
 
     @staticmethod
     def _check_key(cert, path, entry):

@@ -227,3 +227,26 @@ def test_a_token_key_of_the_root_or_of_the_replaced_ca_is_refused(tmp_path, pki,
     # Without pkcs11 the token CA is used where it is, with no warning to replace it.
     result, manager = site_a(root, issuing, passphrase=TOKEN_PIN)
     assert result['action'] == 'none' and manager.warnings == [], manager.warnings
+
+
+def test_cert_expiry_follows_the_chain_in_the_file_and_checks_the_issuing_cas_crl(tmp_path, pki):
+    """What cert_expiry does on a host of a two-tier fleet: its bundle holds the root alone; a certificate chains
+    through the issuing CA after it in its file, and the issuing CA's CRL verifies with that CA."""
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.inspect import CertInspector
+    root, issuing, out = tmp_path / 'root', tmp_path / 'site-a', tmp_path / 'issued'
+    made(root, common_name='Fleet Root CA')
+    site_a(root, issuing)
+    pki.issue(str(issuing), [{'name': 'web1', 'dns': ['web1.site-a.example.com']}], default_dir=str(out))
+    for directory in (root, issuing):
+        crl = CrlManager(str(directory))
+        crl.plan()
+        crl.apply()
+    (tmp_path / 'crl-bundle.pem').write_bytes((issuing / 'crl.pem').read_bytes() + (root / 'crl.pem').read_bytes())
+    (tmp_path / 'leaf-only.pem').write_bytes(crypto.cert_pem(pki.load_cert(out / 'web1-cert.pem')))
+    report = CertInspector([str(out / 'web1-cert.pem'), str(tmp_path / 'leaf-only.pem')],
+                           ca_path=str(root / 'ca-cert.pem'), crl_paths=[str(tmp_path / 'crl-bundle.pem')]).inspect()
+    by_path = dict((entry['path'], entry) for entry in report['certs'])
+    assert by_path[str(out / 'web1-cert.pem')]['chains_to_ca'] is True
+    assert by_path[str(out / 'web1-cert.pem')]['status'] == 'ok', by_path[str(out / 'web1-cert.pem')]['problems']
+    assert by_path[str(tmp_path / 'leaf-only.pem')]['chains_to_ca'] is False
+    assert [entry['status'] for entry in report['crls']] == ['ok', 'ok'], report['crls']
