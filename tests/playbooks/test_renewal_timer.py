@@ -691,5 +691,3 @@ def test_a_primary_group_not_named_after_its_user_is_not_his_own(operator):
         run(['groupmod', '-n', name, name + 'g'])  # userdel --remove then removes it with him
     flat = ' '.join(output.split())
     assert rc != 0 and 'chmod -R g-w %s.' % project.parent in flat, flat[-3000:]
-
-

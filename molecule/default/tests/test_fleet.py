@@ -358,4 +358,3 @@ def test_no_old_private_key_is_left_on_any_host(fleet):
     for name in ('redis1', 'worker1', 'worker2', 'api1'):
         left = fleet[name].check_output("find /etc/redis /etc/fleetpki -name '*~' 2>/dev/null || true")
         assert not left.strip(), '%s keeps old key or certificate files: %s' % (name, left)
-
