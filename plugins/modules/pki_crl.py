@@ -69,6 +69,18 @@ options:
     type: list
     elements: str
     default: []
+  revoke_ca_dirs:
+    description:
+      - Directories of issuing CAs that the CA of O(ca_dir), a root, signed (M(fleetpki.mtls.pki_ca) with
+        O(fleetpki.mtls.pki_ca#module:issuer_dir)), to revoke whole (a compromised site).
+      - Revokes every certificate of each that has not expired, the current one and those its renewals kept under
+        C(retired/), so every leaf below it fails where the root's CRL is checked along the chain.
+      - A directory whose CA this one did not sign (a root, another root's CA) fails before anything changes.
+      - Recorded in C(revoked.json) under the name C(ca:<its common name>).
+    type: list
+    elements: path
+    default: []
+    version_added: 0.3.0
   reason:
     description: CRL reason recorded for the serials revoked in this run (C(unspecified) adds no reason code).
     type: str
@@ -101,6 +113,15 @@ EXAMPLES = r'''
     ca_dir: "{{ playbook_dir }}/pki/ca"
     revoke_names: [worker-worker2]
     reason: key_compromise
+  delegate_to: localhost
+  run_once: true
+
+- name: Revoke a compromised site's issuing CA in its root's CRL (reason ca_compromise)
+  fleetpki.mtls.pki_crl:
+    ca_dir: "{{ playbook_dir }}/pki/root"
+    ca_passphrase: "{{ vault_root_passphrase }}"
+    revoke_ca_dirs: ["{{ playbook_dir }}/pki/sites/site-b"]
+    reason: ca_compromise
   delegate_to: localhost
   run_once: true
 
@@ -173,6 +194,7 @@ def main():
             ca_planned=dict(type='bool', default=False),
             revoke_serials=dict(type='list', elements='str', default=[]),
             revoke_names=dict(type='list', elements='str', default=[]),
+            revoke_ca_dirs=dict(type='list', elements='path', default=[]),
             reason=dict(type='str', default='unspecified', choices=list(REASONS)),
             crl_days=dict(type='int', default=30),
             force=dict(type='bool', default=False),
@@ -188,6 +210,7 @@ def main():
         passphrase=params['ca_passphrase'],
         revoke_serials=params['revoke_serials'],
         revoke_names=params['revoke_names'],
+        revoke_ca_dirs=params['revoke_ca_dirs'],
         reason=params['reason'],
         crl_days=params['crl_days'],
         force=params['force'],

@@ -52,7 +52,7 @@ class LoadedCa:
             'encrypted': self.encrypted,
             'path_length': basic.path_length if basic is not None else None,
             'name_constraints': constraints.summary(self.cert),
-            'self_signed': self.cert.issuer == self.cert.subject,
+            'self_signed': crypto.is_self_signed(self.cert),
             'issuer': self.cert.issuer.rfc4514_string(),
             'pkcs11': dict(self.token) if self.token else None,
         }
@@ -276,7 +276,7 @@ class CaManager:
         root's key (its passphrase or its token's PIN) is opened only to sign: create, replace, renew. An issuing CA
         is renewed by the root that issued it."""
         self.issuer = None
-        self_signed = self.existing is not None and self.existing.cert.issuer == self.existing.cert.subject
+        self_signed = self.existing is not None and crypto.is_self_signed(self.existing.cert)
         issued = self.existing is not None and self.action != 'replace' and not self_signed
         if self.issuer_dir is None:
             if issued and self.action == 'renew':
@@ -302,6 +302,11 @@ class CaManager:
                            '%s); point issuer_dir at its own root, or re-issue it under this one (force: true)'
                            % (self.directory, self.existing.cert.issuer.rfc4514_string(), self.issuer_dir,
                               issuer.cert.subject.rfc4514_string(), crypto.fingerprint_sha256(issuer.cert)))
+        if issued and crypto.serial_hex(self.existing.cert) in store.CaStore(self.issuer_dir).revoked_serials():
+            raise PkiError('the CA in %s was revoked by its root in issuer_dir %s (its revoked.json): every host that '
+                           'checks the root\'s CRL refuses what it signs. Make the site a new issuing CA with a new key '
+                           '(force: true; its leaves are then re-issued), or take the site out of the inventory'
+                           % (self.directory, self.issuer_dir))
         if self.action in ('create', 'replace') and crypto.build_name(self.common_name, self.subject_fields) == \
                 issuer.cert.subject:
             raise PkiError('common_name %r is the root\'s own subject (%s): an issuing CA needs a name of its own '

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import os
 
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki import crypto, store
 from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import load_ca
@@ -29,11 +30,13 @@ class CrlManager:
     """Plans and applies revocations and the CRL. ``plan()`` decides everything; ``apply()`` only writes."""
 
     def __init__(self, ca_dir, passphrase=None, revoke_serials=None, revoke_names=None, reason='unspecified',
-                 crl_days=30, force=False, now=None):
+                 crl_days=30, force=False, now=None, revoke_ca_dirs=None):
         self.ca_dir = ca_dir
         self.passphrase = passphrase
         self.revoke_serials = list(revoke_serials or [])
         self.revoke_names = list(revoke_names or [])
+        # Issuing CAs this CA (a root) signed: a compromised site's CA, every leaf below it refused at once.
+        self.revoke_ca_dirs = list(revoke_ca_dirs or [])
         self.reason = reason
         self.crl_days = crl_days
         self.force = force
@@ -77,8 +80,9 @@ class CrlManager:
         """Check mode only, when the CA is not made yet (pki_ca reported it would make it): the CRL would then be
         signed. Nothing can be revoked from a CA that issued nothing, so revocations still fail."""
         self.validate()
-        if self.revoke_serials or self.revoke_names:
-            raise PkiError('no CA in %s yet, so nothing it issued can be revoked (revoke_serials / revoke_names); '
+        if self.revoke_serials or self.revoke_names or self.revoke_ca_dirs:
+            raise PkiError('no CA in %s yet, so nothing it issued can be revoked (revoke_serials / revoke_names / '
+                           'revoke_ca_dirs); '
                            'point ca_dir at the CA that issued the certificates' % self.ca_dir)
         self.record = {'crl_number': 0, 'revoked': []}
         self.new_entries = []
@@ -88,11 +92,11 @@ class CrlManager:
 
     def _targets(self):
         """(serial, name) of every serial and name to revoke, each checked against metadata.json."""
+        targets = self._issued_ca_targets()
         if not (self.revoke_serials or self.revoke_names):
-            return []
+            return targets
         metadata = self.store.metadata()
         by_serial = metadata.serial_owners()
-        targets = []
         for name in self.revoke_names:
             serials = metadata.unexpired_serials(name, self.now)
             if not serials:
@@ -106,6 +110,26 @@ class CrlManager:
                                'serial, or the CA directory during a rollover'
                                % (serial, self.ca_dir, store.METADATA_NAME))
             targets.append((serial, by_serial[serial]))
+        return targets
+
+    def _issued_ca_targets(self):
+        """(serial, name) of every certificate, not yet expired, of each issuing CA in revoke_ca_dirs: its current
+        one and those its renewals kept under retired/ (the same key, each valid until it ends). Each must have been
+        signed by this CA; a root or another CA's issuing CA is refused, so a wrong directory revokes nothing."""
+        targets = []
+        for directory in self.revoke_ca_dirs:
+            issued = load_ca(directory, need_key=False, dir_option='revoke_ca_dirs')
+            if os.path.realpath(directory) == os.path.realpath(self.ca_dir) or crypto.is_self_signed(issued.cert) \
+                    or not crypto.signed_by(issued.cert, self.ca.cert):
+                raise PkiError('revoke_ca_dirs: the CA in %s (%s, issued by %s) was not issued by the CA in ca_dir %s '
+                               '(%s); give the directory of an issuing CA that this root signed'
+                               % (directory, issued.cert.subject.rfc4514_string(), issued.cert.issuer.rfc4514_string(),
+                                  self.ca_dir, self.ca.cert.subject.rfc4514_string()))
+            name = 'ca:%s' % crypto.common_name(issued.cert)
+            certs = [issued.cert] + [crypto.load_cert(data, path)
+                                     for path, data in store.CaStore(directory).read_retired_certs()]
+            targets.extend((crypto.serial_hex(cert), name) for cert in certs
+                           if crypto.signed_by(cert, self.ca.cert) and crypto.not_after(cert) > self.now)
         return targets
 
     def _resign_reason(self, wanted_serials):

@@ -385,6 +385,11 @@ def is_ca(cert):
     return bool(constraints is not None and constraints.ca)
 
 
+def is_self_signed(cert):
+    """A root names itself as its issuer (fleetpki never gives an issuing CA its root's subject: pki_ca refuses)."""
+    return cert.issuer == cert.subject
+
+
 def signed_by(cert, issuer, issuer_subject=None, issuer_key=None):
     """True when ``issuer``'s key signed ``cert`` and the names chain.
 

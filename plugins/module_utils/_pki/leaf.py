@@ -822,7 +822,7 @@ class LeafIssuer:
         """What follows the certificate in its file: the issuing CA's certificate when the CA is not a root (two
         tiers), so that every service and client presents the chain up to the root the others trust; nothing under
         a self-signed root."""
-        return b'' if self.ca.cert.issuer == self.ca.cert.subject else self.ca.cert_pem
+        return b'' if crypto.is_self_signed(self.ca.cert) else self.ca.cert_pem
 
     def _cert_file_data(self, cert):
         return crypto.cert_pem(cert) + self._chain()

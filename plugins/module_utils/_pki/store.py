@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import glob
 import hashlib
 import json
 import os
@@ -164,6 +165,11 @@ class CaStore:
                 moved = os.path.join(self.retired_dir, '%s-%s' % (stamp, os.path.basename(path)))
                 os.rename(path, moved)
         return moved
+
+    def read_retired_certs(self):
+        """[(path, PEM bytes)] of the CA certificates kept under retired/ (renewed or replaced), oldest first."""
+        paths = sorted(glob.glob(os.path.join(self.retired_dir, '*-' + CA_CERT_NAME)))
+        return [(path, files.read_bytes(path)) for path in paths]
 
     # -- revocations and the CRL ---------------------------------------------------------------------------------
 

@@ -176,9 +176,11 @@ def tls_context(env):
     context.load_cert_chain(env['API_TLS_CERT'], env['API_TLS_KEY'])
     context.load_verify_locations(env['API_TLS_CA'])
     if env.get('API_TLS_CRL'):
-        # OpenSSL refuses every client whose CA has no CRL in the file: the pki role keeps one per trusted CA.
+        # Checked along the whole chain: a site's issuing CA revoked by the root refuses every client below it.
+        # OpenSSL refuses every client of a CA (root included) that has no CRL in the file: the pki role keeps one
+        # per trusted CA and the root's.
         context.load_verify_locations(env['API_TLS_CRL'])
-        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
     # A route that takes requests without a client certificate makes the handshake ask without insisting; the
     # routes that require one are then held to it by client_certificate_policy().
     context.verify_mode = ssl.CERT_OPTIONAL if RoutePolicy(env).any_optional() else ssl.CERT_REQUIRED

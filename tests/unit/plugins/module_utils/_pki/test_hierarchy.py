@@ -250,3 +250,62 @@ def test_cert_expiry_follows_the_chain_in_the_file_and_checks_the_issuing_cas_cr
     assert by_path[str(out / 'web1-cert.pem')]['status'] == 'ok', by_path[str(out / 'web1-cert.pem')]['problems']
     assert by_path[str(tmp_path / 'leaf-only.pem')]['chains_to_ca'] is False
     assert [entry['status'] for entry in report['crls']] == ['ok', 'ok'], report['crls']
+
+
+def crl_of(directory, **kwargs):
+    manager = CrlManager(str(directory), **kwargs)
+    manager.plan()
+    return manager.apply()
+
+
+def test_revoking_a_sites_issuing_ca_cuts_off_its_leaves_and_nothing_else(tmp_path, pki):
+    """A compromised site: the root revokes its issuing CA (the current certificate and the renewed ones, same key);
+    with the root's CRL checked along the chain, every leaf of that site is refused and the other site's pass."""
+    root, out = tmp_path / 'root', tmp_path / 'issued'
+    made(root, common_name='Fleet Root CA')
+    site_a(root, tmp_path / 'site-a')
+    made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA', valid_days=30,
+         name_constraints_permitted_dns=['site-b.example.com'])
+    first_b = pki.load_cert(tmp_path / 'site-b' / 'ca-cert.pem')
+    made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA', valid_days=365, renew_days=60,
+         name_constraints_permitted_dns=['site-b.example.com'])
+    pki.issue(str(tmp_path / 'site-a'), [{'name': 'web-a', 'dns': ['web.site-a.example.com']}], default_dir=str(out))
+    pki.issue(str(tmp_path / 'site-b'), [{'name': 'web-b', 'dns': ['web.site-b.example.com']}], default_dir=str(out))
+    for directory in (root, tmp_path / 'site-a', tmp_path / 'site-b'):
+        crl_of(directory)
+
+    result = crl_of(root, revoke_ca_dirs=[str(tmp_path / 'site-b')], reason='ca_compromise')
+    current_b = pki.load_cert(tmp_path / 'site-b' / 'ca-cert.pem')
+    assert sorted(result['revoked_now']) == sorted([crypto.serial_hex(first_b), crypto.serial_hex(current_b)])
+    assert set(entry['name'] for entry in result['revoked']) == {'ca:Site B Issuing CA'}
+    crls = tmp_path / 'crl-bundle.pem'
+    crls.write_bytes(b''.join((directory / 'crl.pem').read_bytes()
+                              for directory in (root, tmp_path / 'site-a', tmp_path / 'site-b')))
+    for site, leaf, wanted in (('site-a', 'web-a', 0), ('site-b', 'web-b', 2)):
+        rc, output = verify('-crl_check_all', '-CRLfile', crls, '-CAfile', root / 'ca-cert.pem',
+                            '-untrusted', tmp_path / site / 'ca-cert.pem', out / ('%s-cert.pem' % leaf))
+        assert (rc == 0) == (wanted == 0), output
+        if wanted:
+            assert 'certificate revoked' in output, output
+    # Again: nothing new to revoke, the CRL stays.
+    assert crl_of(root, revoke_ca_dirs=[str(tmp_path / 'site-b')])['changed'] is False
+    # The revoked CA is not used on: pki_ca refuses it before any write, and force makes the site a new one.
+    pki.expect_error(lambda: made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA',
+                                  name_constraints_permitted_dns=['site-b.example.com']),
+                     tmp_path, 'was revoked by its root', 'force')
+    result, dummy = made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA', force=True,
+                         name_constraints_permitted_dns=['site-b.example.com'])
+    assert result['action'] == 'replace'
+
+
+def test_revoke_ca_dirs_refuses_a_ca_its_root_did_not_sign_before_any_write(tmp_path, pki):
+    root, other = tmp_path / 'root', tmp_path / 'other-root'
+    made(root, common_name='Fleet Root CA')
+    made(other, common_name='Other Root CA')
+    made(tmp_path / 'site-x', issuer_dir=str(other), common_name='Site X Issuing CA',
+         name_constraints_permitted_dns=['site-x.example.com'])
+    crl_of(root)
+    for directory in (root, other, tmp_path / 'site-x'):
+        pki.expect_error(lambda: crl_of(root, revoke_ca_dirs=[str(directory)]), tmp_path,
+                         'revoke_ca_dirs: the CA in %s' % directory, 'was not issued by the CA in ca_dir')
+    pki.expect_error(lambda: crl_of(root, revoke_ca_dirs=[str(tmp_path / 'nowhere')]), tmp_path, 'revoke_ca_dirs')
