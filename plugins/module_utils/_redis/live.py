@@ -145,10 +145,18 @@ def fingerprint(der):
     return hashlib.sha256(der).hexdigest()
 
 
+def first_cert_der(text):
+    """The DER of the first certificate of a PEM file. A certificate file carries its issuing CA's after it (two
+    tiers); ssl.PEM_cert_to_DER_cert on the whole file would decode past the first END line whenever the leaf's
+    base64 has no padding to stop at."""
+    start = text.index(ssl.PEM_HEADER)
+    return ssl.PEM_cert_to_DER_cert(text[start:text.index(ssl.PEM_FOOTER, start) + len(ssl.PEM_FOOTER)])
+
+
 def presented_cert(port, ca, cert, key, expected_file, host='127.0.0.1'):
     """(ok, message): does a new mTLS connection get the certificate in expected_file?"""
     with open(expected_file) as handle:
-        expected = ssl.PEM_cert_to_DER_cert(handle.read())
+        expected = first_cert_der(handle.read())
     context = ssl.create_default_context(cafile=ca)
     context.check_hostname = False  # the certificate itself is compared below
     context.load_cert_chain(cert, key)
