@@ -131,6 +131,17 @@ options:
     type: list
     elements: path
     default: []
+  crl_issuer_paths:
+    description:
+      - Files of issuing CA certificates (two tiers; the pki role writes C(crl-issuers.pem), the API hosts get a copy)
+        to check the CRLs of O(crl_paths) whose issuing CA no certificate of O(paths) carries, such as another
+        site's.
+      - An issuing CA counts only when a CA of O(ca_path) signed it; it is never trusted for anything else.
+      - Needs O(ca_path). A file that does not exist is skipped (a host the role has not given it yet).
+    type: list
+    elements: path
+    default: []
+    version_added: 0.3.0
   renewal:
     description:
       - The renewal policy of M(fleetpki.mtls.pki_leaf) that issued the certificates (its
@@ -417,6 +428,7 @@ def main():
             prometheus_path=dict(type='path'),
             prometheus_labels=dict(type='dict', default={}),
             crl_paths=dict(type='list', elements='path', default=[]),
+            crl_issuer_paths=dict(type='list', elements='path', default=[]),
             renewal=dict(type='dict', options=dict(
                 renew_days=dict(type='int'),
                 renew_fraction=dict(type='float'),
@@ -441,7 +453,8 @@ def main():
                   if renewal is not None else None)
         if params['paths'] or params['crl_paths']:
             report = CertInspector(params['paths'] or [], params['ca_path'], params['warn_days'],
-                                   crl_paths=params['crl_paths'], policy=policy).inspect()
+                                   crl_paths=params['crl_paths'], policy=policy,
+                                   crl_issuer_paths=params['crl_issuer_paths']).inspect()
         else:
             zero = dict((status, 0) for status in STATUSES)
             report = {'certs': [], 'counts': zero, 'total': 0, 'crls': [], 'crl_counts': dict(zero)}

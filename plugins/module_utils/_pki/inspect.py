@@ -103,7 +103,8 @@ def inspect_crls(paths, cas=None, now=None):
 
 
 class CertInspector:
-    def __init__(self, paths, ca_path=None, warn_days=30, now=None, crl_paths=None, policy=None):
+    def __init__(self, paths, ca_path=None, warn_days=30, now=None, crl_paths=None, policy=None,
+                 crl_issuer_paths=None):
         """``policy``: pki_leaf's renewal.RenewalPolicy, for each certificate's renew_at (None: not worked out)."""
         if not paths and not crl_paths:
             raise PkiError('paths is empty: list certificate files or directories to inspect')
@@ -119,6 +120,8 @@ class CertInspector:
         self.intermediates = []
         self.crl_paths = crl_paths or []
         self.policy = policy
+        for path in crl_issuer_paths or []:
+            self._add_crl_issuers(path)
 
     def inspect(self):
         certs = [self.inspect_one(path) for path in find_cert_files(self.paths)]
@@ -183,6 +186,27 @@ class CertInspector:
             entry['problems'].append('key mode %s, expected 0600' % entry['key_mode'])
         return entry
 
+    def _add_crl_issuers(self, path):
+        """The issuing CAs of a bundle (pki role: crl-issuers.pem), to check CRLs that no certificate file here
+        leads to (another site's). Only a CA that a CA of the trust bundle signed counts; it is never trusted."""
+        if self.cas is None:
+            raise PkiError('crl_issuer_paths needs ca_path: an issuing CA counts only when a CA there signed it')
+        if not os.path.exists(path):
+            return  # a host not rolled since the file came in (site.yml ships it): its CRLs are checked as before
+        try:
+            certs = crypto.load_cert_bundle(files.read_bytes(path), path)
+        except (IOError, OSError) as exc:
+            raise PkiError('crl_issuer_paths: cannot read %s: %s' % (path, exc.strerror))
+        for issuing in certs:
+            if crypto.is_ca(issuing) and not crypto.is_self_signed(issuing) and \
+                    any(crypto.signed_by(issuing, ca) for ca in self.cas):
+                self._remember_intermediate(issuing)
+
+    def _remember_intermediate(self, issuing):
+        if not any(known.fingerprint(crypto.hashes.SHA256()) == issuing.fingerprint(crypto.hashes.SHA256())
+                   for known in self.intermediates):
+            self.intermediates.append(issuing)
+
     def _chains_through_its_file(self, cert, data, path):
         """Two tiers: the certificate is followed in its file by its issuing CA's, which a CA of the bundle
         signed."""
@@ -194,9 +218,7 @@ class CertInspector:
             if crypto.is_ca(issuing) and crypto.signed_by(cert, issuing) and \
                     any(crypto.signed_by(issuing, ca) for ca in self.cas) and \
                     crypto.not_before(issuing) <= self.now < crypto.not_after(issuing):
-                if not any(known.fingerprint(crypto.hashes.SHA256()) == issuing.fingerprint(crypto.hashes.SHA256())
-                           for known in self.intermediates):
-                    self.intermediates.append(issuing)
+                self._remember_intermediate(issuing)
                 return True
         return False
 
