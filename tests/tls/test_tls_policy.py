@@ -43,17 +43,31 @@ def _write_cert(directory, name, key, cert):
     (directory / (name + '-cert.pem')).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-@pytest.fixture(scope='module')
-def pki(tmp_path_factory):
-    """A CA, a server and a client certificate like the pki role's (EC P-256, SHA-256, 365 days)."""
+def _ca(subject, key, issuer=None, issuer_key=None, path_length=None):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer or subject))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+            .sign(issuer_key or key, hashes.SHA256()))
+
+
+@pytest.fixture(scope='module', params=['one CA', 'two tiers'])
+def pki(tmp_path_factory, request):
+    """A CA, a server and a client certificate like the pki role's (EC P-256, SHA-256, 365 days). Two tiers: the
+    hosts trust a root alone (ca-cert.pem), an issuing CA signs the leaves and every certificate file carries it after
+    the leaf, so the scanner presents a chain as the lab's clients do."""
     directory = tmp_path_factory.mktemp('pki')
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name('tls test CA')).issuer_name(_name('tls test CA'))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=365))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    ca = _ca('tls test CA', ca_key)
     _write_cert(directory, 'ca', ca_key, ca)
+    chain = b''
+    if request.param == 'two tiers':
+        root_key, root = ca_key, ca
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _ca('tls test issuing CA', ca_key, 'tls test CA', root_key, path_length=0)
+        chain = ca.public_bytes(serialization.Encoding.PEM)
     for name in ('server', 'client'):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
@@ -65,6 +79,8 @@ def pki(tmp_path_factory):
                 .add_extension(x509.SubjectAlternativeName([x509.DNSName('localhost')]), critical=False)
                 .sign(ca_key, hashes.SHA256()))
         _write_cert(directory, name, key, cert)
+        with open(directory / (name + '-cert.pem'), 'ab') as handle:
+            handle.write(chain)
     return directory
 
 
