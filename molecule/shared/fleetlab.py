@@ -19,6 +19,8 @@ PROJECT = pathlib.Path(os.environ.get('MOLECULE_PROJECT_DIRECTORY', pathlib.Path
 # The shared requirepass of the migration scenario's fleet before its switch (and of no other scenario).
 REDIS_PASSWORD = 'molecule-redis-Pa55w0rd-7f3c9e'
 CA_PASSPHRASE = 'molecule-ca-passphrase-b81d4a'
+# The default scenario's root (two tiers, two sites): its own test-only secret.
+ROOT_PASSPHRASE = 'molecule-root-passphrase-c4e7f1'
 # A secret of the operator's own in the workers' .env (worker_tls_extra_env): never in a log either.
 EXTRA_ENV_SECRET = 'molecule-extra-env-secret-5d2a'
 PKI_DIR = PROJECT / '.build' / 'molecule-pki'
@@ -52,10 +54,10 @@ def acl_password(user):
 
 def every_secret():
     """Every secret of the lab: the admin's and each host's Redis password, the shared password, the CA
-    passphrase. What a log or a process list must never show."""
+    passphrase, the root's. What a log or a process list must never show."""
     acl_dir = PKI_DIR / 'redis-acl'
     found = [path.read_text().strip() for path in acl_dir.iterdir()] if acl_dir.is_dir() else []
-    return found + [REDIS_PASSWORD, CA_PASSPHRASE, EXTRA_ENV_SECRET]
+    return found + [REDIS_PASSWORD, CA_PASSPHRASE, ROOT_PASSPHRASE, EXTRA_ENV_SECRET]
 
 
 PUT_PASSWORDS = {}

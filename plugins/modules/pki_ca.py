@@ -128,6 +128,15 @@ options:
       - The secret of the root's key in O(issuer_dir), its passphrase or its token's user PIN. Never logged.
     type: str
     version_added: 0.3.0
+  replace_revoked:
+    description:
+      - With O(issuer_dir), an issuing CA that its root revoked (M(fleetpki.mtls.pki_crl)
+        O(fleetpki.mtls.pki_crl#module:revoke_ca_dirs), a compromised site) is replaced by a new CA with a new key,
+        as with O(force=true); the revoked one is kept under C(retired/). Without it, such a CA is refused.
+      - A CA that was not revoked is kept as it is.
+    type: bool
+    default: false
+    version_added: 0.3.0
   renew_days:
     description:
       - When the existing CA certificate expires within this many days, re-issue it with the SAME key and subject
@@ -364,6 +373,7 @@ def main():
             )),
             issuer_dir=dict(type='path'),
             issuer_passphrase=dict(type='str', no_log=True),
+            replace_revoked=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )
@@ -387,6 +397,7 @@ def main():
         pkcs11=params['pkcs11'],
         issuer_dir=params['issuer_dir'],
         issuer_passphrase=params['issuer_passphrase'],
+        replace_revoked=params['replace_revoked'],
     )
     try:
         manager.plan()

@@ -9,7 +9,8 @@ import pytest
 from test_preflight import FLEET, assert_stopped_before_any_change, inventory, playbook
 
 ROTATE_OPTIONS = 'services is a comma-separated list of redis, api, workers, clients, renew_days a whole number'
-REVOKE_OPTIONS = 'Give exactly one of -e revoke_host=<inventory host> or -e revoke_serial=<hex serial>'
+REVOKE_OPTIONS = ('Give exactly one of -e revoke_host=<inventory host>, -e revoke_serial=<hex serial> or -e '
+                  'revoke_site=<site>')
 
 
 @pytest.mark.parametrize('extra', [['-e', 'services=redis,mail'], ['-e', 'services='], ['-e', 'renew_days=soon'],
@@ -21,7 +22,8 @@ def test_rotate_refuses_unknown_services_and_bad_renew_days(tmp_path, extra):
 
 @pytest.mark.parametrize('extra', [[], ['-e', 'revoke_host=pf-worker1', '-e', 'revoke_serial=4F2A'],
                                    ['-e', 'revoke_host=no-such-host'],
-                                   ['-e', 'revoke_host=pf-worker1', '-e', 'revoke_service=mail']])
+                                   ['-e', 'revoke_host=pf-worker1', '-e', 'revoke_service=mail'],
+                                   ['-e', 'revoke_site=site-b'], ['-e', 'revoke_site=site-b', '-e', 'revoke_host=pf-worker1']])
 def test_revoke_needs_one_known_host_or_one_serial(tmp_path, extra):
     rc, output = playbook(inventory(tmp_path, FLEET), 'revoke.yml', *extra)
     assert_stopped_before_any_change(tmp_path, rc, output, REVOKE_OPTIONS)

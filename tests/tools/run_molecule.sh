@@ -30,7 +30,8 @@ molecule converge -s "$scenario" -- --diff -vvv >"$logs/converge.log" 2>&1 || { 
 scan_dir=.build/molecule-pki
 if [ "$scenario" = migration ]; then scan_dir=.build/molecule-old-scripts; fi
 python3 tests/tools/scan_log_for_secrets.py "$logs/converge.log" "$scan_dir" \
-  molecule-redis-Pa55w0rd-7f3c9e molecule-ca-passphrase-b81d4a molecule-extra-env-secret-5d2a
+  molecule-redis-Pa55w0rd-7f3c9e molecule-ca-passphrase-b81d4a molecule-extra-env-secret-5d2a \
+  molecule-root-passphrase-c4e7f1
 # The lifecycle scenario's tests change the fleet on purpose; the default scenario checks idempotence.
 if [ "$scenario" = default ]; then
   step idempotence

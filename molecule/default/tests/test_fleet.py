@@ -115,9 +115,12 @@ def test_worker_env_files_are_root_owned_0640_and_carry_the_tls_settings(fleet):
             assert line in content.splitlines(), line
 
 
-def test_no_fleet_host_holds_the_ca_key(fleet, pki_dir):
-    body = [line for line in (pki_dir / 'ca' / 'ca-key.pem').read_text().splitlines() if not line.startswith('-----')]
-    assert len(body) >= 2
+def test_no_fleet_host_holds_a_ca_key(fleet, pki_dir):
+    """The root's, the CA's of pki_ca_dir and each site's (two tiers, two sites)."""
+    keys = [pki_dir / 'root' / 'ca-key.pem', pki_dir / 'ca' / 'ca-key.pem'] + sorted(pki_dir.glob('sites/*/ca-key.pem'))
+    assert len(keys) == 4 and all(key.is_file() for key in keys), keys
+    body = [line for key in keys for line in key.read_text().splitlines() if not line.startswith('-----')]
+    assert len(body) >= 8
     # The key lines go to grep in a file, not on its command line: testinfra runs commands through sudo, which
     # logs each command line to the journal, where this very grep would then find them.
     patterns_file = '/root/.fleetpki-test-ca-key-lines'

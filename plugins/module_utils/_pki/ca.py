@@ -146,7 +146,7 @@ class CaManager:
     def __init__(self, directory, common_name='Internal Root CA', subject_fields=None, key_type='ec-p256',
                  valid_days=3650, passphrase=None, force=False, path_length=None, now=None, renew_days=0,
                  name_constraints_permitted_dns=None, name_constraints_permitted_ip=None, encrypt_existing_key=False,
-                 pkcs11=None, issuer_dir=None, issuer_passphrase=None):
+                 pkcs11=None, issuer_dir=None, issuer_passphrase=None, replace_revoked=False):
         self.directory = directory
         # The key in a PKCS#11 token ({module, token_label, key_label}; the PIN is ``passphrase``), or a file.
         self.token = hsm.TokenSpec(pkcs11.get('module'), pkcs11.get('token_label'), pkcs11.get('key_label')) \
@@ -154,6 +154,9 @@ class CaManager:
         # An issuing CA: signed by the CA in issuer_dir (a root), not by itself.
         self.issuer_dir = issuer_dir
         self.issuer_passphrase = issuer_passphrase
+        # An issuing CA its root revoked (a compromised site) is replaced by a new one, with a new key, instead of
+        # refused: the root's revocation was the operator's decision.
+        self.replace_revoked = replace_revoked
         self.issuer = None
         self.common_name = common_name
         self.subject_fields = dict((k, v) for k, v in (subject_fields or {}).items() if v)
@@ -288,6 +291,17 @@ class CaManager:
                            'leaves it signed would be refused by hosts that trust that root alone. Omit issuer_dir '
                            'to keep it as it is (moving a running fleet under a root is not supported yet)'
                            % (self.directory, self.issuer_dir))
+        if issued and crypto.serial_hex(self.existing.cert) in store.CaStore(self.issuer_dir).revoked_serials():
+            if not self.replace_revoked:
+                raise PkiError('the CA in %s was revoked by its root in issuer_dir %s (its revoked.json): every host '
+                               'that checks the root\'s CRL refuses what it signs. Make the site a new issuing CA with '
+                               'a new key (force: true, or replace_revoked: true; its leaves are then re-issued), or '
+                               'take the site out of the inventory' % (self.directory, self.issuer_dir))
+            self.warnings.append('the CA in %s was revoked by its root: it is replaced by a new issuing CA with a new '
+                                 'key (the revoked one is kept under retired/)' % self.directory)
+            if self.token is None:
+                validate.check_new_key_passphrase('ca_passphrase', self.passphrase)
+            self.action, self.replaced, self.existing, issued = 'replace', self.existing, None, False
         signing = self.action in ('create', 'replace', 'renew')
         issuer = load_ca(self.issuer_dir, self.issuer_passphrase, need_key=signing,
                          passphrase_option='issuer_passphrase', dir_option='issuer_dir')
@@ -302,11 +316,6 @@ class CaManager:
                            '%s); point issuer_dir at its own root, or re-issue it under this one (force: true)'
                            % (self.directory, self.existing.cert.issuer.rfc4514_string(), self.issuer_dir,
                               issuer.cert.subject.rfc4514_string(), crypto.fingerprint_sha256(issuer.cert)))
-        if issued and crypto.serial_hex(self.existing.cert) in store.CaStore(self.issuer_dir).revoked_serials():
-            raise PkiError('the CA in %s was revoked by its root in issuer_dir %s (its revoked.json): every host that '
-                           'checks the root\'s CRL refuses what it signs. Make the site a new issuing CA with a new key '
-                           '(force: true; its leaves are then re-issued), or take the site out of the inventory'
-                           % (self.directory, self.issuer_dir))
         if self.action in ('create', 'replace') and crypto.build_name(self.common_name, self.subject_fields) == \
                 issuer.cert.subject:
             raise PkiError('common_name %r is the root\'s own subject (%s): an issuing CA needs a name of its own '

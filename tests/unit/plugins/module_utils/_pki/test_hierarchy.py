@@ -251,6 +251,30 @@ def test_cert_expiry_follows_the_chain_in_the_file_and_checks_the_issuing_cas_cr
     assert by_path[str(tmp_path / 'leaf-only.pem')]['chains_to_ca'] is False
     assert [entry['status'] for entry in report['crls']] == ['ok', 'ok'], report['crls']
 
+    # Another site's CRL: no certificate here leads to its issuing CA, so it is checked with the issuing CAs of
+    # crl_issuer_paths (the pki role's crl-issuers.pem); a CA there that the root did not sign does not count.
+    made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA',
+         name_constraints_permitted_dns=['site-b.example.com'])
+    crl = CrlManager(str(tmp_path / 'site-b'))
+    crl.plan()
+    crl.apply()
+    made(tmp_path / 'stranger', common_name='Site B Issuing CA')
+    (tmp_path / 'crl-bundle.pem').write_bytes((tmp_path / 'crl-bundle.pem').read_bytes()
+                                              + (tmp_path / 'site-b' / 'crl.pem').read_bytes())
+    (tmp_path / 'issuers.pem').write_bytes(b''.join((directory / 'ca-cert.pem').read_bytes() for directory in
+                                                    (root, issuing, tmp_path / 'site-b')))
+    (tmp_path / 'strangers.pem').write_bytes((tmp_path / 'stranger' / 'ca-cert.pem').read_bytes())
+
+    def crl_statuses(*issuer_paths):
+        return [entry['status'] for entry in CertInspector(
+            [str(out / 'web1-cert.pem')], ca_path=str(root / 'ca-cert.pem'),
+            crl_paths=[str(tmp_path / 'crl-bundle.pem')], crl_issuer_paths=[str(path) for path in issuer_paths]
+        ).inspect()['crls']]
+
+    assert crl_statuses() == ['ok', 'ok', 'broken']
+    assert crl_statuses(tmp_path / 'strangers.pem', tmp_path / 'missing.pem') == ['ok', 'ok', 'broken']
+    assert crl_statuses(tmp_path / 'issuers.pem') == ['ok', 'ok', 'ok']
+
 
 def crl_of(directory, **kwargs):
     manager = CrlManager(str(directory), **kwargs)
@@ -293,9 +317,16 @@ def test_revoking_a_sites_issuing_ca_cuts_off_its_leaves_and_nothing_else(tmp_pa
     pki.expect_error(lambda: made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA',
                                   name_constraints_permitted_dns=['site-b.example.com']),
                      tmp_path, 'was revoked by its root', 'force')
-    result, dummy = made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA', force=True,
-                         name_constraints_permitted_dns=['site-b.example.com'])
-    assert result['action'] == 'replace'
+    result, manager = made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA',
+                           replace_revoked=True, name_constraints_permitted_dns=['site-b.example.com'])
+    assert result['action'] == 'replace' and 'was revoked by its root' in ' '.join(manager.warnings)
+    replaced = pki.load_cert(tmp_path / 'site-b' / 'ca-cert.pem')
+    assert crypto.public_key_der(replaced.public_key()) != crypto.public_key_der(current_b.public_key())
+    assert crypto.signed_by(replaced, pki.load_cert(root / 'ca-cert.pem'))
+    assert len(list((tmp_path / 'site-b' / 'retired').glob('*-ca-cert.pem'))) == 2
+    # The new one is not revoked: replace_revoked keeps it.
+    assert made(tmp_path / 'site-b', issuer_dir=str(root), common_name='Site B Issuing CA', replace_revoked=True,
+                name_constraints_permitted_dns=['site-b.example.com'])[0]['action'] == 'none'
 
 
 def test_revoke_ca_dirs_refuses_a_ca_its_root_did_not_sign_before_any_write(tmp_path, pki):
