@@ -445,7 +445,7 @@ def test_revoked_client_cert_is_refused_by_the_api_and_its_replacement_accepted(
                               '-vvv')
     assert rc == 0, output[-4000:]
     assert_no_secret_in({'revoke.yml -vvv': output}, 'the log')
-    assert "Turn its Redis user off and close its connections" in output
+    assert "Turn their Redis users off and close their connections" in output
     # Redis has no CRL: the host's old identity is refused there (its user got a new password), its new one works.
     assert acl_password('worker1') != old_password
     old_login = fleet['redis1'].run(
