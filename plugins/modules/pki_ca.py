@@ -163,6 +163,24 @@ options:
     type: list
     elements: str
     default: []
+  name_constraints_excluded_ip:
+    description:
+      - IP ranges a new CA may never certify (excluded subtrees of its nameConstraints). C(0.0.0.0/0) and C(::/0)
+        together forbid every address, as the enrollment CA on an API host has them (its certificates name a
+        machine by DNS name only).
+    type: list
+    elements: str
+    default: []
+    version_added: 0.3.0
+  usage:
+    description:
+      - The ExtendedKeyUsage of a new CA certificate, which limits what it can sign, as OpenSSL holds every
+        certificate below a CA to the CA's EKU. C(client) signs client certificates only, C(server) server ones,
+        C(both) either. Omitted, the CA is not limited by usage (the fleet's CAs).
+      - A renewal keeps the CA's own.
+    type: str
+    choices: [client, server, both]
+    version_added: 0.3.0
   encrypt_existing_key:
     description:
       - When the existing CA key is not encrypted and O(ca_passphrase) is given, encrypt the key in place with it
@@ -374,6 +392,8 @@ def main():
             issuer_dir=dict(type='path'),
             issuer_passphrase=dict(type='str', no_log=True),
             replace_revoked=dict(type='bool', default=False),
+            name_constraints_excluded_ip=dict(type='list', elements='str', default=[]),
+            usage=dict(type='str', choices=['client', 'server', 'both']),
         ),
         supports_check_mode=True,
     )
@@ -398,6 +418,8 @@ def main():
         issuer_dir=params['issuer_dir'],
         issuer_passphrase=params['issuer_passphrase'],
         replace_revoked=params['replace_revoked'],
+        name_constraints_excluded_ip=params['name_constraints_excluded_ip'],
+        usage=params['usage'],
     )
     try:
         manager.plan()

@@ -90,6 +90,7 @@ class Api:
         self.work, self.pki, self.port = work, pki, free_port()
         shutil.copy(ROOT / 'roles/reference_services/files/fleet-api.py', work / 'fleet-api')
         shutil.copy(ROOT / 'plugins/module_utils/_fleet_env.py', work / 'fleet_env.py')
+        shutil.copy(ROOT / 'plugins/module_utils/_fleet_enroll.py', work / 'fleet_enroll.py')
         self.cert, self.key = work / 'api-cert.pem', work / 'api-key.pem'
         self.write_env()
         self.log = work / 'api.log'

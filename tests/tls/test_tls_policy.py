@@ -155,6 +155,7 @@ def start_api(work, pki_dir, port, policy_env, unit_env):
     """The reference API as installed by reference_services: fleet-api and fleet_env.py side by side."""
     shutil.copy(ROOT / 'roles/reference_services/files/fleet-api.py', work / 'fleet-api')
     shutil.copy(ROOT / 'plugins/module_utils/_fleet_env.py', work / 'fleet_env.py')
+    shutil.copy(ROOT / 'plugins/module_utils/_fleet_enroll.py', work / 'fleet_enroll.py')
     entries = {'API_BIND': '127.0.0.1', 'API_PORT': str(port), 'API_USE_TLS': 'true',
                'API_TLS_CERT': str(pki_dir / 'server-cert.pem'), 'API_TLS_KEY': str(pki_dir / 'server-key.pem'),
                'API_TLS_CA': str(pki_dir / 'ca-cert.pem'), 'API_REQUIRE_CLIENT_CERT': 'true'}

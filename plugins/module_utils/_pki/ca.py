@@ -108,7 +108,24 @@ def check_ca_usable(ca, now=None):
                        'one) before issuing certificates' % (ca.cert_path, crypto.iso8601(ca.not_after)))
 
 
-def build_ca_cert(key, subject, valid_days, path_length, now, name_constraints=None, issuer=None):
+# pki_ca's usage: the ExtendedKeyUsage a CA certificate carries. OpenSSL holds every certificate below a CA to its
+# CA's EKU (a chain through a client-only CA fails a server's purpose check), so it limits what the CA can sign.
+CA_USAGES = {
+    'server': ('SERVER_AUTH',),
+    'client': ('CLIENT_AUTH',),
+    'both': ('SERVER_AUTH', 'CLIENT_AUTH'),
+}
+
+
+def usage_extension(usage):
+    """The ExtendedKeyUsage value for pki_ca's usage, or None for a CA unlimited by usage."""
+    if not usage:
+        return None
+    return crypto.x509.ExtendedKeyUsage([getattr(crypto.ExtendedKeyUsageOID, name) for name in CA_USAGES[usage]])
+
+
+def build_ca_cert(key, subject, valid_days, path_length, now, name_constraints=None, issuer=None,
+                  extended_key_usage=None):
     """A CA certificate for ``key``: self-signed, or issued by ``issuer`` (a LoadedCa with its key: an issuing CA
     under a root), never beyond the issuer's own end."""
     ski = crypto.x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -137,6 +154,8 @@ def build_ca_cert(key, subject, valid_days, path_length, now, name_constraints=N
     if name_constraints is not None:
         # Critical, as RFC 5280 requires: a client that does not understand it must not trust the CA unbounded.
         builder = builder.add_extension(name_constraints, critical=True)
+    if extended_key_usage is not None:
+        builder = builder.add_extension(extended_key_usage, critical=False)
     return crypto.sign(builder, issuer.key if issuer is not None else key)
 
 
@@ -146,7 +165,8 @@ class CaManager:
     def __init__(self, directory, common_name='Internal Root CA', subject_fields=None, key_type='ec-p256',
                  valid_days=3650, passphrase=None, force=False, path_length=None, now=None, renew_days=0,
                  name_constraints_permitted_dns=None, name_constraints_permitted_ip=None, encrypt_existing_key=False,
-                 pkcs11=None, issuer_dir=None, issuer_passphrase=None, replace_revoked=False):
+                 pkcs11=None, issuer_dir=None, issuer_passphrase=None, replace_revoked=False,
+                 name_constraints_excluded_ip=None, usage=None):
         self.directory = directory
         # The key in a PKCS#11 token ({module, token_label, key_label}; the PIN is ``passphrase``), or a file.
         self.token = hsm.TokenSpec(pkcs11.get('module'), pkcs11.get('token_label'), pkcs11.get('key_label')) \
@@ -172,6 +192,11 @@ class CaManager:
         self.name_constraints_permitted_dns = list(name_constraints_permitted_dns or [])
         self.name_constraints_permitted_ip = list(name_constraints_permitted_ip or [])
         self.permitted_dns, self.permitted_ip = [], []
+        # Address ranges the CA may never vouch for (0.0.0.0/0 and ::/0: no address at all), and the EKU that
+        # limits it to client or server certificates (CA_USAGES): the enrollment CA on an API host has both.
+        self.name_constraints_excluded_ip = list(name_constraints_excluded_ip or [])
+        self.excluded_ip = []
+        self.usage = usage
         self.now = now or crypto.utcnow()
         self.previous_cert_path = None
         self.store = store.CaStore(directory)
@@ -197,6 +222,11 @@ class CaManager:
         crypto.build_name(self.common_name, self.subject_fields)  # raises on a bad country code
         self.permitted_dns, self.permitted_ip = constraints.parse_permitted(
             'CA %s' % self.directory, self.name_constraints_permitted_dns, self.name_constraints_permitted_ip)
+        dummy, self.excluded_ip = constraints.parse_permitted(
+            'CA %s' % self.directory, [], self.name_constraints_excluded_ip, ip_option='name_constraints_excluded_ip')
+        if self.usage is not None and self.usage not in CA_USAGES:
+            raise PkiError('usage %r: one of %s, or omitted for a CA unlimited by usage'
+                           % (self.usage, ', '.join(sorted(CA_USAGES))))
         if self.token is not None:
             self.token.check('CA %s' % self.directory, self.passphrase)
             if self.key_type not in hsm.TOKEN_KEY_TYPES:
@@ -372,7 +402,8 @@ class CaManager:
         if self.permitted_dns or self.permitted_ip:
             current = constraints.summary(cert) or {}
             wanted = (self.permitted_dns, self.permitted_ip)
-            if (current.get('permitted_dns', []), current.get('permitted_ip', [])) != wanted:
+            if (current.get('permitted_dns', []), current.get('permitted_ip', [])) != wanted or \
+                    current.get('excluded_ip', []) != self.excluded_ip:
                 differences.append('name constraints %s' % (
                     'permitted DNS %s, IP %s' % (current['permitted_dns'] or 'any', current['permitted_ip'] or 'any')
                     if current else 'none'))
@@ -425,7 +456,8 @@ class CaManager:
             key = crypto.generate_key(self.key_type)
             key_files = {'key_pem': crypto.private_key_pem(key, self.passphrase)}
         cert = build_ca_cert(key, subject, self.valid_days, self.path_length, self.now,
-                             constraints.extension(self.permitted_dns, self.permitted_ip), issuer=self.issuer)
+                             constraints.extension(self.permitted_dns, self.permitted_ip, self.excluded_ip),
+                             issuer=self.issuer, extended_key_usage=usage_extension(self.usage))
         staged = self.store.stage_ca(cert_pem=crypto.cert_pem(cert), **key_files)
         if self.action == 'replace':
             # Keep the replaced CA under retired/ (its leaves may still be in use), never delete it.
@@ -453,7 +485,8 @@ class CaManager:
         basic = crypto.extension_value(old.cert, crypto.x509.BasicConstraints)
         path_length = basic.path_length if basic is not None else self.path_length
         cert = build_ca_cert(old.key, old.cert.subject, self.valid_days, path_length, self.now,
-                             crypto.extension_value(old.cert, crypto.x509.NameConstraints), issuer=self.issuer)
+                             crypto.extension_value(old.cert, crypto.x509.NameConstraints), issuer=self.issuer,
+                             extended_key_usage=crypto.extension_value(old.cert, crypto.x509.ExtendedKeyUsage))
         staged = self.store.stage_ca(cert_pem=crypto.cert_pem(cert))
         self.previous_cert_path = self.store.retire((self.cert_path,), self.now)
         self.store.install(staged)

@@ -19,7 +19,7 @@ DNS_OPTION = 'name_constraints_permitted_dns'
 IP_OPTION = 'name_constraints_permitted_ip'
 
 
-def parse_permitted(where, dns_suffixes, ip_ranges):
+def parse_permitted(where, dns_suffixes, ip_ranges, ip_option=IP_OPTION):
     """Validated (sorted DNS suffixes, sorted network strings) from the pki_ca options."""
     suffixes = []
     for value in dns_suffixes or []:
@@ -35,18 +35,19 @@ def parse_permitted(where, dns_suffixes, ip_ranges):
             network = ipaddress.ip_network(u'%s' % value, strict=True)
         except ValueError as exc:
             raise PkiError('%s: %s entry %r is not an IP range in CIDR form (such as 10.20.0.0/16 or fd00::/8): %s'
-                           % (where, IP_OPTION, value, exc))
+                           % (where, ip_option, value, exc))
         networks.append(str(network))
     return sorted(set(suffixes)), sorted(set(networks))
 
 
-def extension(dns_suffixes, ip_ranges):
-    """A NameConstraints extension value with these permitted subtrees, or None when both lists are empty."""
-    if not dns_suffixes and not ip_ranges:
+def extension(dns_suffixes, ip_ranges, excluded_ip_ranges=None):
+    """A NameConstraints extension value with these permitted (and excluded) subtrees, or None when all are empty."""
+    if not dns_suffixes and not ip_ranges and not excluded_ip_ranges:
         return None
     subtrees = [crypto.x509.DNSName(suffix) for suffix in dns_suffixes]
     subtrees += [crypto.x509.IPAddress(ipaddress.ip_network(u'%s' % network)) for network in ip_ranges]
-    return crypto.x509.NameConstraints(permitted_subtrees=subtrees, excluded_subtrees=None)
+    excluded = [crypto.x509.IPAddress(ipaddress.ip_network(u'%s' % network)) for network in excluded_ip_ranges or []]
+    return crypto.x509.NameConstraints(permitted_subtrees=subtrees or None, excluded_subtrees=excluded or None)
 
 
 def _split(subtrees):

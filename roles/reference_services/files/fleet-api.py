@@ -9,6 +9,15 @@ ssl before 3.13 cannot set: it must be in OPENSSL_CONF when the process starts; 
   GET  /health                      {"status": "ok", "client": <client cert subject or null>}
   POST /callback/report             reports of the fleet's own services; answers 202
   POST /api/v1/validation/report    validation reports from PXE-booted machines (the seed's image); answers 202
+  POST /api/v1/enroll               enrollment of a PXE-booted machine (below); answers 201 with its certificate
+
+Enrollment (on when API_ENROLL_CA_CERT is set): a machine posts {"token", "machine", "csr"} (its one-time token
+from playbooks/enrollment_token.yml, its MAC or serial, and a PKCS#10 request, PEM or base64 DER, for a key it made
+in memory) and gets a client certificate valid API_ENROLL_CERT_HOURS hours (default 4), named
+<MAC or serial>.API_ENROLL_DNS_SUFFIX, signed by the enrollment CA (API_ENROLL_CA_CERT, API_ENROLL_CA_KEY), as PEM
+with that CA's certificate after it. API_ENROLL_TOKENS is the directory of the tokens' records (fleet_enroll.py).
+A token works once, for its machine only, before it expires; every refusal is logged with its reason (never the
+token) and answered 400 (a malformed request), 403 (unknown, expired or another machine's token) or 409 (used).
 
 Client certificates per route: API_CLIENT_CERT_ROUTES is a comma-separated list of "<path prefix>=required" or
 "<path prefix>=optional" (whole path segments; the longest matching prefix wins); a route it does not name follows
@@ -39,6 +48,7 @@ from werkzeug.serving import make_server
 from flask import Flask, jsonify, request
 
 from fleet_env import read_env, truthy
+from fleet_enroll import EnrollError, Enrollment
 
 app = Flask(__name__)
 # A request body larger than this is refused (413): the open route takes posts from machines without a certificate.
@@ -71,6 +81,56 @@ def report():
 def validation_report():
     REPORTS.append(request.get_json(silent=True))
     return jsonify(accepted=True, client=client_subject()), 202
+
+
+@app.route('/api/v1/enroll', methods=['POST'])
+def enroll():
+    enrollment = ENROLLMENT[0]
+    if enrollment is None:
+        return jsonify(error='enrollment is off on this API host (API_ENROLL_CA_CERT is not set)'), 404
+    body = request.get_json(silent=True)
+    try:
+        pem, machine, serial = enrollment.enroll(body)
+    except EnrollError as exc:
+        log('enrollment refused (%d) for %s from %s: %s' % (exc.status, requested_machine(body), request.remote_addr,
+                                                              exc))
+        return jsonify(error=str(exc)), exc.status
+    except (OSError, ValueError) as exc:
+        log('enrollment failed for %s from %s: %s: %s' % (requested_machine(body), request.remote_addr,
+                                                          type(exc).__name__, exc))
+        return jsonify(error='the API host could not sign: see its log'), 500
+    log('enrolled %s from %s: certificate serial %s' % (machine, request.remote_addr, serial))
+    return app.response_class(pem, status=201, mimetype='application/x-pem-file')
+
+
+def requested_machine(body):
+    """The machine a refused request named, printable in the log whatever it sent."""
+    value = body.get('machine') if isinstance(body, dict) else None
+    return repr(value[:80] if isinstance(value, str) else value)
+
+
+def log(message):
+    sys.stderr.write('fleet-api: %s\n' % message)
+    sys.stderr.flush()
+
+
+def enrollment_from(env):
+    """The enrollment settings of the .env, or None when enrollment is off; ConfigError when they are incomplete."""
+    if not env.get('API_ENROLL_CA_CERT'):
+        return None
+    missing = [key for key in ('API_ENROLL_CA_KEY', 'API_ENROLL_TOKENS', 'API_ENROLL_DNS_SUFFIX') if not env.get(key)]
+    if missing:
+        raise ConfigError('API_ENROLL_CA_CERT is set but %s is not: enrollment needs all of them'
+                          % ', '.join(missing))
+    try:
+        return Enrollment(env['API_ENROLL_TOKENS'], env['API_ENROLL_CA_CERT'], env['API_ENROLL_CA_KEY'],
+                          env['API_ENROLL_DNS_SUFFIX'], env.get('API_ENROLL_CERT_HOURS') or 4)
+    except ValueError as exc:
+        raise ConfigError(str(exc))
+
+
+# Enrollment as configured (swapped whole on reload); None when it is off.
+ENROLLMENT = [None]
 
 
 class RoutePolicy:
@@ -226,6 +286,7 @@ class Reloader:
             env = read_env(self.env_path)
             context = tls_context(env)
             policy = RoutePolicy(env)
+            enrollment = enrollment_from(env)
         except (ConfigError, ssl.SSLError, OSError, KeyError, ValueError) as exc:
             sys.stderr.write('fleet-api: reload failed, still serving the previous certificate and settings: %s: %s\n'
                              % (type(exc).__name__, exc))
@@ -238,6 +299,7 @@ class Reloader:
         with self.lock:
             self.context = context
             POLICY[0] = policy
+            ENROLLMENT[0] = enrollment
             # What the process runs with: the restart-only settings stay those it started with.
             self.env = dict(env, **{key: self.env[key] for key in RESTART_ONLY if key in self.env})
             if self.server is not None:
@@ -299,12 +361,14 @@ def main():
     try:
         reloader = Reloader(args.env, env, tls_context(env))
         POLICY[0] = RoutePolicy(env)
+        ENROLLMENT[0] = enrollment_from(env)
     except ConfigError as exc:
         raise SystemExit('fleet-api: %s' % exc)
     server = tls_server(host, port, app, reloader)
     threading.Thread(target=reloader.run, name='tls-reload', daemon=True).start()
     sys.stderr.write('fleet-api: serving https on %s:%d (pid %d; SIGHUP reloads the TLS files and settings); '
-                     'client certificate: %s\n' % (host, port, os.getpid(), POLICY[0].describe()))
+                     'client certificate: %s; enrollment %s\n'
+                     % (host, port, os.getpid(), POLICY[0].describe(), 'on' if ENROLLMENT[0] else 'off'))
     sys.stderr.flush()
     server.serve_forever()
     return 0
