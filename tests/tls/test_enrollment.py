@@ -5,7 +5,6 @@ refused and logged; what the enrollment CA signs cannot serve TLS or carry an ad
 import datetime
 import ipaddress
 import os
-import pathlib
 import subprocess
 import time
 

@@ -18,7 +18,8 @@ cmdline=${FLEETPKI_CMDLINE:-/proc/cmdline}
 dir=${FLEETPKI_DIR:-/run/fleetpki}
 
 token='' machine='' bootif=''
-for word in $(cat "$cmdline"); do
+line=; read -r line < "$cmdline" || true  # /proc/cmdline is one line
+for word in ${line:-}; do
     case $word in
         fleetpki.token=*) token=${word#fleetpki.token=} ;;
         fleetpki.machine=*) machine=${word#fleetpki.machine=} ;;

@@ -92,12 +92,12 @@ def enroll():
     try:
         pem, machine, serial = enrollment.enroll(body)
     except EnrollError as exc:
-        log('enrollment refused (%d) for %s from %s: %s' % (exc.status, requested_machine(body), request.remote_addr,
-                                                              exc))
+        log('enrollment refused (%d) for %s from %s: %s'
+            % (exc.status, requested_machine(body), request.remote_addr, exc))
         return jsonify(error=str(exc)), exc.status
     except (OSError, ValueError) as exc:
-        log('enrollment failed for %s from %s: %s: %s' % (requested_machine(body), request.remote_addr,
-                                                          type(exc).__name__, exc))
+        log('enrollment failed for %s from %s: %s: %s'
+            % (requested_machine(body), request.remote_addr, type(exc).__name__, exc))
         return jsonify(error='the API host could not sign: see its log'), 500
     log('enrolled %s from %s: certificate serial %s' % (machine, request.remote_addr, serial))
     return app.response_class(pem, status=201, mimetype='application/x-pem-file')

@@ -1,0 +1,70 @@
+"""Enrollment on the control node's side: pki.yml with fleetpki_enrollment makes the enrollment CA under the root,
+limited to client certificates under its suffix and to no address, with its CRL in the bundle; without two tiers it
+is refused before anything is made; enrollment_token.yml writes one machine's token (mode 0600) without printing it
+and refuses a machine it cannot name."""
+import yaml
+
+from test_preflight import FLEET, assert_stopped_before_any_change, inventory, playbook
+from test_sites import name_localhost, openssl
+
+PASSPHRASE = 'enroll-ca-passphrase-4Tq8z'
+ROOT_PASSPHRASE = 'enroll-root-passphrase-9Kd2'
+
+
+def fleet_with_enrollment(tmp_path, **extra):
+    hosts = inventory(tmp_path, FLEET)
+    settings = {'pki_ca_passphrase': PASSPHRASE, 'pki_root_passphrase': ROOT_PASSPHRASE,
+                'pki_root_dir': str(tmp_path / 'pki' / 'root'),
+                'pki_ca_name_constraints_permitted_dns': sorted(host for names in FLEET.values() for host in names),
+                'fleetpki_enrollment': True, 'fleetpki_enrollment_dns_suffix': 'enroll.example.com',
+                'fleetpki_pki_dir': str(tmp_path / 'pki')}
+    settings.update(extra)
+    (tmp_path / 'group_vars').mkdir()
+    (tmp_path / 'group_vars' / 'all.yml').write_text(yaml.safe_dump(settings))
+    return hosts
+
+
+def test_the_enrollment_ca_signs_client_certificates_under_its_suffix_only(tmp_path):
+    hosts = fleet_with_enrollment(tmp_path)
+    pki = tmp_path / 'pki'
+    rc, output = playbook(hosts, 'pki.yml')
+    assert rc == 0, output[-4000:]
+    rc, text = openssl('x509', '-noout', '-issuer', '-subject', '-ext',
+                       'basicConstraints,nameConstraints,extendedKeyUsage', '-in', pki / 'enrollment-ca' / 'ca-cert.pem')
+    assert 'issuer=CN = Fleet Root CA' in text and 'subject=CN = Fleet Enrollment CA' in text, text
+    assert 'pathlen:0' in text and 'TLS Web Client Authentication' in text and 'Server' not in text, text
+    permitted, dummy, excluded = ' '.join(text.split()).partition('Excluded:')
+    assert 'Permitted: DNS:enroll.example.com' in permitted and 'IP:' not in permitted, text
+    assert 'IP:0.0.0.0/0.0.0.0' in excluded and 'IP:0:0:0:0:0:0:0:0/0:0:0:0:0:0:0:0' in excluded, text
+    key = pki / 'enrollment-ca' / 'ca-key.pem'
+    assert oct(key.stat().st_mode & 0o777) == '0o600' and 'ENCRYPTED' not in key.read_text()
+    # The root's, the issuing CA's and the enrollment CA's: the API checks CRLs along every client's chain.
+    assert (pki / 'crl-bundle.pem').read_text().count('BEGIN X509 CRL') == 3
+    rc, output = playbook(hosts, 'pki.yml')
+    assert rc == 0, output[-4000:]
+    assert 'changed=0' in output[output.rindex('PLAY RECAP'):].split('localhost', 1)[1].splitlines()[0], output[-3000:]
+
+
+def test_enrollment_without_two_tiers_stops_before_anything_is_made(tmp_path):
+    hosts = fleet_with_enrollment(tmp_path, pki_root_dir='', pki_root_passphrase='')
+    rc, output = playbook(hosts, 'pki.yml')
+    assert_stopped_before_any_change(tmp_path, rc, output, 'pki_enrollment (fleetpki_enrollment) needs two tiers')
+
+
+def test_a_token_is_written_for_its_machine_and_never_printed(tmp_path):
+    hosts = fleet_with_enrollment(tmp_path)
+    name_localhost(hosts)
+    rc, output = playbook(hosts, 'enrollment_token.yml', '-e', 'enroll_machine=52-54-00-AB-CD-EF', '--limit', 'localhost')
+    assert rc == 0, output[-3000:]
+    token_file = tmp_path / 'pki' / 'enrollment-tokens' / '525400abcdef.token'
+    assert oct(token_file.stat().st_mode & 0o777) == '0o600'
+    assert oct(token_file.parent.stat().st_mode & 0o777) == '0o700'
+    token = token_file.read_text().strip()
+    assert len(token) == 43 and token not in output
+    assert 'The token for 52:54:00:ab:cd:ef is in %s' % token_file in ' '.join(output.split()), output[-2000:]
+    for bad, message in ((['-e', 'enroll_machine=../../etc'], 'a machine is named by its MAC address'),
+                         ([], 'Name the machine: -e enroll_machine='),
+                         (['-e', 'enroll_machine=sn1', '-e', 'enroll_token_seconds=90000'], 'at most 86400 seconds')):
+        rc, output = playbook(hosts, 'enrollment_token.yml', '--limit', 'localhost', *bad)
+        assert rc != 0 and message in ' '.join(output.split()), output[-2000:]
+    assert sorted(path.name for path in token_file.parent.iterdir()) == ['525400abcdef.token']
