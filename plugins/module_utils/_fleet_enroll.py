@@ -8,9 +8,10 @@ The one owner of the rules both sides share: module enrollment_token (the contro
 hosts keep only its SHA-256) and the reference API (installed beside it as fleet_enroll.py; it imports nothing
 from Ansible). cryptography is imported only when a certificate is signed.
 
-A token is a random URL-safe string (43 characters, 256 bits). The API host keeps ``<tokens dir>/<sha256>.json``,
-{"machine": ..., "expires": <epoch seconds>}; the token itself is never stored there. Redeeming it renames the
-file into ``used/`` first (one rename wins, so a token works once even under concurrent requests), then signs.
+A token is a random URL-safe string (43 characters, 256 bits). The one API host it is granted on keeps
+``<tokens dir>/<sha256>.json``, {"machine": ..., "expires": <epoch seconds>}; the token itself is never stored
+there. Redeeming it signs the certificate, then renames the record into ``used/`` (one rename wins, so a token works
+once even under concurrent requests) before the certificate is handed out.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,8 +27,9 @@ import threading
 import time
 
 MAC = re.compile(r'^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$')
-# A machine's serial number: one DNS label (it names the certificate), compared without case.
-SERIAL = re.compile(r'^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$')
+# A machine's serial number: letters, digits and inner "-", compared without case; with its "sn-" prefix it is one DNS
+# label of the machine's certificate name.
+SERIAL = re.compile(r'^[a-z0-9]([a-z0-9-]{0,58}[a-z0-9])?$')
 TOKEN = re.compile(r'^[A-Za-z0-9_-]{32,128}$')
 # How long a token and a certificate may last at most: a token is for one boot, a certificate for one validation run.
 MAX_TOKEN_SECONDS = 86400
@@ -43,20 +45,22 @@ class EnrollError(Exception):
 
 
 def machine_id(value):
-    """The machine's identity in its one form: a MAC (aa:bb:cc:dd:ee:ff, lower case) or a serial (one DNS label,
-    lower case). ValueError names the forms when it is neither."""
+    """The machine's identity in its one form: a MAC (aa:bb:cc:dd:ee:ff, lower case) or a serial (lower case).
+    ValueError names the forms when it is neither (quoting at most 40 characters of what was given)."""
     text = (value if isinstance(value, str) else '').strip().lower()
     if MAC.match(text):
         return text.replace('-', ':')
     if SERIAL.match(text):
         return text
+    shown = repr(value[:40]) if isinstance(value, str) else type(value).__name__
     raise ValueError('a machine is named by its MAC address (aa:bb:cc:dd:ee:ff) or its serial number (letters, '
-                     'digits and inner "-", 63 at most), not %r' % (value if isinstance(value, str) else type(value)))
+                     'digits and inner "-", 60 at most), not %s' % shown)
 
 
 def machine_label(machine):
-    """The DNS label of a machine's certificate name: the MAC's 12 hex digits, or the serial."""
-    return machine.replace(':', '')
+    """The DNS label naming a machine in its certificate: mac-<12 hex digits> or sn-<serial>, so that neither a MAC
+    and a serial of the same digits, nor a machine and a fleet host, ever share a name."""
+    return 'mac-' + machine.replace(':', '') if MAC.match(machine) else 'sn-' + machine
 
 
 def new_token():
@@ -73,15 +77,25 @@ def token_record(machine, expires):
     return json.dumps({'machine': machine, 'expires': int(expires)}, sort_keys=True) + '\n'
 
 
-class Enrollment:
-    """The API host's side: checks a token against the store and signs the machine's request with the
-    enrollment CA (read at each enrollment, so a renewed CA is used without a reload)."""
+def _utc(cert, name):
+    """A certificate's not_valid_before/after as naive UTC: cryptography 38 (Debian 12's, on the API host) has only
+    those; newer ones deprecate them for the *_utc properties."""
+    aware = getattr(cert, name + '_utc', None)
+    return aware.replace(tzinfo=None) if aware is not None else getattr(cert, name)
 
-    def __init__(self, tokens_dir, ca_cert_path, ca_key_path, dns_suffix, cert_hours=4):
+
+class Enrollment:
+    """The API host's side: checks a token against the store and signs the machine's request with the enrollment CA
+    (read at each enrollment, so a renewed CA is used without a reload). The certificate's name is
+    <machine label>.<the DNS suffix the CA's name constraints permit>."""
+
+    def __init__(self, tokens_dir, ca_cert_path, ca_key_path, cert_hours=4):
         self.tokens_dir = tokens_dir
         self.ca_cert_path, self.ca_key_path = ca_cert_path, ca_key_path
-        self.dns_suffix = dns_suffix.strip('.').lower()
-        self.cert_hours = float(cert_hours)
+        try:
+            self.cert_hours = float(cert_hours)
+        except (TypeError, ValueError):
+            self.cert_hours = 0
         if not 0 < self.cert_hours <= MAX_CERT_HOURS:
             raise ValueError('API_ENROLL_CERT_HOURS is %r; a certificate of an enrolled machine lasts more than 0 '
                              'and at most %d hours' % (cert_hours, MAX_CERT_HOURS))
@@ -89,7 +103,8 @@ class Enrollment:
 
     def enroll(self, body, now=None):
         """(PEM of the machine's certificate and the enrollment CA's, machine, serial in hex) for a request body
-        {"token", "machine", "csr"}; EnrollError otherwise. Nothing is consumed until the request is whole."""
+        {"token", "machine", "csr"}; EnrollError otherwise. The token is used up only once the certificate is
+        signed: a refused request (its own fault or the API host's) leaves it as it was."""
         now = time.time() if now is None else now
         if not isinstance(body, dict):
             raise EnrollError(400, 'the body is a JSON object: {"token": ..., "machine": ..., "csr": ...}')
@@ -100,40 +115,50 @@ class Enrollment:
         token = body.get('token')
         if not isinstance(token, str) or not TOKEN.match(token):
             raise EnrollError(400, 'token is missing or not a fleetpki enrollment token')
-        public_key = self._requested_key(body.get('csr'))
         digest = token_digest(token)
         path = os.path.join(self.tokens_dir, digest + '.json')
         used = os.path.join(self.tokens_dir, 'used', digest + '.json')
         with self.lock:
-            record = self._record(path, used, digest)
-            if record.get('expires', 0) <= now:
+            expires, owner = self._record(path, used, digest)
+            if expires <= now:
                 raise EnrollError(403, 'token %s expired at %s; mint a new one (playbooks/enrollment_token.yml)'
-                                  % (digest[:12], _iso(record.get('expires', 0))))
-            if record.get('machine') != machine:
+                                  % (digest[:12], _iso(expires)))
+            if owner != machine:
                 raise EnrollError(403, 'token %s is bound to another machine, not %s' % (digest[:12], machine))
+            public_key = self._requested_key(body.get('csr'))
+            pem, serial = self._sign(machine, public_key, now)
             try:
-                os.makedirs(os.path.dirname(used), mode=0o700, exist_ok=True)
+                if not os.path.isdir(os.path.dirname(used)):
+                    os.mkdir(os.path.dirname(used), 0o700)
+                # One rename wins, across processes too: the loser's certificate is never handed out.
                 os.rename(path, used)
             except FileNotFoundError:
                 raise EnrollError(409, 'token %s was already used' % digest[:12])
-        pem, serial = self._sign(machine, public_key, now)
         return pem, machine, serial
 
-    def _record(self, path, used, digest):
+    @staticmethod
+    def _record(path, used, digest):
+        """(expiry, machine) of the token's record."""
         try:
             with open(path) as handle:
-                return json.load(handle)
+                record = json.load(handle)
         except FileNotFoundError:
             if os.path.exists(used):
                 raise EnrollError(409, 'token %s was already used; a token enrolls one boot only' % digest[:12])
-            raise EnrollError(403, 'unknown token %s' % digest[:12])
+            raise EnrollError(403, 'unknown token %s (never minted, replaced by a newer token for its machine, or '
+                                   'minted for another API host)' % digest[:12])
         except ValueError:
-            raise EnrollError(403, 'token %s has an unreadable record on the API host' % digest[:12])
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get('expires'), int) or \
+                not isinstance(record.get('machine'), str):
+            raise EnrollError(403, 'token %s has an unreadable record on the API host; mint a new one' % digest[:12])
+        return record['expires'], record['machine']
 
     @staticmethod
     def _requested_key(csr_text):
         """The public key of a well-formed, self-signed request (PEM, or base64 DER as a shell can send it)."""
         from cryptography import x509
+        from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.asymmetric import ec, rsa
         if not isinstance(csr_text, str) or not csr_text.strip() or len(csr_text) > 16384:
             raise EnrollError(400, 'csr is missing: a PKCS#10 request, PEM or base64 DER')
@@ -142,10 +167,12 @@ class Enrollment:
                 request = x509.load_pem_x509_csr(csr_text.encode('ascii'))
             else:
                 request = x509.load_der_x509_csr(base64.b64decode(csr_text, validate=True))
-        except (ValueError, TypeError, UnicodeError) as exc:
-            raise EnrollError(400, 'csr is not a PKCS#10 request: %s' % exc)
-        if not request.is_signature_valid:
-            raise EnrollError(400, 'csr is not signed by its own key')
+            signed = request.is_signature_valid
+        except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm) as exc:
+            raise EnrollError(400, 'csr is not a PKCS#10 request this API can check: %s' % exc)
+        if not signed:
+            raise EnrollError(400, 'csr is not signed by its own key, or with an algorithm this API does not take '
+                                   '(sign it with SHA-256)')
         key = request.public_key()
         if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ('secp256r1', 'secp384r1'):
             return key
@@ -153,24 +180,55 @@ class Enrollment:
             return key
         raise EnrollError(400, 'csr key must be EC P-256 or P-384, or RSA of 2048 bits or more')
 
+    def _load_ca(self, now):
+        """(certificate PEM, certificate, key, DNS suffix) of the enrollment CA, fit to sign now; EnrollError 503
+        naming the fix otherwise (the token is not used up)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+        try:
+            with open(self.ca_cert_path, 'rb') as handle:
+                ca_pem = handle.read()
+            with open(self.ca_key_path, 'rb') as handle:
+                ca_key = serialization.load_pem_private_key(handle.read(), password=None)
+            ca_cert = x509.load_pem_x509_certificate(ca_pem)
+        except (OSError, ValueError, TypeError) as exc:
+            raise EnrollError(503, 'the enrollment CA (%s, %s) cannot be loaded on the API host: %s; run site.yml'
+                              % (self.ca_cert_path, self.ca_key_path, exc))
+        numbers = ca_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+        if numbers != ca_cert.public_key().public_bytes(serialization.Encoding.DER,
+                                                        serialization.PublicFormat.SubjectPublicKeyInfo):
+            raise EnrollError(503, 'the enrollment CA key %s is not the key of %s; run site.yml'
+                              % (self.ca_key_path, self.ca_cert_path))
+        moment = datetime.datetime.utcfromtimestamp(int(now))
+        if _utc(ca_cert, 'not_valid_after') <= moment + datetime.timedelta(minutes=10):
+            raise EnrollError(503, 'the enrollment CA %s expires at %s: renew it (playbooks/ca_renew.yml)'
+                              % (self.ca_cert_path, _utc(ca_cert, 'not_valid_after').strftime('%Y-%m-%dT%H:%M:%SZ')))
+        try:
+            usage = ca_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            usage, constraints = [], None
+        suffixes = [tree.value for tree in (constraints.permitted_subtrees or []) if isinstance(tree, x509.DNSName)] \
+            if constraints is not None else []
+        if list(usage) != [ExtendedKeyUsageOID.CLIENT_AUTH] or len(suffixes) != 1:
+            raise EnrollError(503, 'the certificate %s is not an enrollment CA (client usage only, one permitted DNS '
+                                   'suffix); run site.yml with fleetpki_enrollment' % self.ca_cert_path)
+        return ca_pem, ca_cert, ca_key, suffixes[0]
+
     def _sign(self, machine, public_key, now):
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-        with open(self.ca_cert_path, 'rb') as handle:
-            ca_pem = handle.read()
-        with open(self.ca_key_path, 'rb') as handle:
-            ca_key = serialization.load_pem_private_key(handle.read(), password=None)
-        ca_cert = x509.load_pem_x509_certificate(ca_pem)
+        ca_pem, ca_cert, ca_key, suffix = self._load_ca(now)
         moment = datetime.datetime.utcfromtimestamp(int(now))
-        # Naive UTC, as cryptography 38 (Debian 12's, on the API host) has it; newer ones have *_utc.
-        ca_end = getattr(ca_cert, 'not_valid_after_utc', None)
-        ca_end = ca_end.replace(tzinfo=None) if ca_end is not None else ca_cert.not_valid_after
-        not_after = min(moment + datetime.timedelta(hours=self.cert_hours), ca_end)
+        not_after = min(moment + datetime.timedelta(hours=self.cert_hours), _utc(ca_cert, 'not_valid_after'))
         ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        label = machine_label(machine)
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, machine)]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]))
             .issuer_name(ca_cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
@@ -182,8 +240,7 @@ class Enrollment:
                 key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
                 critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName('%s.%s' % (machine_label(machine), self.dns_suffix))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName('%s.%s' % (label, suffix))]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
             .sign(ca_key, hashes.SHA256())

@@ -11,14 +11,14 @@ module: enrollment_token
 short_description: Mint a one-time enrollment token for a PXE-booted validation machine
 version_added: 0.3.0
 description:
-  - Runs on the control node. Makes a new random token (256 bits, URL-safe) bound to one machine, writes it to
-    C(<token_dir>/<machine>.token) (mode 0600, in a directory of mode 0700, in one rename) for the provisioning
-    system to put on that machine's kernel command line (C(fleetpki.token=<token>)), and returns what the API hosts
-    keep of it. The token itself is never returned, logged or shown in a diff.
-  - The API hosts keep RV(record) under RV(token_sha256) (C(playbooks/enrollment_token.yml) installs it); the API's
-    C(/api/v1/enroll) then signs one certificate request from that machine with the token, before RV(expires).
-  - Every run mints a new token (reported as changed); an earlier token of the machine stays valid until it is
-    used or expires.
+  - Runs on the control node. Makes a new random token (256 bits, URL-safe) bound to one machine and writes it to
+    C(<token_dir>/mac-<12 hex digits>.token), or C(sn-<serial>.token), at mode 0600 in one rename, for the
+    provisioning system to put on that machine's kernel command line (C(fleetpki.token=<token>)). Returns what the
+    API host keeps of it. The token itself is never returned, logged or shown in a diff.
+  - The API host the machine calls keeps RV(record) under RV(token_sha256) (C(playbooks/enrollment_token.yml)
+    installs it there and cancels the machine's earlier token); its C(/api/v1/enroll) then signs one certificate
+    request from that machine with the token, before RV(expires).
+  - Every run mints a new token (reported as changed) and replaces the machine's token file.
 author:
   - fleetpki contributors (@fleetpki)
 attributes:
@@ -32,7 +32,8 @@ options:
   machine:
     description:
       - The machine the token is for, by its MAC address (C(aa:bb:cc:dd:ee:ff) or with C(-)) or its serial number
-        (one DNS label). Compared without case; the certificate of the machine is named after it.
+        (letters, digits and inner C(-), 60 at most). Compared without case; the certificate of the machine is named
+        C(mac-<12 hex digits>) or C(sn-<serial>) after it.
     type: str
     required: true
   valid_seconds:
@@ -40,7 +41,9 @@ options:
     type: int
     default: 1800
   token_dir:
-    description: The control node's directory of tokens (made at mode 0700 when absent).
+    description:
+      - The control node's directory of tokens, made at mode 0700 when absent (an existing one keeps its mode, so the
+        provisioning service can be given access to it).
     type: path
     required: true
 '''
@@ -64,7 +67,7 @@ path:
   description: The token's file on the control node.
   type: str
   returned: always
-  sample: /srv/fleetpki/pki/enrollment-tokens/525400123456.token
+  sample: /srv/fleetpki/pki/enrollment-tokens/mac-525400123456.token
 token_sha256:
   description: The SHA-256 of the token (hex), the name of its record on the API hosts; empty in check mode.
   type: str
@@ -119,8 +122,8 @@ def main():
         module.exit_json(**result)
     token = enroll.new_token()
     try:
-        files.ensure_dir(params['token_dir'], 0o700)
-        os.chmod(params['token_dir'], 0o700)
+        if not os.path.isdir(params['token_dir']):
+            files.ensure_dir(params['token_dir'], 0o700)
         files.atomic_write(path, (token + '\n').encode('ascii'), 0o600)
     except (PkiError, OSError) as exc:
         module.fail_json(msg='token_dir %s: cannot write the token: %s' % (params['token_dir'], exc))

@@ -135,6 +135,14 @@ options:
         description: KEY to value of secrets (passwords); values never logged or shown. Checked as O(env_files[].entries).
         type: dict
         default: {}
+      absent_keys:
+        description:
+          - Keys whose lines are removed (every line starting with C(KEY=)), such as those of a feature turned off;
+            a file without them is left as it is. A key cannot be both set and absent.
+        type: list
+        elements: str
+        default: []
+        version_added: 0.3.0
   checksums:
     description:
       - Files whose SHA-256 to return after the changes (C(missing) for an absent one), as C(ansible.builtin.stat)
@@ -267,7 +275,8 @@ def main():
                 required_one_of=[['content', 'secret_content', 'src']]),
             env_files=dict(type='list', elements='dict', default=[], no_log=True, options=dict(
                 path=dict(type='path', required=True), entries=dict(type='dict', default={}),
-                secret_entries=dict(type='dict', default={}, no_log=True), **OWNERSHIP)),
+                secret_entries=dict(type='dict', default={}, no_log=True),
+                absent_keys=dict(type='list', elements='str', default=[], no_log=False), **OWNERSHIP)),
             checksums=dict(type='list', elements='path', default=[]),
             read=dict(type='list', elements='path', default=[]),
             restore=dict(type='list', elements='dict', default=[], options=dict(

@@ -1,7 +1,8 @@
 """Enrollment of PXE-booted validation machines, against the real fleet-api.py on loopback with real TLS and the
 real fleetpki-enroll script (openssl and curl): a machine with its one-time token gets a client certificate of
-hours from the enrollment CA and posts its report with it; a replayed, expired or another machine's token is
-refused and logged; what the enrollment CA signs cannot serve TLS or carry an address."""
+hours from the enrollment CA and posts its report with it, and nowhere else; a replayed, expired or another
+machine's token is refused and logged; the fleet's root does not vouch for an enrolled machine; what the enrollment
+CA signs cannot serve TLS, carry an address or a name outside its suffix."""
 import datetime
 import ipaddress
 import os
@@ -35,7 +36,8 @@ class Lab:
         make_ca(self.pki / 'root', common_name='Fleet Root CA')
         make_ca(self.pki / 'ca', issuer_dir=str(self.pki / 'root'), common_name='Fleet Issuing CA',
                 name_constraints_permitted_dns=['localhost'], name_constraints_permitted_ip=['127.0.0.0/8'])
-        make_ca(self.pki / 'enroll', issuer_dir=str(self.pki / 'root'), common_name='Fleet Enrollment CA',
+        # As the pki role makes it: an anchor of its own, trusted by the API alone.
+        make_ca(self.pki / 'enroll', common_name='Fleet Enrollment CA', path_length=0,
                 name_constraints_permitted_dns=[SUFFIX], name_constraints_excluded_ip=['0.0.0.0/0', '::/0'],
                 usage='client')
         issue(self.pki / 'ca', self.work, 'api', 'server')
@@ -50,7 +52,7 @@ class Lab:
                            API_CLIENT_CERT_ROUTES='/api/v1/enroll=optional,/api/v1/validation=required',
                            API_ENROLL_CA_CERT=str(self.pki / 'enroll' / 'ca-cert.pem'),
                            API_ENROLL_CA_KEY=str(self.pki / 'enroll' / 'ca-key.pem'),
-                           API_ENROLL_TOKENS=str(self.tokens), API_ENROLL_DNS_SUFFIX=SUFFIX)
+                           API_ENROLL_TOKENS=str(self.tokens))
         assert 'reloaded' in self.api.reload()
 
     def grant(self, machine, seconds=600):
@@ -71,19 +73,22 @@ class Lab:
         return subprocess.run(['sh', str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, timeout=60, check=False)
 
-    def report(self, *cert):
+    def post(self, path, *cert):
         proc = subprocess.run(['curl', '-sS', '-w', '\n%{http_code}', '--cacert', str(self.pki / 'ca-cert.pem')]
                               + list(cert) + ['-X', 'POST', '-H', 'Content-Type: application/json',
                                               '-d', '{"mac": "%s", "result": "pass"}' % MAC,
-                                              'https://localhost:%d/api/v1/validation/report' % self.api.port],
+                                              'https://localhost:%d%s' % (self.api.port, path)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=30,
                               check=False)
         body, dummy, status = proc.stdout.rpartition('\n')
         return status, body
 
 
-def openssl_verify(lab, cert, purpose):
-    return subprocess.run(['openssl', 'verify', '-CAfile', str(lab.pki / 'ca-cert.pem'), '-untrusted', str(cert),
+REPORT = '/api/v1/validation/report'
+
+
+def openssl_verify(anchor, cert, purpose):
+    return subprocess.run(['openssl', 'verify', '-CAfile', str(anchor), '-untrusted', str(cert),
                            '-purpose', purpose, str(cert)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False)
 
@@ -91,7 +96,7 @@ def openssl_verify(lab, cert, purpose):
 def test_a_machine_enrolls_once_with_its_token_and_reports_with_its_short_lived_certificate(tmp_path):
     lab = Lab(tmp_path)
     try:
-        status, body = lab.report()
+        status, body = lab.post(REPORT)
         assert status == '403' and 'client certificate is required' in body, 'every report authenticated'
         token = lab.grant(MAC)
         done = lab.enroll(token, MAC, tmp_path / 'pxe')
@@ -103,15 +108,23 @@ def test_a_machine_enrolls_once_with_its_token_and_reports_with_its_short_lived_
         leaf = chain[0]
         assert len(chain) == 2 and chain[1].subject == x509.load_pem_x509_certificate(
             (lab.pki / 'enroll' / 'ca-cert.pem').read_bytes()).subject
-        assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == MAC
+        assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == 'mac-0242ac1e620f'
         assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.DNSName) == ['0242ac1e620f.' + SUFFIX]
+            x509.DNSName) == ['mac-0242ac1e620f.' + SUFFIX]
         assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == \
             [ExtendedKeyUsageOID.CLIENT_AUTH]
         assert leaf.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) <= datetime.timedelta(hours=4)
-        assert 'OK' in openssl_verify(lab, cert_pem, 'sslclient').stdout
-        status, body = lab.report('--cert', str(cert_pem), '--key', str(key_pem))
-        assert status == '202' and 'commonName=%s' % MAC in body, body
+        assert 'OK' in openssl_verify(lab.pki / 'enroll' / 'ca-cert.pem', cert_pem, 'sslclient').stdout
+        # The fleet's root does not vouch for it: Redis and every other host trust the root alone.
+        assert 'OK' not in openssl_verify(lab.pki / 'ca-cert.pem', cert_pem, 'sslclient').stdout
+        status, body = lab.post(REPORT, '--cert', str(cert_pem), '--key', str(key_pem))
+        assert status == '202' and 'commonName=mac-0242ac1e620f' in body, body
+        for route in ('/callback/report', '/api/v1/validation-admin'):
+            status, body = lab.post(route, '--cert', str(cert_pem), '--key', str(key_pem))
+            assert status == '403' and 'enrolled machine is for /api/v1/validation only' in body, (route, body)
+        status, body = lab.post('/callback/report', '--cert', str(lab.pki / 'client-cert.pem'),
+                                '--key', str(lab.pki / 'client-key.pem'))
+        assert status == '202', 'a fleet client keeps the workers\' route'
         # The same token again (a replay, or a second boot reusing it): refused, logged, no certificate.
         again = lab.enroll(token, MAC, tmp_path / 'replay')
         assert again.returncode != 0 and 'already used' in again.stderr, again.stderr
@@ -164,11 +177,12 @@ def test_what_the_enrollment_ca_signs_is_a_client_named_under_its_suffix_and_not
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM))
         return path
 
+    anchor = lab.pki / 'enroll' / 'ca-cert.pem'
     good = forged('good', ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName('m1.' + SUFFIX)])
-    assert 'OK' in openssl_verify(lab, good, 'sslclient').stdout
+    assert 'OK' in openssl_verify(anchor, good, 'sslclient').stdout
     server = forged('server', ExtendedKeyUsageOID.SERVER_AUTH, [x509.DNSName('api.' + SUFFIX)])
-    assert 'at 1 depth lookup: unsuitable certificate purpose' in openssl_verify(lab, server, 'sslserver').stdout
+    assert 'unsuitable certificate purpose' in openssl_verify(anchor, server, 'sslserver').stdout
     address = forged('address', ExtendedKeyUsageOID.CLIENT_AUTH, [x509.IPAddress(ipaddress.ip_address('10.1.100.5'))])
-    assert 'excluded subtree violation' in openssl_verify(lab, address, 'sslclient').stdout
+    assert 'excluded subtree violation' in openssl_verify(anchor, address, 'sslclient').stdout
     other = forged('other', ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName('redis1.fleet.internal')])
-    assert 'permitted subtree violation' in openssl_verify(lab, other, 'sslclient').stdout
+    assert 'permitted subtree violation' in openssl_verify(anchor, other, 'sslclient').stdout

@@ -8,9 +8,13 @@ import sys
 
 
 def key_lines(pki_dir):
+    """Each line of every key file, except a line found in a certificate under the PKI dir: an unencrypted EC key
+    holds its public key, whose bytes can fall on the same base64 line as in the certificate (public, not secret)."""
+    certificates = [path for path in pathlib.Path(pki_dir).rglob('*.pem') if not path.name.endswith('key.pem')]
+    public = '\n'.join(path.read_text(errors='replace') for path in certificates)
     for path in sorted(pathlib.Path(pki_dir).rglob('*key.pem')):
         for line in path.read_text().splitlines():
-            if line and not line.startswith('-----') and len(line) >= 32:
+            if line and not line.startswith('-----') and len(line) >= 32 and line not in public:
                 yield path, line
 
 

@@ -285,6 +285,14 @@ def set_env_entries(data, entries):
     return b''.join(lines)
 
 
+def remove_env_entries(data, keys):
+    """The bytes of a .env without any line setting one of ``keys`` (KEY=...); every other line as it is."""
+    prefixes = tuple(('%s=' % key).encode('utf-8') for key in keys)
+    if not prefixes:
+        return data
+    return b''.join(line for line in _split_keep_newline(data) if not line.startswith(prefixes))
+
+
 def _split_keep_newline(data):
     if not data:
         return []
@@ -319,6 +327,7 @@ class Want(object):
         self.backup = bool(spec.get('backup'))
         self.secret = False
         self.content = None
+        self.absent_keys = []
         self.entries = []
         self.secret_keys = set()
         if kind == 'file':
@@ -349,6 +358,12 @@ class Want(object):
             self.entries += secret_entries
             for key, value in self.entries:
                 check_env_entry(self.path, key, value)
+            # Keys of a feature turned off: their lines go (a .env that never had them is left as it is).
+            self.absent_keys = list(spec.get('absent_keys') or [])
+            for key in self.absent_keys:
+                check_env_entry(self.path, key, '')
+                if key in dict(self.entries):
+                    raise HostFilesError('%s: %s is both set and in absent_keys' % (self.path, key))
 
 
 def read_private_source(src, path):
@@ -615,7 +630,8 @@ class HostFiles(object):
                 old = read_fd(fd, CONTENT_LIMIT, want.path, 'tls_files compares and backs up only small files')
             finally:
                 os.close(fd)
-        new = set_env_entries(old or b'', want.entries) if want.kind == 'env' else want.content
+        new = remove_env_entries(set_env_entries(old or b'', want.entries), want.absent_keys) \
+            if want.kind == 'env' else want.content
         if old == new:
             return self._plan_attributes(want, info)
         self._diff(want, *self._content_diff(want, old, new))
@@ -780,6 +796,8 @@ class HostFiles(object):
             if key in before:
                 lines_before.append('%s=%s\n' % (key, shown(before[key])))
             lines_after.append('%s=%s\n' % (key, shown(after[key])))
+        # A removed key: its name only (whatever it held is not shown).
+        lines_before += ['%s=%s\n' % (key, SECRET_MARK) for key in want.absent_keys if key in before]
         return ''.join(lines_before), ''.join(lines_after)
 
     @staticmethod

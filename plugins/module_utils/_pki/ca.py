@@ -108,8 +108,9 @@ def check_ca_usable(ca, now=None):
                        'one) before issuing certificates' % (ca.cert_path, crypto.iso8601(ca.not_after)))
 
 
-# pki_ca's usage: the ExtendedKeyUsage a CA certificate carries. OpenSSL holds every certificate below a CA to its
-# CA's EKU (a chain through a client-only CA fails a server's purpose check), so it limits what the CA can sign.
+# pki_ca's usage: the ExtendedKeyUsage a CA certificate carries. A verifier that checks a purpose (every TLS client
+# and server with OpenSSL does) holds every certificate below a CA to its EKU: a chain through a client-only CA fails
+# a server's purpose check, so it limits what the CA can sign.
 CA_USAGES = {
     'server': ('SERVER_AUTH',),
     'client': ('CLIENT_AUTH',),
@@ -407,6 +408,9 @@ class CaManager:
                 differences.append('name constraints %s' % (
                     'permitted DNS %s, IP %s' % (current['permitted_dns'] or 'any', current['permitted_ip'] or 'any')
                     if current else 'none'))
+        if self.usage is not None and crypto.extension_value(cert, crypto.x509.ExtendedKeyUsage) != \
+                usage_extension(self.usage):
+            differences.append('usage %s' % (crypto.usage_of(cert) or 'unlimited'))
         # Without pkcs11 the CA's own key is used wherever it is (a token CA's ca-key.pkcs11.json says where).
         if self.token is not None and self.existing.token != self.token.as_dict():
             self.warnings.append('the CA key of %s is %s, not the requested %s; the CA was kept as it is (its key '

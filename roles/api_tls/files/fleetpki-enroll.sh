@@ -9,7 +9,7 @@
 #   curl --cacert /etc/fleetpki/ca.pem --cert /run/fleetpki/cert.pem --key /run/fleetpki/key.pem \
 #        -X POST https://10.1.100.5:8443/api/v1/validation/report -d @report.json
 # Needs a POSIX shell, openssl, curl (7.76 or later) and base64. The token is never put on a command line: it goes
-# to curl on its standard input.
+# to curl on its standard input. It is not installed on any fleet host: copy it into the validation image.
 set -euf  # -f: the command line's words are never globbed
 
 api=${FLEETPKI_API:?set FLEETPKI_API to the API base URL, such as https://10.1.100.5:8443}
@@ -37,12 +37,22 @@ esac
 
 umask 077
 mkdir -p "$dir"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/key.pem" 2>/dev/null
+chmod 700 "$dir"
+if ! openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/key.pem"; then
+    echo "fleetpki-enroll: openssl could not make a key in $dir" >&2
+    exit 1
+fi
 csr=$(openssl req -new -key "$dir/key.pem" -subj "/CN=$machine" -outform DER | base64 | tr -d '\n')
-if ! printf '{"token": "%s", "machine": "%s", "csr": "%s"}' "$token" "$machine" "$csr" |
-        curl -sS --fail-with-body --cacert "$ca" -H 'Content-Type: application/json' --data-binary @- \
-             -o "$dir/cert.pem.new" "$api/api/v1/enroll"; then
+status=0
+printf '{"token": "%s", "machine": "%s", "csr": "%s"}' "$token" "$machine" "$csr" |
+    curl -sS --fail-with-body --cacert "$ca" -H 'Content-Type: application/json' --data-binary @- \
+         -o "$dir/cert.pem.new" "$api/api/v1/enroll" || status=$?
+if [ "$status" -eq 22 ]; then
     echo "fleetpki-enroll: the API refused: $(cat "$dir/cert.pem.new" 2>/dev/null)" >&2
+elif [ "$status" -ne 0 ]; then
+    echo "fleetpki-enroll: could not reach $api over TLS with $ca (curl exit $status)" >&2
+fi
+if [ "$status" -ne 0 ]; then
     rm -f "$dir/cert.pem.new"
     exit 1
 fi

@@ -14,10 +14,13 @@ ssl before 3.13 cannot set: it must be in OPENSSL_CONF when the process starts; 
 Enrollment (on when API_ENROLL_CA_CERT is set): a machine posts {"token", "machine", "csr"} (its one-time token
 from playbooks/enrollment_token.yml, its MAC or serial, and a PKCS#10 request, PEM or base64 DER, for a key it made
 in memory) and gets a client certificate valid API_ENROLL_CERT_HOURS hours (default 4), named
-<MAC or serial>.API_ENROLL_DNS_SUFFIX, signed by the enrollment CA (API_ENROLL_CA_CERT, API_ENROLL_CA_KEY), as PEM
-with that CA's certificate after it. API_ENROLL_TOKENS is the directory of the tokens' records (fleet_enroll.py).
-A token works once, for its machine only, before it expires; every refusal is logged with its reason (never the
-token) and answered 400 (a malformed request), 403 (unknown, expired or another machine's token) or 409 (used).
+mac-<12 hex digits> or sn-<serial> under the DNS suffix of the enrollment CA (API_ENROLL_CA_CERT, API_ENROLL_CA_KEY),
+as PEM with that CA's certificate after it. API_ENROLL_TOKENS is the directory of the tokens' records
+(fleet_enroll.py). A token works once, for its machine only, before it expires; every refusal is logged with its
+reason (never the token) and answered 400 (a malformed request), 403 (unknown, expired or another machine's token),
+409 (used) or 503 (the enrollment CA cannot sign: nothing is used up).
+The enrollment CA is a trust anchor of its own that only this API trusts (no other host has it): its certificates
+are accepted on API_ENROLL_ROUTES only (path prefixes, default /api/v1/validation), and refused (403) elsewhere.
 
 Client certificates per route: API_CLIENT_CERT_ROUTES is a comma-separated list of "<path prefix>=required" or
 "<path prefix>=optional" (whole path segments; the longest matching prefix wins); a route it does not name follows
@@ -115,18 +118,26 @@ def log(message):
 
 
 def enrollment_from(env):
-    """The enrollment settings of the .env, or None when enrollment is off; ConfigError when they are incomplete."""
+    """The enrollment settings of the .env, or None when enrollment is off; ConfigError when they are incomplete.
+    Also the issuer its certificates carry (as getpeercert() shows it) and the routes they may use."""
     if not env.get('API_ENROLL_CA_CERT'):
         return None
-    missing = [key for key in ('API_ENROLL_CA_KEY', 'API_ENROLL_TOKENS', 'API_ENROLL_DNS_SUFFIX') if not env.get(key)]
+    missing = [key for key in ('API_ENROLL_CA_KEY', 'API_ENROLL_TOKENS') if not env.get(key)]
     if missing:
         raise ConfigError('API_ENROLL_CA_CERT is set but %s is not: enrollment needs all of them'
                           % ', '.join(missing))
     try:
-        return Enrollment(env['API_ENROLL_TOKENS'], env['API_ENROLL_CA_CERT'], env['API_ENROLL_CA_KEY'],
-                          env['API_ENROLL_DNS_SUFFIX'], env.get('API_ENROLL_CERT_HOURS') or 4)
+        enrollment = Enrollment(env['API_ENROLL_TOKENS'], env['API_ENROLL_CA_CERT'], env['API_ENROLL_CA_KEY'],
+                                env.get('API_ENROLL_CERT_HOURS') or 4)
     except ValueError as exc:
         raise ConfigError(str(exc))
+    enrollment.issuer = ssl._ssl._test_decode_cert(env['API_ENROLL_CA_CERT'])['subject']  # pylint: disable=protected-access
+    enrollment.routes = [route.strip() for route in (env.get('API_ENROLL_ROUTES') or '/api/v1/validation').split(',')
+                         if route.strip()]
+    if not all(route.startswith('/') for route in enrollment.routes):
+        raise ConfigError('API_ENROLL_ROUTES is a comma-separated list of path prefixes, not %r'
+                          % env.get('API_ENROLL_ROUTES'))
+    return enrollment
 
 
 # Enrollment as configured (swapped whole on reload); None when it is off.
@@ -150,11 +161,8 @@ class RoutePolicy:
         self.routes.sort(key=lambda route: len(route[0]), reverse=True)
 
     def required(self, path):
-        # Whole path segments only: "/api/v1/validation" covers /api/v1/validation and /api/v1/validation/...,
-        # never /api/v1/validation-admin.
         for prefix, required in self.routes:
-            base = prefix.rstrip('/')
-            if path == base or path.startswith(base + '/'):
+            if covers(prefix, path):
                 return required
         return self.default
 
@@ -173,9 +181,22 @@ POLICY = [None]
 @app.before_request
 def client_certificate_policy():
     policy = POLICY[0]
-    if policy is not None and policy.required(request.path) and not request.environ.get('fleetpki.peercert'):
+    peer = request.environ.get('fleetpki.peercert')
+    if policy is not None and policy.required(request.path) and not peer:
         return jsonify(error='a client certificate is required for %s' % request.path), 403
+    enrollment = ENROLLMENT[0]
+    if peer and enrollment is not None and peer.get('issuer') == enrollment.issuer and \
+            not any(covers(prefix, request.path) for prefix in enrollment.routes):
+        return jsonify(error='the certificate of an enrolled machine is for %s only, not %s'
+                       % (', '.join(enrollment.routes), request.path)), 403
     return None
+
+
+def covers(prefix, path):
+    """Whole path segments: "/api/v1/validation" covers itself and /api/v1/validation/..., never
+    /api/v1/validation-admin."""
+    base = prefix.rstrip('/')
+    return path == base or path.startswith(base + '/')
 
 
 class PeerCertMiddleware:
@@ -235,6 +256,9 @@ def tls_context(env):
         raise ConfigError('API_TLS_CIPHERS names no cipher suite OpenSSL knows: %r' % env.get('API_TLS_CIPHERS'))
     context.load_cert_chain(env['API_TLS_CERT'], env['API_TLS_KEY'])
     context.load_verify_locations(env['API_TLS_CA'])
+    if env.get('API_ENROLL_CA_CERT'):
+        # The enrollment CA: an anchor of its own, trusted here alone, for the routes of API_ENROLL_ROUTES.
+        context.load_verify_locations(env['API_ENROLL_CA_CERT'])
     if env.get('API_TLS_CRL'):
         # Checked along the whole chain: a site's issuing CA revoked by the root refuses every client below it.
         # OpenSSL refuses every client of a CA (root included) that has no CRL in the file: the pki role keeps one

@@ -24,10 +24,15 @@ def test_a_machine_has_one_name(value, expected):
 
 
 @pytest.mark.parametrize('value', ['', None, '52:54:00:12:34', '52:54-00:12:34:56', 'sn lab', '-sn', 'sn-', 'a.b',
-                                   'x' * 64, '../x', 52])
+                                   'x' * 61, '../x', 52])
 def test_anything_else_is_refused_with_the_forms_named(value):
     with pytest.raises(ValueError, match='MAC address'):
         enroll.machine_id(value)
+
+
+def test_a_mac_and_a_serial_of_the_same_digits_get_different_names():
+    assert enroll.machine_label(MAC) == 'mac-525400123456'
+    assert enroll.machine_label(enroll.machine_id('525400123456')) == 'sn-525400123456'
 
 
 def csr(key=None):
@@ -38,17 +43,14 @@ def csr(key=None):
 
 @pytest.fixture
 def enrollment(tmp_path):
-    manager = CaManager(str(tmp_path / 'root'), common_name='Root')
-    manager.plan()
-    manager.apply()
-    manager = CaManager(str(tmp_path / 'enroll'), common_name='Enrollment', issuer_dir=str(tmp_path / 'root'),
+    manager = CaManager(str(tmp_path / 'enroll'), common_name='Enrollment', path_length=0,
                         name_constraints_permitted_dns=['enroll.example'], usage='client',
                         name_constraints_excluded_ip=['0.0.0.0/0', '::/0'])
     manager.plan()
     manager.apply()
     (tmp_path / 'tokens').mkdir()
     return enroll.Enrollment(str(tmp_path / 'tokens'), str(tmp_path / 'enroll' / 'ca-cert.pem'),
-                             str(tmp_path / 'enroll' / 'ca-key.pem'), 'enroll.example', 2)
+                             str(tmp_path / 'enroll' / 'ca-key.pem'), 2)
 
 
 def grant(enrollment, machine=MAC, seconds=60):
@@ -71,7 +73,9 @@ def test_a_bad_request_consumes_nothing(enrollment):
     pem, machine, dummy = enrollment.enroll({'token': token, 'machine': MAC.upper(), 'csr': csr()})
     assert pem.count('BEGIN CERTIFICATE') == 2, 'the enrollment CA follows the certificate'
     leaf = x509.load_pem_x509_certificate(pem.encode('ascii'))  # the first one
-    assert machine == MAC and leaf.subject.rfc4514_string() == 'CN=%s' % MAC
+    assert machine == MAC and leaf.subject.rfc4514_string() == 'CN=mac-525400123456'
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ['mac-525400123456.enroll.example'], 'the suffix of the CA'
     # cryptography 38 (Debian 12's) has no *_utc; newer ones deprecate the naive properties.
     lifetime = (getattr(leaf, 'not_valid_after_utc', None) or leaf.not_valid_after) - \
         (getattr(leaf, 'not_valid_before_utc', None) or leaf.not_valid_before)
@@ -79,17 +83,22 @@ def test_a_bad_request_consumes_nothing(enrollment):
 
 
 def test_a_token_works_once_even_for_requests_at_the_same_moment(enrollment):
+    """Eight API processes at once (each an Enrollment of its own, so no lock is shared): one rename wins."""
     token = grant(enrollment)
     outcomes = []
+    processes = [enroll.Enrollment(enrollment.tokens_dir, enrollment.ca_cert_path, enrollment.ca_key_path, 2)
+                 for dummy in range(8)]
+    barrier = threading.Barrier(len(processes))
 
-    def attempt():
+    def attempt(process):
+        barrier.wait()
         try:
-            enrollment.enroll({'token': token, 'machine': MAC, 'csr': csr()})
+            process.enroll({'token': token, 'machine': MAC, 'csr': csr()})
             outcomes.append(201)
         except enroll.EnrollError as exc:
             outcomes.append(exc.status)
 
-    threads = [threading.Thread(target=attempt) for dummy in range(8)]
+    threads = [threading.Thread(target=attempt, args=(process,)) for process in processes]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -102,3 +111,27 @@ def test_an_expired_or_unknown_token_is_refused(enrollment):
         enrollment.enroll({'token': grant(enrollment, seconds=-1), 'machine': MAC, 'csr': csr()})
     with pytest.raises(enroll.EnrollError, match='unknown token'):
         enrollment.enroll({'token': enroll.new_token(), 'machine': MAC, 'csr': csr()})
+
+
+def test_a_ca_that_cannot_sign_uses_no_token_up(enrollment, tmp_path):
+    token = grant(enrollment, seconds=5000 * 86400)  # outlives the CA, for the request past the CA's end
+    key = tmp_path / 'enroll' / 'ca-key.pem'
+    saved = key.read_bytes()
+    key.unlink()
+    with pytest.raises(enroll.EnrollError, match='cannot be loaded on the API host') as refused:
+        enrollment.enroll({'token': token, 'machine': MAC, 'csr': csr()})
+    assert refused.value.status == 503
+    key.write_bytes(saved)
+    # An expired CA: the moment of the request past its end.
+    with pytest.raises(enroll.EnrollError, match='ca_renew.yml'):
+        enrollment.enroll({'token': token, 'machine': MAC, 'csr': csr()}, now=time.time() + 4000 * 86400)
+    assert enrollment.enroll({'token': token, 'machine': MAC, 'csr': csr()})[1] == MAC
+
+
+@pytest.mark.parametrize('record', ['[1]', '{"machine": "%s", "expires": "soon"}' % MAC, 'not json'])
+def test_an_unreadable_record_is_refused_by_name(enrollment, record):
+    token = enroll.new_token()
+    with open('%s/%s.json' % (enrollment.tokens_dir, enroll.token_digest(token)), 'w') as handle:
+        handle.write(record)
+    with pytest.raises(enroll.EnrollError, match='unreadable record'):
+        enrollment.enroll({'token': token, 'machine': MAC, 'csr': csr()})

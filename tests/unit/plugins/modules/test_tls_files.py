@@ -115,3 +115,17 @@ def test_restore_then_nothing_left(tmp_path, run_module):
     both = run_module(tls_files, dict(restore, **{'files': args(tmp_path)['files']}))
     assert both.rc == 1 and 'restore goes alone' in both.result['msg']
     assert run_module(tls_files, dict(restore, files=[], directories=[])).rc == 0  # empty lists are not given
+
+
+def test_absent_keys_go_and_a_file_without_them_is_left_as_it_is(tmp_path, run_module):
+    """A feature turned off (the API's enrollment): its entries are removed; a .env that never had them is unchanged."""
+    env = tmp_path / '.env'
+    env.write_text('REDIS_PORT=6379\nAPI_ENROLL_CA_CERT=/etc/ca.pem\n# mine\nAPI_ENROLL_TOKENS=/var/t\n')
+    spec = {'env_files': [{'path': str(env), 'mode': '0640', 'entries': {'REDIS_PORT': 6379},
+                           'absent_keys': ['API_ENROLL_CA_CERT', 'API_ENROLL_TOKENS']}]}
+    off = run_module(tls_files, spec, diff=True)
+    assert off.result['changed'] is True and env.read_text() == 'REDIS_PORT=6379\n# mine\n'
+    assert '/etc/ca.pem' not in off.stdout, 'a removed value is not shown'
+    assert run_module(tls_files, spec).result['changed'] is False
+    both = dict(spec['env_files'][0], entries={'API_ENROLL_TOKENS': '/var/t'})
+    assert 'both set and in absent_keys' in run_module(tls_files, {'env_files': [both]}).result['msg']
