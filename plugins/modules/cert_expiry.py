@@ -96,6 +96,15 @@ options:
       - CA certificate, or a bundle of several CAs (during a rollover); chaining to any of them counts.
       - Without it the chain is not checked and RV(certs[].chains_to_ca) and RV(endpoints[].chain_verified) are null.
     type: path
+  extra_ca_paths:
+    description:
+      - More CA certificates this host trusts beside O(ca_path), counted as O(ca_path)'s for certificates and CRLs
+        (an API host's enrollment CA, which it alone trusts, for its validation routes). Needs O(ca_path).
+      - A file that does not exist is skipped.
+    type: list
+    elements: path
+    default: []
+    version_added: 0.3.0
   warn_days:
     description: Certificates expiring within this many days get status C(expiring).
     type: int
@@ -429,6 +438,7 @@ def main():
             prometheus_labels=dict(type='dict', default={}),
             crl_paths=dict(type='list', elements='path', default=[]),
             crl_issuer_paths=dict(type='list', elements='path', default=[]),
+            extra_ca_paths=dict(type='list', elements='path', default=[]),
             renewal=dict(type='dict', options=dict(
                 renew_days=dict(type='int'),
                 renew_fraction=dict(type='float'),
@@ -454,7 +464,8 @@ def main():
         if params['paths'] or params['crl_paths']:
             report = CertInspector(params['paths'] or [], params['ca_path'], params['warn_days'],
                                    crl_paths=params['crl_paths'], policy=policy,
-                                   crl_issuer_paths=params['crl_issuer_paths']).inspect()
+                                   crl_issuer_paths=params['crl_issuer_paths'],
+                                   extra_ca_paths=params['extra_ca_paths']).inspect()
         else:
             zero = dict((status, 0) for status in STATUSES)
             report = {'certs': [], 'counts': zero, 'total': 0, 'crls': [], 'crl_counts': dict(zero)}

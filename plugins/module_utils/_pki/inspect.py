@@ -104,7 +104,7 @@ def inspect_crls(paths, cas=None, now=None):
 
 class CertInspector:
     def __init__(self, paths, ca_path=None, warn_days=30, now=None, crl_paths=None, policy=None,
-                 crl_issuer_paths=None):
+                 crl_issuer_paths=None, extra_ca_paths=None):
         """``policy``: pki_leaf's renewal.RenewalPolicy, for each certificate's renew_at (None: not worked out)."""
         if not paths and not crl_paths:
             raise PkiError('paths is empty: list certificate files or directories to inspect')
@@ -115,6 +115,12 @@ class CertInspector:
         self.warn_days = warn_days
         self.now = now or crypto.utcnow()
         self.cas = load_ca_bundle(ca_path) if ca_path else None
+        # More anchors this host trusts beside the bundle (an API host's enrollment CA, for its validation routes);
+        # a file not there yet is skipped.
+        if self.cas is not None:
+            for path in extra_ca_paths or []:
+                if os.path.isfile(path):
+                    self.cas = self.cas + load_ca_bundle(path)
         # Issuing CAs found after a certificate in its file (two tiers) and signed by a CA of the bundle: they
         # complete that certificate's chain, and sign CRLs of their own.
         self.intermediates = []

@@ -279,3 +279,23 @@ def test_crls_report_next_update_and_status(tmp_path, pki):
     assert '# TYPE fleetpki_crl_next_update_seconds gauge' in text
     assert text.count('fleetpki_crl_expired{') == 5
     assert 'fleetpki_crl_expired{host="ctl",issuer="CN=Fleet CA",path="%s"} 1' % (tmp_path / 'expired.pem') in text
+
+
+def test_extra_ca_paths_are_anchors_of_this_host_for_certificates_and_crls(env, tmp_path):
+    """An API host trusts its enrollment CA beside the bundle: that CA's certificate and CRL count as good there,
+    and are broken against the bundle alone."""
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.ca import CaManager
+    from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.crl import CrlManager
+    manager = CaManager(str(tmp_path / 'enroll'), common_name='Enrollment CA', path_length=0, usage='client',
+                        name_constraints_permitted_dns=['enroll.example'])
+    manager.plan()
+    manager.apply()
+    crl = CrlManager(str(tmp_path / 'enroll'))
+    crl.plan()
+    crl.apply()
+    cert, crl_path = str(tmp_path / 'enroll' / 'ca-cert.pem'), str(tmp_path / 'enroll' / 'crl.pem')
+    alone = CertInspector([cert], ca_path=env['ca_cert_path'], crl_paths=[crl_path]).inspect()
+    assert alone['certs'][0]['status'] == 'broken' and alone['crls'][0]['status'] == 'broken'
+    trusted = CertInspector([cert], ca_path=env['ca_cert_path'], crl_paths=[crl_path],
+                            extra_ca_paths=[cert, str(tmp_path / 'absent.pem')]).inspect()
+    assert trusted['certs'][0]['status'] == 'ok' and trusted['crls'][0]['status'] == 'ok', trusted
