@@ -126,6 +126,19 @@ trusted_ca_dirs:
   returned: always
   type: list
   elements: str
+anchor_ca_dirs:
+  description:
+    - Those of RV(trusted_ca_dirs) whose CA signed itself (a root of its own); with two tiers the bundle holds these
+      and the root. A fleet moving under a root trusts its old CA and the root until phase 3.
+  returned: always
+  type: list
+  elements: str
+  version_added: 0.3.0
+ca_self_signed:
+  description: Whether the CA of O(ca_dir) signed itself (true while a fleet of one CA moves under a root).
+  returned: always
+  type: bool
+  version_added: 0.3.0
 plan:
   description: With O(action=plan), the phases this run does.
   returned: when action is plan

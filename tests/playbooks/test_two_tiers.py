@@ -1,7 +1,9 @@
 """pki.yml with two tiers (pki_root_dir) on a fake fleet: a root signs the CA of pki_ca_dir (an issuing CA, path
 length 0), which signs every leaf; the trust bundle holds the root alone, every certificate file carries its issuing
 CA's certificate and verifies against the bundle with openssl; the CRL bundle holds both CAs' CRLs; a rerun changes
-nothing; check mode on a new fleet writes nothing; a rollover under a root is refused."""
+nothing; check mode on a new fleet writes nothing; a rollover of an issuing CA under a root is refused; a fleet of
+one CA moves under a new root through the rollover phases, its hosts trusting the old CA and the root until the
+last."""
 import subprocess
 
 from test_preflight import FLEET, inventory, playbook
@@ -45,7 +47,7 @@ def test_two_tiers_through_the_pki_play(tmp_path):
 
     rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'pki_root_dir=%s' % root, '-e', 'rollover_phase=1')
     flat = ' '.join(output.split())
-    assert rc != 0 and 'do not yet handle an issuing CA under a root' in flat, output[-3000:]
+    assert rc != 0 and 'not an issuing CA already under a root' in flat, output[-3000:]
     assert not (pki / 'ca-next').exists()
 
 
@@ -69,7 +71,8 @@ def test_a_fleet_on_its_own_ca_is_not_put_under_a_new_root_by_setting_pki_root_d
     before = (tmp_path / 'pki' / 'ca-bundle.pem').read_text()
     rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=%s' % (tmp_path / 'pki' / 'root'))
     flat = ' '.join(output.split())
-    assert rc != 0 and 'moving a running fleet under a new root is not supported yet' in flat, output[-3000:]
+    assert rc != 0 and 'move the running fleet under a new root with ca_rollover.yml -e rollover_new=true' in flat, \
+        output[-3000:]
     assert not (tmp_path / 'pki' / 'root').exists()
     assert (tmp_path / 'pki' / 'ca-bundle.pem').read_text() == before
 
@@ -87,3 +90,56 @@ def test_two_tiers_without_the_roots_own_secret_or_the_fleets_names_stop_before_
         assert rc != 0 and 'Two tiers (pki_root_dir' in flat and 'Nothing was changed' in flat, output[-3000:]
         assert PASSPHRASE not in output and ROOT_PASSPHRASE not in output
         assert not (tmp_path / 'pki' / 'root').exists() and not (tmp_path / 'pki' / 'ca').exists()
+
+
+def verifies(bundle, cert):
+    rc, text = openssl('verify', '-x509_strict', '-CAfile', bundle, '-untrusted', cert, cert)
+    return rc == 0
+
+
+def test_a_fleet_of_one_ca_moves_under_a_new_root_through_the_rollover_phases(tmp_path):
+    """The control node's part of the move (molecule's lifecycle lab is where the hosts reload under load): phase 1
+    makes the root and an issuing CA under it and trusts the old CA and the root; phase 2 signs every leaf with the
+    issuing CA, each file carrying it; phase 3 trusts the root alone and retires the old CA."""
+    hosts = inventory(tmp_path, FLEET)
+    (tmp_path / 'group_vars').mkdir()
+    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS)
+    pki = tmp_path / 'pki'
+    rc, output = playbook(hosts, 'pki.yml')
+    assert rc == 0, output[-3000:]
+    old_ca = (pki / 'ca' / 'ca-cert.pem').read_text()
+    old_leaf = tmp_path / 'old-leaf.pem'
+    old_leaf.write_text((pki / 'issued' / 'redis-pf-redis1-cert.pem').read_text())
+    # The operator adds the root to the inventory, then moves the fleet (no host is reached here: the roll is off).
+    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS + 'pki_root_dir: %s\n' % (pki / 'root'))
+    roll_off = ('-e', 'fleetpki_roll_enabled=false')
+
+    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=1', *roll_off)
+    assert rc == 0, output[-4000:]
+    rc, text = openssl('x509', '-noout', '-issuer', '-ext', 'basicConstraints', '-in', pki / 'ca-next' / 'ca-cert.pem')
+    assert 'issuer=CN = Fleet Root CA' in text and 'pathlen:0' in text, text
+    bundle = (pki / 'ca-bundle.pem').read_text()
+    assert bundle == old_ca + (pki / 'root' / 'ca-cert.pem').read_text(), 'phase 1 trusts the old CA and the root'
+    assert verifies(pki / 'ca-bundle.pem', old_leaf), 'a host still on its old certificate is refused in phase 1'
+
+    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=2', *roll_off)
+    assert rc == 0, output[-4000:]
+    next_ca = (pki / 'ca-next' / 'ca-cert.pem').read_text()
+    for cert in sorted((pki / 'issued').glob('*-cert.pem')):
+        assert cert.read_text().endswith(next_ca), '%s does not carry the issuing CA' % cert
+        assert verifies(pki / 'ca-bundle.pem', cert), cert
+    assert verifies(pki / 'ca-bundle.pem', old_leaf), 'phase 2 still trusts the old CA'
+
+    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=3', *roll_off)
+    assert rc == 0, output[-4000:]
+    assert (pki / 'ca-bundle.pem').read_text() == (pki / 'root' / 'ca-cert.pem').read_text(), 'the root alone'
+    assert (pki / 'ca' / 'ca-cert.pem').read_text() == next_ca, 'the issuing CA is promoted to pki_ca_dir'
+    assert [path.read_text() for path in (pki / 'retired-ca').glob('*/ca-cert.pem')] == [old_ca]
+    for cert in sorted((pki / 'issued').glob('*-cert.pem')):
+        assert verifies(pki / 'ca-bundle.pem', cert), cert
+    assert not verifies(pki / 'ca-bundle.pem', old_leaf), 'the old CA is still trusted after phase 3'
+    rc, output = playbook(hosts, 'pki.yml')
+    assert rc == 0, output[-4000:]
+    assert 'changed=0' in output[output.rindex('PLAY RECAP'):].split('localhost', 1)[1].splitlines()[0], output[-3000:]
+    rc, output = playbook(hosts, 'ca_rollover.yml', *roll_off)
+    assert rc == 0 and 'nothing to do' in output, output[-3000:]

@@ -261,4 +261,17 @@ class RolloverManager:
         if self.rollover_plan is not None:
             out['plan'] = self.rollover_plan
         out['signing_ca_dir'], out['trusted_ca_dirs'] = self.view(state)
+        # Two tiers: the trusted CAs that are roots of their own (self-signed) go into the bundle beside the root; an
+        # issuing CA does not (the root vouches for it). A fleet moving under a root trusts its old CA and the root
+        # until phase 3 (docs/hierarchy.md).
+        out['anchor_ca_dirs'] = [directory for directory in out['trusted_ca_dirs'] if self._self_signed(directory)]
+        out['ca_self_signed'] = self._self_signed(self.ca_dir)
         return out
+
+    def _self_signed(self, directory):
+        """Whether the CA in ``directory`` signed itself; False for one not there yet (with a root, pki_ca makes it
+        issued by the root; without one, anchor_ca_dirs is not used)."""
+        path = store.CaStore(directory).cert_path
+        if not os.path.isfile(path):
+            return False
+        return crypto.is_self_signed(crypto.load_cert(files.read_bytes(path), path))

@@ -188,3 +188,23 @@ def test_module(dirs, run_module, pki, tmp_path):
     assert refused.rc == 1 and 'cannot run now' in refused.result['msg']
     missing = run_module(pki_rollover, dirs.args(action='done'))
     assert missing.rc == 1 and 'phase' in missing.result['msg']
+
+
+def test_moving_under_a_root_the_old_ca_is_an_anchor_until_phase_3(dirs, pki):
+    """The bundle of two tiers holds the anchors and the root: the old (self-signed) CA while the fleet moves under a
+    root, never the issuing CA that the root vouches for."""
+    root = os.path.join(dirs.root, 'root')
+    pki.make_ca(root, common_name='Fleet Root CA')
+    assert (dirs.run()['anchor_ca_dirs'], dirs.run()['ca_self_signed']) == ([dirs.ca], True)
+    dirs.run(action='start', phase=1)
+    pki.make_ca(dirs.next, common_name='Fleet Issuing CA', issuer_dir=root,
+                name_constraints_permitted_dns=['fleet.example'])
+    phase_1 = dirs.run(action='done', phase=1)
+    assert phase_1['trusted_ca_dirs'] == [dirs.ca, dirs.next] and phase_1['anchor_ca_dirs'] == [dirs.ca]
+    for phase in (2, 3):
+        dirs.run(action='start', phase=phase)
+        if phase == 2:
+            dirs.run(action='done', phase=2)
+    assert dirs.run()['anchor_ca_dirs'] == [], 'phase 3 running: the issuing CA alone, vouched for by the root'
+    finished = dirs.run(action='done', phase=3)
+    assert finished['anchor_ca_dirs'] == [] and finished['ca_self_signed'] is False
