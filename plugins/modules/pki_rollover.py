@@ -139,6 +139,11 @@ ca_self_signed:
   returned: always
   type: bool
   version_added: 0.3.0
+next_issued:
+  description: Whether O(next_dir) holds an issuing CA (signed by a root), so the rollover moves the fleet under a root.
+  returned: always
+  type: bool
+  version_added: 0.3.0
 plan:
   description: With O(action=plan), the phases this run does.
   returned: when action is plan

@@ -4,6 +4,7 @@ CA's certificate and verifies against the bundle with openssl; the CRL bundle ho
 nothing; check mode on a new fleet writes nothing; a rollover of an issuing CA under a root is refused; a fleet of
 one CA moves under a new root through the rollover phases, its hosts trusting the old CA and the root until the
 last."""
+import json
 import subprocess
 
 from test_preflight import FLEET, inventory, playbook
@@ -129,6 +130,11 @@ def test_a_fleet_of_one_ca_moves_under_a_new_root_through_the_rollover_phases(tm
         assert cert.read_text().endswith(next_ca), '%s does not carry the issuing CA' % cert
         assert verifies(pki / 'ca-bundle.pem', cert), cert
     assert verifies(pki / 'ca-bundle.pem', old_leaf), 'phase 2 still trusts the old CA'
+    # Mid-move, a run without the root (another inventory, a timer) would bundle the issuing CA without it.
+    bundle = (pki / 'ca-bundle.pem').read_text()
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=')
+    assert rc != 0 and 'Keep pki_root_dir (and pki_root_passphrase) set' in ' '.join(output.split()), output[-3000:]
+    assert (pki / 'ca-bundle.pem').read_text() == bundle
 
     rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=3', *roll_off)
     assert rc == 0, output[-4000:]
@@ -143,3 +149,11 @@ def test_a_fleet_of_one_ca_moves_under_a_new_root_through_the_rollover_phases(tm
     assert 'changed=0' in output[output.rindex('PLAY RECAP'):].split('localhost', 1)[1].splitlines()[0], output[-3000:]
     rc, output = playbook(hosts, 'ca_rollover.yml', *roll_off)
     assert rc == 0 and 'nothing to do' in output, output[-3000:]
+    # A phase 3 killed after its promotion but before its state was written is resumed, not refused.
+    state = json.loads((pki / 'rollover.json').read_text())
+    state['status'] = 'running'
+    (pki / 'rollover.json').write_text(json.dumps(state))
+    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=3', *roll_off)
+    assert rc == 0, output[-4000:]
+    assert json.loads((pki / 'rollover.json').read_text())['status'] == 'done'
+    assert (pki / 'ca-bundle.pem').read_text() == (pki / 'root' / 'ca-cert.pem').read_text()

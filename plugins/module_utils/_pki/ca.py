@@ -320,7 +320,7 @@ class CaManager:
         if self_signed and self.action != 'replace':
             raise PkiError('the CA in %s is a self-signed root, not an issuing CA of the root in issuer_dir %s: '
                            'leaves it signed would be refused by hosts that trust that root alone. Omit issuer_dir '
-                           'to keep it as it is (moving a running fleet under a root is not supported yet)'
+                           'to keep it as it is, or move the fleet under the root with playbooks/ca_rollover.yml'
                            % (self.directory, self.issuer_dir))
         if issued and crypto.serial_hex(self.existing.cert) in store.CaStore(self.issuer_dir).revoked_serials():
             if not self.replace_revoked:

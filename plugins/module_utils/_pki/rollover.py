@@ -266,6 +266,8 @@ class RolloverManager:
         # until phase 3 (docs/hierarchy.md).
         out['anchor_ca_dirs'] = [directory for directory in out['trusted_ca_dirs'] if self._self_signed(directory)]
         out['ca_self_signed'] = self._self_signed(self.ca_dir)
+        # ca-next/ holds an issuing CA: this rollover moves the fleet under a root, which must stay set until the end.
+        out['next_issued'] = self._has_ca(self.next_dir) and not self._self_signed(self.next_dir)
         return out
 
     def _self_signed(self, directory):

@@ -106,7 +106,7 @@ def settings(tmp):
         worker_tls_extra_env={'OPERATOR_TOKEN': 'tok', 'REDIS_HOST': 'redis-extra'},
         api_tls_pki_issued_dir=pki, api_tls_cert_name='leaf', api_tls_dir=host + '/fleetpki/api',
         api_tls_env_file=host + '/fleet-api/.env', api_tls_crl_src=pki + '/crl-bundle.pem',
-        api_tls_crl_issuers_src=pki + '/crl-issuers.pem',
+        api_tls_crl_issuers_src=pki + '/crl-issuers.pem', api_tls_enrollment_ca_src=pki + '/enrollment-ca',
         api_tls_ca_file=host + '/fleetpki/ca-bundle.pem', api_tls_extra_env={'API_PORT': '9443', 'EXTRA': 'x'},
         api_tls_client_cert_routes={'/api/v1/validation/': 'optional'},
     )

@@ -195,12 +195,14 @@ def test_moving_under_a_root_the_old_ca_is_an_anchor_until_phase_3(dirs, pki):
     root, never the issuing CA that the root vouches for."""
     root = os.path.join(dirs.root, 'root')
     pki.make_ca(root, common_name='Fleet Root CA')
-    assert (dirs.run()['anchor_ca_dirs'], dirs.run()['ca_self_signed']) == ([dirs.ca], True)
+    assert (dirs.run()['anchor_ca_dirs'], dirs.run()['ca_self_signed'], dirs.run()['next_issued']) == \
+        ([dirs.ca], True, False)
     dirs.run(action='start', phase=1)
     pki.make_ca(dirs.next, common_name='Fleet Issuing CA', issuer_dir=root,
                 name_constraints_permitted_dns=['fleet.example'])
     phase_1 = dirs.run(action='done', phase=1)
     assert phase_1['trusted_ca_dirs'] == [dirs.ca, dirs.next] and phase_1['anchor_ca_dirs'] == [dirs.ca]
+    assert phase_1['next_issued'] is True
     for phase in (2, 3):
         dirs.run(action='start', phase=phase)
         if phase == 2:
