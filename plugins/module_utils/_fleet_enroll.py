@@ -128,8 +128,8 @@ class Enrollment:
             public_key = self._requested_key(body.get('csr'))
             pem, serial = self._sign(machine, public_key, now)
             try:
-                if not os.path.isdir(os.path.dirname(used)):
-                    os.mkdir(os.path.dirname(used), 0o700)
+                # Another API process may make it at the same moment: that is no failure.
+                os.makedirs(os.path.dirname(used), 0o700, exist_ok=True)
                 # One rename wins, across processes too: the loser's certificate is never handed out.
                 os.rename(path, used)
             except FileNotFoundError:
