@@ -1,5 +1,5 @@
-"""Lifecycle under live load, on the lab containers: the operator's checklist for renewal, CA rollover and
-revocation without one failed request, then the faults.
+"""Lifecycle under live load, on the lab containers: the operator's checklist for renewal, CA rollover, the move of the
+fleet under a new root and revocation without one failed request, then the faults (on two tiers since the move).
 
 The tests run in file order: a load client on pxe1 (tests/load/fleet_load.py) does SET/GET/LPUSH over mTLS, a new
 TLS connection every 20 operations, never retrying, while the workers process the jobs it pushes. Each lifecycle
@@ -21,7 +21,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from fleetlab import (CA_BUNDLE, CA_PASSPHRASE, CLIENT_PEM, PROJECT, REDIS_CERT, REDIS_KEY, WORKER_CERT, WORKERS,
+from fleetlab import (CA_BUNDLE, CA_PASSPHRASE, CLIENT_PEM, INVENTORY, PROJECT, REDIS_CERT, REDIS_KEY, ROOT_PASSPHRASE,
+                      WORKER_CERT, WORKERS,
                       acl_password, assert_no_failed_operation, assert_no_secret_in, assert_nothing_changed, cert_serial,
                       changed_counts, load_env, oldest_client_age, password_file, put_file, read_root_file, record,
                       redis_cli,
@@ -73,6 +74,12 @@ def assert_rolled(fleet, started, before_serials):
     assert age < elapsed, 'a client connection %d s old survived a roll that started %.0f s ago' % (age, elapsed)
 
 
+def verifies(host, path):
+    """The certificate in ``path`` on ``host`` validates against the host's bundle, with the chain its file carries
+    (the issuing CA, with two tiers)."""
+    return host.run('openssl verify -CAfile %s -untrusted %s %s' % (CA_BUNDLE, path, path)).rc == 0
+
+
 def serials(fleet):
     return {name: cert_serial(fleet[name], path) for name, path in HOST_CERTS}
 
@@ -82,13 +89,24 @@ def key_digests():
     return {name: hashlib.sha256(read_root_file(name, path).encode()).hexdigest() for name, path in HOST_KEYS}
 
 
+# The move under a root (test_a_fleet_of_one_ca_moves_under_a_new_root_without_a_failed_request): the operator adds
+# the root's settings to the inventory, beside molecule's inventory file, so every later test runs on two tiers.
+TWO_TIERS_VARS = pathlib.Path(INVENTORY).parent / 'group_vars' / 'all.yml'
+TWO_TIERS = {'pki_root_dir': str(PROJECT / '.build' / 'molecule-pki' / 'root'), 'pki_root_passphrase': ROOT_PASSPHRASE,
+             'pki_ca_name_constraints_permitted_dns': ['redis1', 'worker1', 'worker2', 'api1', 'pxe1', 'localhost'],
+             'pki_ca_name_constraints_permitted_ip': ['172.30.98.0/24', '127.0.0.1/32']}
+
+
 @pytest.fixture(scope='module')
 def load(fleet):
-    """Start the load client on pxe1 (mTLS); the last lifecycle test stops it and counts."""
+    """Start the load client on pxe1 (mTLS); the last lifecycle test stops it and counts. The scenario starts on one
+    CA: the root's settings of an earlier run that stopped half-way go first."""
+    TWO_TIERS_VARS.unlink(missing_ok=True)
     STATE['job_prefix'] = start_load(fleet, load_env(6379))
     STATE['redis_pid'] = redis_pid(fleet)
     yield fleet['pxe1']
     fleet['pxe1'].run('systemctl stop fleet-load')
+    TWO_TIERS_VARS.unlink(missing_ok=True)
 
 
 def test_load_runs_without_a_failure(fleet, load):
@@ -413,7 +431,7 @@ def test_ca_rollover_moves_every_host_to_the_new_ca_without_a_failed_request(fle
     for name, path in HOST_CERTS:
         host = fleet[name]
         assert host.file(CA_BUNDLE).content_string.strip() == new_ca.strip(), '%s still trusts the old CA' % name
-        assert host.run('openssl verify -CAfile %s %s' % (CA_BUNDLE, path)).rc == 0
+        assert verifies(host, path), name
     assert (pki_dir / 'export' / 'ca-bundle.pem').read_text().strip() == new_ca.strip()
     stats = assert_no_failed_operation(fleet)
     record('lifecycle', 'ca_rollover', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'], ops=stats['ops'])
@@ -423,6 +441,46 @@ def test_ca_rollover_again_changes_nothing(fleet, load):
     rc, output = run_playbook('playbooks/ca_rollover.yml')
     assert_nothing_changed(rc, output)
     assert 'nothing to do' in output
+
+
+def test_a_fleet_of_one_ca_moves_under_a_new_root_without_a_failed_request(fleet, load, pki_dir):
+    """The operator adds a root to the inventory of a fleet of one CA and runs ca_rollover.yml: phase 1 makes the
+    root and an issuing CA under it and every host trusts the old CA and the root; phase 2 gives every host a
+    certificate of the issuing CA, carrying its chain; phase 3 leaves the root alone in every trust store. Redis keeps
+    its process, the load sees no failed request, and a certificate of the old CA is refused at the end."""
+    TWO_TIERS_VARS.parent.mkdir(exist_ok=True)
+    TWO_TIERS_VARS.write_text(json.dumps(TWO_TIERS, indent=2) + '\n')
+    TWO_TIERS_VARS.chmod(0o600)
+    pxe = fleet['pxe1']
+    old_ca = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
+    pxe.check_output('cp %s /root/pre-move-client.pem' % CLIENT_PEM)
+    assert api_status_with(pxe, '/root/pre-move-client.pem', '/root/pre-move-client.pem') == (0, '200')
+    before, started = serials(fleet), time.time()
+    rc, output, seconds = timed_playbook('playbooks/ca_rollover.yml', '-e', 'rollover_new=true')
+    assert rc == 0, output[-4000:]
+    assert 'phases to run: 1, 2, 3 (a new rollover' in output, output[-4000:]
+    state = json.loads((pki_dir / 'rollover.json').read_text())
+    assert (state['phase'], state['status']) == (3, 'done')
+    root = (pki_dir / 'root' / 'ca-cert.pem').read_text()
+    issuing = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
+    issuing_cert = x509.load_pem_x509_certificate(issuing.encode())
+    assert issuing_cert.issuer == x509.load_pem_x509_certificate(root.encode()).subject, 'not issued by the root'
+    assert issuing_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    assert (pki_dir / 'retired-ca' / state['id'] / 'ca-cert.pem').read_text() == old_ca
+    assert_rolled(fleet, started, before)
+    assert (pki_dir / 'export' / 'ca-bundle.pem').read_text() == root, 'the fleet does not trust the root alone'
+    for name, path in HOST_CERTS:
+        host = fleet[name]
+        assert host.file(CA_BUNDLE).content_string == root, '%s does not trust the root alone' % name
+        assert host.file(path).content_string.endswith(issuing), '%s presents no chain' % name
+        assert verifies(host, path), name
+    rc_old, out_old = api_status_with(pxe, '/root/pre-move-client.pem', '/root/pre-move-client.pem')
+    assert rc_old != 0 and out_old != '200', 'the API still accepts a certificate of the old CA: %s' % out_old
+    pxe.run('rm -f /root/pre-move-client.pem')
+    assert api_status_with(pxe, CLIENT_PEM, CLIENT_PEM) == (0, '200')
+    stats = assert_no_failed_operation(fleet)
+    record('lifecycle', 'ca_move_under_root', wall_s=round(seconds, 1), longest_pause_s=stats['longest_pause_s'],
+           ops=stats['ops'])
 
 
 def api_status_with(pxe, cert, key):
@@ -502,9 +560,11 @@ def test_rotate_for_other_services_still_ships_a_re_signed_crl_to_the_api(fleet,
 
 
 def test_ca_renewal_with_the_same_key_keeps_every_leaf(fleet, load, pki_dir):
-    """The lighter path: a new CA certificate (same key and subject) rolled into every trust store; no leaf is
-    re-issued and every leaf validates against the new CA certificate."""
+    """The lighter path, on two tiers since the move: the root re-issues the issuing CA's certificate (same key and
+    subject); every host keeps trusting the root alone, no leaf is re-issued, and every certificate file carries the
+    new issuing CA certificate, against which its leaf validates."""
     old_ca = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
+    root = (pki_dir / 'root' / 'ca-cert.pem').read_text()
     before = serials(fleet)
     rc, output = run_playbook('playbooks/ca_renew.yml', '-e', 'ca_renew_days=4000')
     assert rc == 0, output[-4000:]
@@ -513,8 +573,9 @@ def test_ca_renewal_with_the_same_key_keeps_every_leaf(fleet, load, pki_dir):
     assert new_ca != old_ca
     assert serials(fleet) == before
     for name, path in HOST_CERTS:
-        assert fleet[name].file(CA_BUNDLE).content_string.strip() == new_ca.strip()
-        assert fleet[name].run('openssl verify -CAfile %s %s' % (CA_BUNDLE, path)).rc == 0
+        assert fleet[name].file(CA_BUNDLE).content_string == root
+        assert fleet[name].file(path).content_string.endswith(new_ca), '%s carries the old issuing CA' % name
+        assert verifies(fleet[name], path), name
     assert redis_pid(fleet) == STATE['redis_pid']
     rc, output = run_playbook('playbooks/ca_renew.yml')
     assert_nothing_changed(rc, output)
@@ -539,7 +600,7 @@ def test_backup_then_restore_of_a_lost_pki_dir_and_a_rotate_after_it(fleet, load
     rc, output = run_playbook('playbooks/rotate.yml', '-e', 'services=redis', '-e', 'force=true')
     assert rc == 0, output[-4000:]
     assert served_serial(fleet) != served_before
-    assert fleet['redis1'].run('openssl verify -CAfile %s %s' % (CA_BUNDLE, REDIS_CERT)).rc == 0
+    assert verifies(fleet['redis1'], REDIS_CERT)
     assert redis_pid(fleet) == STATE['redis_pid']
     subprocess.run(['rm', '-rf', str(lost)], check=True)
     assert_no_failed_operation(fleet)
