@@ -89,9 +89,15 @@ class Enrollment:
     (read at each enrollment, so a renewed CA is used without a reload). The certificate's name is
     <machine label>.<the DNS suffix the CA's name constraints permit>."""
 
-    def __init__(self, tokens_dir, ca_cert_path, ca_key_path, cert_hours=4):
+    def __init__(self, tokens_dir, ca_cert_path, ca_key_path, cert_hours=4, routes=(), issuer=None):
+        """``routes``: the path prefixes an enrolled machine's certificate may call (API_ENROLL_ROUTES); ``issuer``:
+        the enrollment CA's subject as the API's TLS layer shows a peer's issuer, to tell those certificates apart."""
         self.tokens_dir = tokens_dir
         self.ca_cert_path, self.ca_key_path = ca_cert_path, ca_key_path
+        self.routes, self.issuer = list(routes), issuer
+        if not all(isinstance(route, str) and route.startswith('/') for route in self.routes):
+            raise ValueError('API_ENROLL_ROUTES is a comma-separated list of path prefixes, not %r'
+                             % ','.join(str(route) for route in self.routes))
         try:
             self.cert_hours = float(cert_hours)
         except (TypeError, ValueError):

@@ -157,3 +157,36 @@ def test_a_fleet_of_one_ca_moves_under_a_new_root_through_the_rollover_phases(tm
     assert rc == 0, output[-4000:]
     assert json.loads((pki / 'rollover.json').read_text())['status'] == 'done'
     assert (pki / 'ca-bundle.pem').read_text() == (pki / 'root' / 'ca-cert.pem').read_text()
+
+
+def files_of(directory):
+    """{path: bytes} of every file under the PKI directory but the metrics it publishes."""
+    return {str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob('*'))
+            if path.is_file() and path.relative_to(directory).parts[0] != 'metrics'}
+
+
+def test_check_mode_of_a_new_rollover_previews_its_first_phase_and_changes_nothing(tmp_path):
+    """ca_rollover.yml --check on a fleet of one CA, then once a new root is set: it says what phase 1 would make on
+    the control node (the recorded state, the root, the next CA) and writes nothing; no host is reached (the fake
+    fleet has none), as what a phase writes to bundles and hosts depends on the CA its start makes."""
+    hosts = inventory(tmp_path, FLEET)
+    (tmp_path / 'group_vars').mkdir()
+    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS)
+    pki = tmp_path / 'pki'
+    rc, output = playbook(hosts, 'pki.yml')
+    assert rc == 0, output[-3000:]
+    before = files_of(pki)
+    rc, output = playbook(hosts, 'ca_rollover.yml', '--check')
+    assert rc == 0, output[-4000:]
+    flat = ' '.join(output.split())
+    assert 'check mode previews the start of phase 1 on the control node only' in flat, flat[-3000:]
+    changes = flat[flat.rindex('CHANGES BY HOST'):]
+    assert 'Make the next CA' in changes, changes
+    assert files_of(pki) == before
+
+    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS + 'pki_root_dir: %s\n' % (pki / 'root'))
+    rc, output = playbook(hosts, 'ca_rollover.yml', '--check')
+    assert rc == 0, output[-4000:]
+    flat = ' '.join(output.split())
+    assert 'Make or load the root' in flat[flat.rindex('CHANGES BY HOST'):], flat[-3000:]
+    assert files_of(pki) == before and not (pki / 'root').exists()

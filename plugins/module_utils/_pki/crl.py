@@ -126,10 +126,9 @@ class CrlManager:
                                % (directory, issued.cert.subject.rfc4514_string(), issued.cert.issuer.rfc4514_string(),
                                   self.ca_dir, self.ca.cert.subject.rfc4514_string()))
             name = 'ca:%s' % crypto.common_name(issued.cert)
-            certs = [issued.cert] + [crypto.load_cert(data, path)
-                                     for path, data in store.CaStore(directory).read_retired_certs()]
-            targets.extend((crypto.serial_hex(cert), name) for cert in certs
-                           if crypto.signed_by(cert, self.ca.cert) and crypto.not_after(cert) > self.now)
+            retired = [crypto.load_cert(data, path) for path, data in store.CaStore(directory).read_retired_certs()]
+            certs = [issued.cert] + [cert for cert in retired if crypto.signed_by(cert, self.ca.cert)]
+            targets.extend((crypto.serial_hex(cert), name) for cert in certs if crypto.not_after(cert) > self.now)
         return targets
 
     def _resign_reason(self, wanted_serials):

@@ -126,18 +126,14 @@ def enrollment_from(env):
     if missing:
         raise ConfigError('API_ENROLL_CA_CERT is set but %s is not: enrollment needs all of them'
                           % ', '.join(missing))
+    routes = [route.strip() for route in (env.get('API_ENROLL_ROUTES') or '/api/v1/validation').split(',')
+              if route.strip()]
     try:
-        enrollment = Enrollment(env['API_ENROLL_TOKENS'], env['API_ENROLL_CA_CERT'], env['API_ENROLL_CA_KEY'],
-                                env.get('API_ENROLL_CERT_HOURS') or 4)
+        return Enrollment(env['API_ENROLL_TOKENS'], env['API_ENROLL_CA_CERT'], env['API_ENROLL_CA_KEY'],
+                          env.get('API_ENROLL_CERT_HOURS') or 4, routes=routes,
+                          issuer=ssl._ssl._test_decode_cert(env['API_ENROLL_CA_CERT'])['subject'])  # pylint: disable=protected-access
     except ValueError as exc:
         raise ConfigError(str(exc))
-    enrollment.issuer = ssl._ssl._test_decode_cert(env['API_ENROLL_CA_CERT'])['subject']  # pylint: disable=protected-access
-    enrollment.routes = [route.strip() for route in (env.get('API_ENROLL_ROUTES') or '/api/v1/validation').split(',')
-                         if route.strip()]
-    if not all(route.startswith('/') for route in enrollment.routes):
-        raise ConfigError('API_ENROLL_ROUTES is a comma-separated list of path prefixes, not %r'
-                          % env.get('API_ENROLL_ROUTES'))
-    return enrollment
 
 
 # Enrollment as configured (swapped whole on reload); None when it is off.

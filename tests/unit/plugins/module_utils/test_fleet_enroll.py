@@ -135,3 +135,15 @@ def test_an_unreadable_record_is_refused_by_name(enrollment, record):
         handle.write(record)
     with pytest.raises(enroll.EnrollError, match='unreadable record'):
         enrollment.enroll({'token': token, 'machine': MAC, 'csr': csr()})
+
+
+@pytest.mark.parametrize('routes', [['api/v1/validation'], ['/api/v1/validation', 'health']])
+def test_routes_that_are_not_path_prefixes_are_refused_by_name(enrollment, routes):
+    with pytest.raises(ValueError, match='API_ENROLL_ROUTES is a comma-separated list of path prefixes'):
+        enroll.Enrollment(enrollment.tokens_dir, enrollment.ca_cert_path, enrollment.ca_key_path, routes=routes)
+
+
+def test_the_routes_and_the_issuer_are_the_enrollments_own():
+    made = enroll.Enrollment('tokens', 'ca-cert.pem', 'ca-key.pem', routes=('/api/v1/validation/',),
+                             issuer=((('commonName', 'Fleet Enrollment CA'),),))
+    assert made.routes == ['/api/v1/validation/'] and made.issuer == ((('commonName', 'Fleet Enrollment CA'),),)
