@@ -90,8 +90,10 @@ def key_digests():
 
 
 # The move under a root (test_a_fleet_of_one_ca_moves_under_a_new_root_without_a_failed_request): the operator adds
-# the root's settings to the inventory, beside molecule's inventory file, so every later test runs on two tiers.
-TWO_TIERS_VARS = pathlib.Path(INVENTORY).parent / 'group_vars' / 'all.yml'
+# the root's settings to group_vars/all, so every later test runs on two tiers. Here that is the file molecule writes
+# beside its inventory (Ansible reads group_vars/all and ignores an all.yml beside it); the scenario puts it back
+# when it ends, and molecule writes it anew at each converge.
+TWO_TIERS_VARS = pathlib.Path(INVENTORY).parent / 'group_vars' / 'all'
 TWO_TIERS = {'pki_root_dir': str(PROJECT / '.build' / 'molecule-pki' / 'root'), 'pki_root_passphrase': ROOT_PASSPHRASE,
              'pki_ca_name_constraints_permitted_dns': ['redis1', 'worker1', 'worker2', 'api1', 'pxe1', 'localhost'],
              'pki_ca_name_constraints_permitted_ip': ['172.30.98.0/24', '127.0.0.1/32']}
@@ -100,13 +102,14 @@ TWO_TIERS = {'pki_root_dir': str(PROJECT / '.build' / 'molecule-pki' / 'root'), 
 @pytest.fixture(scope='module')
 def load(fleet):
     """Start the load client on pxe1 (mTLS); the last lifecycle test stops it and counts. The scenario starts on one
-    CA: the root's settings of an earlier run that stopped half-way go first."""
-    TWO_TIERS_VARS.unlink(missing_ok=True)
+    CA, with molecule's group_vars/all as it wrote them."""
+    STATE['group_vars_all'] = TWO_TIERS_VARS.read_text()
+    assert 'pki_root_dir' not in STATE['group_vars_all']
     STATE['job_prefix'] = start_load(fleet, load_env(6379))
     STATE['redis_pid'] = redis_pid(fleet)
     yield fleet['pxe1']
     fleet['pxe1'].run('systemctl stop fleet-load')
-    TWO_TIERS_VARS.unlink(missing_ok=True)
+    TWO_TIERS_VARS.write_text(STATE['group_vars_all'])
 
 
 def test_load_runs_without_a_failure(fleet, load):
@@ -448,9 +451,8 @@ def test_a_fleet_of_one_ca_moves_under_a_new_root_without_a_failed_request(fleet
     root and an issuing CA under it and every host trusts the old CA and the root; phase 2 gives every host a
     certificate of the issuing CA, carrying its chain; phase 3 leaves the root alone in every trust store. Redis keeps
     its process, the load sees no failed request, and a certificate of the old CA is refused at the end."""
-    TWO_TIERS_VARS.parent.mkdir(exist_ok=True)
-    TWO_TIERS_VARS.write_text(json.dumps(TWO_TIERS, indent=2) + '\n')
-    TWO_TIERS_VARS.chmod(0o600)
+    TWO_TIERS_VARS.write_text(STATE['group_vars_all'].rstrip('\n') + '\n'
+                              + ''.join('%s: %s\n' % (key, json.dumps(value)) for key, value in TWO_TIERS.items()))
     pxe = fleet['pxe1']
     old_ca = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
     pxe.check_output('cp %s /root/pre-move-client.pem' % CLIENT_PEM)
