@@ -9,6 +9,7 @@ __metaclass__ = type
 # such a file only when the .py holds no DOCUMENTATION (it would otherwise show this file's docs for every
 # filter in it).
 
+import ipaddress
 import posixpath
 import re
 
@@ -21,6 +22,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import CERT_ROLES, plan_cert_requests
 from ansible_collections.fleetpki.mtls.plugins.filter.fleet_vault_problems import fleet_vault_problems, secret as _secret
+from ansible_collections.fleetpki.mtls.plugins.module_utils._pki.constraints import dns_within, ip_within
 
 _display = Display()
 
@@ -143,18 +145,31 @@ _TRUST_GROUPS = ('redis_servers', 'workers', 'api_servers', 'pki_clients')
 _CONSTRAINTS = ('pki_ca_name_constraints_permitted_dns', 'pki_ca_name_constraints_permitted_ip')
 
 
+def _shown(hosts):
+    return ', '.join(hosts[:5]) + (' and %d more' % (len(hosts) - 5) if len(hosts) > 5 else '')
+
+
 def fleet_preflight_warnings(requests, hostvars, groups):
     """What works but weakens the fleet: one message each, also shown as an Ansible warning."""
     warnings = []
-    in_store = []
+    in_store, root_in_store = [], []
     for host in sorted(set(host for group in _TRUST_GROUPS for host in (groups.get(group) or []))):
         host_vars = hostvars[host]
         if str(host_vars.get('ca_trust_system_store', True)).lower() not in _TRUE:
             continue
-        if not any(host_vars.get(variable) for variable in _CONSTRAINTS):
+        if host_vars.get('pki_root_dir'):
+            root_in_store.append(host)
+        elif not any(host_vars.get(variable) for variable in _CONSTRAINTS):
             in_store.append(host)
+    if root_in_store:
+        # Two tiers: the issuing CAs carry the name constraints, the root none, and the root is what hosts trust.
+        warnings.append(
+            'the fleet\'s root (pki_root_dir) goes into the system trust store of %s (ca_trust_system_store): a root '
+            'carries no nameConstraints (its issuing CAs do), so there it is trusted for every name, and whoever '
+            'holds the root key can impersonate any site to those hosts. Set ca_trust_system_store: false when '
+            'only /etc/fleetpki/ca-bundle.pem is needed (docs/hierarchy.md)' % _shown(root_in_store))
     if in_store:
-        shown = ', '.join(in_store[:5]) + (' and %d more' % (len(in_store) - 5) if len(in_store) > 5 else '')
+        shown = _shown(in_store)
         warnings.append(
             'the fleet CA goes into the system trust store of %s (ca_trust_system_store) without nameConstraints: '
             'there it is trusted for every name, so whoever holds the CA key can impersonate any site to those '
@@ -174,14 +189,44 @@ def request_problems(hostvars, groups):
     return plan_cert_requests(hosts, hostvars, groups)[1]
 
 
-def _all_problems(requests, hostvars, groups, ca_key_files=None, needed=None):
+def constraint_problems(requests, hostvars, new_ca_constraints):
+    """The certificates a CA about to be made with these name constraints ({'dns': [...], 'ip': [...]}) could not
+    sign: every name and address of each host that has no site of its own. Checked before the CA is made, as an
+    existing CA keeps the constraints it was made with."""
+    dns = [suffix for suffix in new_ca_constraints.get('dns') or [] if isinstance(suffix, str)]
+    networks = []
+    for value in new_ca_constraints.get('ip') or []:
+        try:
+            networks.append(ipaddress.ip_network(u'%s' % value, strict=False))
+        except ValueError:
+            return []  # pki_ca names a malformed range itself
+    if not dns and not networks:
+        return []
+    problems = []
+    for request in requests:
+        if hostvars[request['host']].get('fleetpki_site'):
+            continue
+        outside = [name for name in request['dns'] if dns and not any(dns_within(name, suffix) for suffix in dns)]
+        outside += [address for address in request['ip']
+                    if networks and not any(ip_within(address, network) for network in networks)]
+        if outside:
+            problems.append('%s: its certificate %s names %s, outside the name constraints the new CA is made with '
+                            '(pki_ca_name_constraints_permitted_dns %s, pki_ca_name_constraints_permitted_ip %s): add '
+                            'them there, or change the host\'s names (inventory name, ansible_host, pki_extra_sans)'
+                            % (request['host'], request['name'], ', '.join(outside), dns or '[]',
+                               [str(network) for network in networks] or '[]'))
+    return problems
+
+
+def _all_problems(requests, hostvars, groups, ca_key_files=None, needed=None, new_ca_constraints=None):
     """fleet_preflight as the playbooks call it: every check, so the fleet's problems are listed at once."""
     vault = fleet_vault_problems(hostvars, groups, needed=needed, ca_key_files=ca_key_files)
     per_host = fleet_preflight(requests, hostvars, groups)
     # A secret of group_vars/all that lacks its vault_ variable is said once, not once per host.
     per_host = [problem for problem in per_host if problem not in vault and problem.split(': ', 1)[-1] not in vault]
     return (vault + request_problems(hostvars, groups) + per_host
-            + cert_name_problems(requests, hostvars, groups))
+            + cert_name_problems(requests, hostvars, groups)
+            + (constraint_problems(requests, hostvars, new_ca_constraints) if new_ca_constraints else []))
 
 
 class FilterModule:

@@ -98,6 +98,9 @@ class Enrollment:
         if not all(isinstance(route, str) and route.startswith('/') for route in self.routes):
             raise ValueError('API_ENROLL_ROUTES is a comma-separated list of path prefixes, not %r'
                              % ','.join(str(route) for route in self.routes))
+        if self.routes and not issuer:
+            # The routes hold enrolled certificates by their issuer: without it they would hold none (fail open).
+            raise ValueError('the routes of enrolled certificates need the enrollment CA\'s issuer to tell them apart')
         try:
             self.cert_hours = float(cert_hours)
         except (TypeError, ValueError):

@@ -44,6 +44,7 @@ def test_the_enrollment_ca_is_an_anchor_of_its_own_for_client_certificates_under
     assert 'changed=0' in output[output.rindex('PLAY RECAP'):].split('localhost', 1)[1].splitlines()[0], output[-3000:]
     # ca_renew.yml renews it near its end: the same key, usage and name constraints, a new certificate.
     old_cert, old_key = ca_cert.read_text(), key.read_text()
+    name_localhost(hosts)
     rc, output = playbook(hosts, 'ca_renew.yml', '-e', 'ca_renew_days=4000', '--limit', 'localhost')
     assert rc == 0 and 'enrollment CA renewed' in output, output[-3000:]
     assert ca_cert.read_text() != old_cert and key.read_text() == old_key

@@ -81,7 +81,8 @@ def test_a_fleet_on_its_own_ca_is_not_put_under_a_new_root_by_setting_pki_root_d
 def test_two_tiers_without_the_roots_own_secret_or_the_fleets_names_stop_before_anything_is_made(tmp_path):
     hosts = inventory(tmp_path, FLEET)
     (tmp_path / 'group_vars').mkdir()
-    for settings in ('pki_ca_passphrase: %s\npki_ca_name_constraints_permitted_dns: [pf-redis1]\n' % PASSPHRASE,
+    every_name = ', '.join(host for hosts in FLEET.values() for host in hosts)
+    for settings in ('pki_ca_passphrase: %s\npki_ca_name_constraints_permitted_dns: [%s]\n' % (PASSPHRASE, every_name),
                      'pki_ca_passphrase: %s\npki_root_passphrase: %s\n' % (PASSPHRASE, ROOT_PASSPHRASE),
                      'pki_ca_passphrase: %s\npki_root_passphrase: %s\npki_ca_name_constraints_permitted_ip: '
                      '[10.0.0.0/8]\n' % (PASSPHRASE, PASSPHRASE)):
@@ -190,3 +191,33 @@ def test_check_mode_of_a_new_rollover_previews_its_first_phase_and_changes_nothi
     flat = ' '.join(output.split())
     assert 'Make or load the root' in flat[flat.rindex('CHANGES BY HOST'):], flat[-3000:]
     assert files_of(pki) == before and not (pki / 'root').exists()
+
+
+def test_names_outside_the_new_cas_constraints_stop_before_any_ca_is_made(tmp_path):
+    """pf-pxe1 left out of pki_ca_name_constraints_permitted_dns: the move's phase 1 stops before it makes the root
+    and the next CA (which would keep those constraints for good and refuse pf-pxe1's leaf in phase 2), and so does
+    pki.yml on a new fleet of two tiers. The message names the host, its names and the variables."""
+    hosts = inventory(tmp_path, FLEET)
+    (tmp_path / 'group_vars').mkdir()
+    pki = tmp_path / 'pki'
+    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_ca_passphrase=%s' % PASSPHRASE)
+    assert rc == 0, output[-3000:]
+    before = files_of(pki)
+    narrow = TWO_TIERS.replace(', pf-pxe1', '') + 'pki_root_dir: %s\n' % (pki / 'root')
+    (tmp_path / 'group_vars' / 'all.yml').write_text(narrow)
+    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'rollover_new=true', '-e', 'phase=1')
+    flat = ' '.join(output.split())
+    assert rc != 0 and "pf-pxe1: its certificate client-pf-pxe1 names pf-pxe1, outside the name constraints" in flat, \
+        flat[-3000:]
+    assert 'Nothing was changed.' in flat
+    assert files_of(pki) == before and not (pki / 'root').exists() and not (pki / 'ca-next').exists()
+
+    fresh = tmp_path / 'fresh'
+    fresh.mkdir()
+    hosts = inventory(fresh, FLEET)
+    (fresh / 'group_vars').mkdir()
+    (fresh / 'group_vars' / 'all.yml').write_text(narrow.replace(str(pki), str(fresh / 'pki')))
+    rc, output = playbook(hosts, 'pki.yml')
+    flat = ' '.join(output.split())
+    assert rc != 0 and 'pf-pxe1: its certificate client-pf-pxe1 names pf-pxe1, outside' in flat, flat[-3000:]
+    assert not (fresh / 'pki' / 'root').exists() and not (fresh / 'pki' / 'ca').exists()

@@ -50,3 +50,14 @@ def test_system_store_warning_names_the_hosts_and_the_variables():
     assert 'pki_ca_name_constraints_permitted_dns' in warnings[0]
     hv = hostvars(**dict((host, {'pki_ca_name_constraints_permitted_ip': ['10.0.0.0/8']}) for host in HOSTS))
     assert fleet_preflight_warnings([], hv, GROUPS) == []
+
+
+def test_a_root_in_the_system_store_warns_though_its_issuing_ca_is_constrained():
+    """Two tiers: the issuing CA's name constraints do not limit the root, which is what hosts trust."""
+    two_tiers = {'pki_root_dir': '/pki/root', 'pki_ca_name_constraints_permitted_ip': ['10.0.0.0/8']}
+    hv = hostvars(**dict((host, dict(two_tiers, ca_trust_system_store=host != 'pxe1')) for host in HOSTS))
+    warnings = fleet_preflight_warnings([], hv, GROUPS)
+    assert len(warnings) == 1 and "the fleet's root (pki_root_dir) goes into the system trust store of" in warnings[0]
+    assert 'api1, redis1, worker1, worker2 (ca_trust_system_store)' in warnings[0]
+    hv = hostvars(**dict((host, dict(two_tiers, ca_trust_system_store=False)) for host in HOSTS))
+    assert fleet_preflight_warnings([], hv, GROUPS) == []

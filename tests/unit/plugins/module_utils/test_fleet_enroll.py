@@ -147,3 +147,9 @@ def test_the_routes_and_the_issuer_are_the_enrollments_own():
     made = enroll.Enrollment('tokens', 'ca-cert.pem', 'ca-key.pem', routes=('/api/v1/validation/',),
                              issuer=((('commonName', 'Fleet Enrollment CA'),),))
     assert made.routes == ['/api/v1/validation/'] and made.issuer == ((('commonName', 'Fleet Enrollment CA'),),)
+
+
+def test_routes_without_the_issuer_that_tells_enrolled_certificates_apart_are_refused():
+    """Without the issuer the routes would hold no certificate to them: refused, not failing open."""
+    with pytest.raises(ValueError, match='need the enrollment CA'):
+        enroll.Enrollment('tokens', 'ca-cert.pem', 'ca-key.pem', routes=['/api/v1/validation/'])
