@@ -453,6 +453,7 @@ def test_a_fleet_of_one_ca_moves_under_a_new_root_without_a_failed_request(fleet
     its process, the load sees no failed request, and a certificate of the old CA is refused at the end."""
     TWO_TIERS_VARS.write_text(STATE['group_vars_all'].rstrip('\n') + '\n'
                               + ''.join('%s: %s\n' % (key, json.dumps(value)) for key, value in TWO_TIERS.items()))
+    TWO_TIERS_VARS.chmod(0o600)
     pxe = fleet['pxe1']
     old_ca = (pki_dir / 'ca' / 'ca-cert.pem').read_text()
     pxe.check_output('cp %s /root/pre-move-client.pem' % CLIENT_PEM)
@@ -790,7 +791,9 @@ def expired_copy(cert_pem, ca_dir):
                .not_valid_before(now - datetime.timedelta(days=40)).not_valid_after(now - datetime.timedelta(days=1)))
     for extension in cert.extensions:
         builder = builder.add_extension(extension.value, extension.critical)
-    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    # With two tiers the file carries the issuing CA after the leaf, as every file pki_leaf writes.
+    chain = (ca_dir / 'ca-cert.pem').read_text() if ca_cert.issuer != ca_cert.subject else ''
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode() + chain
 
 
 EXPIRED = (('redis1', 'redis-redis1', REDIS_CERT), ('worker1', 'worker-worker1', WORKER_CERT),
