@@ -210,11 +210,13 @@ def constraint_problems(requests, hostvars, new_ca_constraints):
         outside += [address for address in request['ip']
                     if networks and not any(ip_within(address, network) for network in networks)]
         if outside:
+            fix = ('or turn pki_shared_worker_cert off (a certificate per worker)' if request['name'] == 'worker-shared'
+                   else 'or change the host\'s names (inventory name, ansible_host, pki_extra_sans)')
             problems.append('%s: its certificate %s names %s, outside the name constraints the new CA is made with '
                             '(pki_ca_name_constraints_permitted_dns %s, pki_ca_name_constraints_permitted_ip %s): add '
-                            'them there, or change the host\'s names (inventory name, ansible_host, pki_extra_sans)'
+                            'them there, %s'
                             % (request['host'], request['name'], ', '.join(outside), dns or '[]',
-                               [str(network) for network in networks] or '[]'))
+                               [str(network) for network in networks] or '[]', fix))
     return problems
 
 

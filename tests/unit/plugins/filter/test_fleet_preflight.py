@@ -8,7 +8,7 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.fleetpki.mtls.plugins.filter.fleet_cert_requests import fleet_cert_requests
-from ansible_collections.fleetpki.mtls.plugins.filter.fleet_preflight import (cert_name_problems,
+from ansible_collections.fleetpki.mtls.plugins.filter.fleet_preflight import (cert_name_problems, constraint_problems,
                                                                               fleet_preflight_warnings)
 
 GROUPS = {'redis_servers': ['redis1'], 'workers': ['worker1', 'worker2'], 'api_servers': ['api1'],
@@ -61,3 +61,21 @@ def test_a_root_in_the_system_store_warns_though_its_issuing_ca_is_constrained()
     assert 'api1, redis1, worker1, worker2 (ca_trust_system_store)' in warnings[0]
     hv = hostvars(**dict((host, dict(two_tiers, ca_trust_system_store=False)) for host in HOSTS))
     assert fleet_preflight_warnings([], hv, GROUPS) == []
+
+
+def test_names_outside_a_new_cas_constraints_are_named_with_their_host():
+    hv = hostvars(redis1={'ansible_host': '10.1.0.5'}, worker2={'ansible_host': '192.168.7.9'},
+                  pxe1={'fleetpki_site': 'site-b'})
+    requests = fleet_cert_requests(HOSTS, hv, GROUPS)
+    problems = constraint_problems(requests, hv, {'dns': HOSTS + ['localhost'], 'ip': ['10.0.0.0/8', '127.0.0.1/32']})
+    # worker2's address is outside; pxe1 has a site of its own (its site's CA signs it), so it is not checked here.
+    assert len(problems) == 1 and problems[0].startswith('worker2: its certificate worker-worker2 names 192.168.7.9,')
+    assert "or change the host's names" in problems[0]
+    assert constraint_problems(requests, hv, {'dns': [], 'ip': []}) == []
+
+
+def test_the_shared_worker_certificate_outside_the_constraints_names_its_own_fix():
+    requests = fleet_cert_requests(HOSTS, hostvars(), GROUPS, shared_worker_cert=True)
+    problems = constraint_problems(requests, hostvars(), {'dns': HOSTS + ['localhost'], 'ip': []})
+    assert len(problems) == 1 and 'certificate worker-shared names worker-shared' in problems[0]
+    assert 'turn pki_shared_worker_cert off' in problems[0]
