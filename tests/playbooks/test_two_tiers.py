@@ -1,9 +1,8 @@
 """pki.yml with two tiers (pki_root_dir) on a fake fleet: a root signs the CA of pki_ca_dir (an issuing CA, path
 length 0), which signs every leaf; the trust bundle holds the root alone, every certificate file carries its issuing
 CA's certificate and verifies against the bundle with openssl; the CRL bundle holds both CAs' CRLs; a rerun changes
-nothing; check mode on a new fleet writes nothing; a rollover of an issuing CA under a root is refused; a fleet of
-one CA moves under a new root through the rollover phases, its hosts trusting the old CA and the root until the
-last."""
+nothing; check mode on a new fleet writes nothing; a rollover of an issuing CA under a root is refused; the control
+node's part of the move of a fleet of one CA under a new root (the lifecycle lab moves its hosts under load)."""
 import json
 import subprocess
 
@@ -99,57 +98,85 @@ def verifies(bundle, cert):
     return rc == 0
 
 
-def test_a_fleet_of_one_ca_moves_under_a_new_root_through_the_rollover_phases(tmp_path):
-    """The control node's part of the move (molecule's lifecycle lab is where the hosts reload under load): phase 1
-    makes the root and an issuing CA under it and trusts the old CA and the root; phase 2 signs every leaf with the
-    issuing CA, each file carrying it; phase 3 trusts the root alone and retires the old CA."""
+def files_of(directory):
+    """{path: bytes} of every file under the PKI directory but the metrics it publishes."""
+    return {str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob('*'))
+            if path.is_file() and path.relative_to(directory).parts[0] != 'metrics'}
+
+
+def test_the_move_of_a_fleet_of_one_ca_under_a_new_root_on_the_control_node(tmp_path):
+    """The control node's part of the move, on a fake fleet (the roll is off: no host is reached), and what the
+    lifecycle lab (molecule: the hosts reload under load through the phases, each phase's bundles checked) does not
+    show: ca_rollover.yml --check previews the start of phase 1 and writes nothing, on one CA and once a root is
+    set; names outside the new CA's constraints stop phase 1 before the root and the next CA are made; mid-move, a
+    run without pki_root_dir is refused; at the end every leaf verifies against the root alone, pki.yml changes
+    nothing, and a phase 3 killed after its promotion but before its state was written is resumed, not refused."""
     hosts = inventory(tmp_path, FLEET)
     (tmp_path / 'group_vars').mkdir()
-    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS)
+    settings = tmp_path / 'group_vars' / 'all.yml'
+    settings.write_text(TWO_TIERS)
     pki = tmp_path / 'pki'
     rc, output = playbook(hosts, 'pki.yml')
     assert rc == 0, output[-3000:]
     old_ca = (pki / 'ca' / 'ca-cert.pem').read_text()
     old_leaf = tmp_path / 'old-leaf.pem'
     old_leaf.write_text((pki / 'issued' / 'redis-pf-redis1-cert.pem').read_text())
-    # The operator adds the root to the inventory, then moves the fleet (no host is reached here: the roll is off).
-    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS + 'pki_root_dir: %s\n' % (pki / 'root'))
-    roll_off = ('-e', 'fleetpki_roll_enabled=false')
+    before = files_of(pki)
 
+    # Check mode on one CA: what phase 1 would make on the control node (what a phase writes to bundles and hosts
+    # depends on the CA its start makes).
+    rc, output = playbook(hosts, 'ca_rollover.yml', '--check')
+    assert rc == 0, output[-4000:]
+    flat = ' '.join(output.split())
+    assert 'check mode previews the start of phase 1 on the control node only' in flat, flat[-3000:]
+    assert 'Make the next CA' in flat[flat.rindex('CHANGES BY HOST'):], flat[-3000:]
+    assert files_of(pki) == before
+
+    # pf-pxe1 left out of pki_ca_name_constraints_permitted_dns: the next CA would keep those constraints for good
+    # and refuse pf-pxe1's leaf in phase 2. The message names the host, its names and the variables.
+    root_dir = 'pki_root_dir: %s\n' % (pki / 'root')
+    settings.write_text(TWO_TIERS.replace(', pf-pxe1', '') + root_dir)
+    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'rollover_new=true', '-e', 'phase=1')
+    flat = ' '.join(output.split())
+    assert rc != 0 and "pf-pxe1: its certificate client-pf-pxe1 names pf-pxe1, outside the name constraints" in flat, \
+        flat[-3000:]
+    assert 'Nothing was changed.' in flat
+    assert files_of(pki) == before and not (pki / 'root').exists() and not (pki / 'ca-next').exists()
+
+    # The operator adds the root to the inventory: check mode previews the root too, and writes nothing.
+    settings.write_text(TWO_TIERS + root_dir)
+    rc, output = playbook(hosts, 'ca_rollover.yml', '--check')
+    assert rc == 0, output[-4000:]
+    flat = ' '.join(output.split())
+    assert 'Make or load the root' in flat[flat.rindex('CHANGES BY HOST'):], flat[-3000:]
+    assert files_of(pki) == before and not (pki / 'root').exists()
+
+    roll_off = ('-e', 'fleetpki_roll_enabled=false')
     rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=1', *roll_off)
     assert rc == 0, output[-4000:]
     rc, text = openssl('x509', '-noout', '-issuer', '-ext', 'basicConstraints', '-in', pki / 'ca-next' / 'ca-cert.pem')
     assert 'issuer=CN = Fleet Root CA' in text and 'pathlen:0' in text, text
-    bundle = (pki / 'ca-bundle.pem').read_text()
-    assert bundle == old_ca + (pki / 'root' / 'ca-cert.pem').read_text(), 'phase 1 trusts the old CA and the root'
+    assert (pki / 'ca-bundle.pem').read_text() == old_ca + (pki / 'root' / 'ca-cert.pem').read_text()
     assert verifies(pki / 'ca-bundle.pem', old_leaf), 'a host still on its old certificate is refused in phase 1'
-
-    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=2', *roll_off)
-    assert rc == 0, output[-4000:]
-    next_ca = (pki / 'ca-next' / 'ca-cert.pem').read_text()
-    for cert in sorted((pki / 'issued').glob('*-cert.pem')):
-        assert cert.read_text().endswith(next_ca), '%s does not carry the issuing CA' % cert
-        assert verifies(pki / 'ca-bundle.pem', cert), cert
-    assert verifies(pki / 'ca-bundle.pem', old_leaf), 'phase 2 still trusts the old CA'
     # Mid-move, a run without the root (another inventory, a timer) would bundle the issuing CA without it.
     bundle = (pki / 'ca-bundle.pem').read_text()
     rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=')
     assert rc != 0 and 'Keep pki_root_dir (and pki_root_passphrase) set' in ' '.join(output.split()), output[-3000:]
     assert (pki / 'ca-bundle.pem').read_text() == bundle
 
-    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=3', *roll_off)
+    next_ca = (pki / 'ca-next' / 'ca-cert.pem').read_text()
+    rc, output = playbook(hosts, 'ca_rollover.yml', *roll_off)
     assert rc == 0, output[-4000:]
     assert (pki / 'ca-bundle.pem').read_text() == (pki / 'root' / 'ca-cert.pem').read_text(), 'the root alone'
     assert (pki / 'ca' / 'ca-cert.pem').read_text() == next_ca, 'the issuing CA is promoted to pki_ca_dir'
     assert [path.read_text() for path in (pki / 'retired-ca').glob('*/ca-cert.pem')] == [old_ca]
     for cert in sorted((pki / 'issued').glob('*-cert.pem')):
+        assert cert.read_text().endswith(next_ca), '%s does not carry the issuing CA' % cert
         assert verifies(pki / 'ca-bundle.pem', cert), cert
     assert not verifies(pki / 'ca-bundle.pem', old_leaf), 'the old CA is still trusted after phase 3'
     rc, output = playbook(hosts, 'pki.yml')
     assert rc == 0, output[-4000:]
     assert 'changed=0' in output[output.rindex('PLAY RECAP'):].split('localhost', 1)[1].splitlines()[0], output[-3000:]
-    rc, output = playbook(hosts, 'ca_rollover.yml', *roll_off)
-    assert rc == 0 and 'nothing to do' in output, output[-3000:]
     # A phase 3 killed after its promotion but before its state was written is resumed, not refused.
     state = json.loads((pki / 'rollover.json').read_text())
     state['status'] = 'running'
@@ -160,64 +187,15 @@ def test_a_fleet_of_one_ca_moves_under_a_new_root_through_the_rollover_phases(tm
     assert (pki / 'ca-bundle.pem').read_text() == (pki / 'root' / 'ca-cert.pem').read_text()
 
 
-def files_of(directory):
-    """{path: bytes} of every file under the PKI directory but the metrics it publishes."""
-    return {str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob('*'))
-            if path.is_file() and path.relative_to(directory).parts[0] != 'metrics'}
-
-
-def test_check_mode_of_a_new_rollover_previews_its_first_phase_and_changes_nothing(tmp_path):
-    """ca_rollover.yml --check on a fleet of one CA, then once a new root is set: it says what phase 1 would make on
-    the control node (the recorded state, the root, the next CA) and writes nothing; no host is reached (the fake
-    fleet has none), as what a phase writes to bundles and hosts depends on the CA its start makes."""
+def test_names_outside_the_constraints_stop_a_new_fleet_of_two_tiers_before_any_ca_is_made(tmp_path):
+    """pf-pxe1 left out of pki_ca_name_constraints_permitted_dns on a new fleet: pki.yml stops before it makes the
+    root and the CA (which would keep those constraints for good), naming the host (the move's phase 1 does the
+    same: test_the_move_of_a_fleet_of_one_ca_under_a_new_root_on_the_control_node)."""
     hosts = inventory(tmp_path, FLEET)
     (tmp_path / 'group_vars').mkdir()
-    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS)
-    pki = tmp_path / 'pki'
-    rc, output = playbook(hosts, 'pki.yml')
-    assert rc == 0, output[-3000:]
-    before = files_of(pki)
-    rc, output = playbook(hosts, 'ca_rollover.yml', '--check')
-    assert rc == 0, output[-4000:]
-    flat = ' '.join(output.split())
-    assert 'check mode previews the start of phase 1 on the control node only' in flat, flat[-3000:]
-    changes = flat[flat.rindex('CHANGES BY HOST'):]
-    assert 'Make the next CA' in changes, changes
-    assert files_of(pki) == before
-
-    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS + 'pki_root_dir: %s\n' % (pki / 'root'))
-    rc, output = playbook(hosts, 'ca_rollover.yml', '--check')
-    assert rc == 0, output[-4000:]
-    flat = ' '.join(output.split())
-    assert 'Make or load the root' in flat[flat.rindex('CHANGES BY HOST'):], flat[-3000:]
-    assert files_of(pki) == before and not (pki / 'root').exists()
-
-
-def test_names_outside_the_new_cas_constraints_stop_before_any_ca_is_made(tmp_path):
-    """pf-pxe1 left out of pki_ca_name_constraints_permitted_dns: the move's phase 1 stops before it makes the root
-    and the next CA (which would keep those constraints for good and refuse pf-pxe1's leaf in phase 2), and so does
-    pki.yml on a new fleet of two tiers. The message names the host, its names and the variables."""
-    hosts = inventory(tmp_path, FLEET)
-    (tmp_path / 'group_vars').mkdir()
-    pki = tmp_path / 'pki'
-    rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_ca_passphrase=%s' % PASSPHRASE)
-    assert rc == 0, output[-3000:]
-    before = files_of(pki)
-    narrow = TWO_TIERS.replace(', pf-pxe1', '') + 'pki_root_dir: %s\n' % (pki / 'root')
-    (tmp_path / 'group_vars' / 'all.yml').write_text(narrow)
-    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'rollover_new=true', '-e', 'phase=1')
-    flat = ' '.join(output.split())
-    assert rc != 0 and "pf-pxe1: its certificate client-pf-pxe1 names pf-pxe1, outside the name constraints" in flat, \
-        flat[-3000:]
-    assert 'Nothing was changed.' in flat
-    assert files_of(pki) == before and not (pki / 'root').exists() and not (pki / 'ca-next').exists()
-
-    fresh = tmp_path / 'fresh'
-    fresh.mkdir()
-    hosts = inventory(fresh, FLEET)
-    (fresh / 'group_vars').mkdir()
-    (fresh / 'group_vars' / 'all.yml').write_text(narrow.replace(str(pki), str(fresh / 'pki')))
+    (tmp_path / 'group_vars' / 'all.yml').write_text(TWO_TIERS.replace(', pf-pxe1', '')
+                                                     + 'pki_root_dir: %s\n' % (tmp_path / 'pki' / 'root'))
     rc, output = playbook(hosts, 'pki.yml')
     flat = ' '.join(output.split())
     assert rc != 0 and 'pf-pxe1: its certificate client-pf-pxe1 names pf-pxe1, outside' in flat, flat[-3000:]
-    assert not (fresh / 'pki' / 'root').exists() and not (fresh / 'pki' / 'ca').exists()
+    assert not (tmp_path / 'pki' / 'root').exists() and not (tmp_path / 'pki' / 'ca').exists()
