@@ -58,11 +58,16 @@ test: setup lint sanity unit unit-c38 units redis tls integration oldest-core cr
 	playbook-checks molecule install-path
 	@echo "make test: all checks passed"
 
+# The upgrade test of the roles' file tasks is one whole playbook run (about 30 s, on the controller's ansible-core,
+# no key or certificate parsed): `make units` (ansible-test, the same ansible-core as .venv) and `make oldest-core`
+# run it; the two runs here, on the same ansible-core, leave it out.
+UNIT_DESELECT := --deselect tests/unit/plugins/roles/test_tls_files_upgrade.py::test_a_fleet_the_earlier_roles_wrote_is_unchanged
+
 unit: setup
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q $(UNIT_DESELECT) tests/unit
 
 unit-c38: setup
-	$(VENV38)/bin/python -m pytest -q tests/unit
+	$(VENV38)/bin/python -m pytest -q $(UNIT_DESELECT) tests/unit
 
 # redis_admin against a real redis-server with TLS (started by the tests on loopback) and redis-py.
 redis: setup
