@@ -437,7 +437,7 @@ def test_a_fleet_of_one_ca_moves_under_a_new_root_without_a_failed_request(fleet
     root = (pki_dir / 'root' / 'ca-cert.pem').read_text()
     # Phase 1 trusts the old CA and the root, on the control node's export and on every host.
     assert (pki_dir / 'export' / 'ca-bundle.pem').read_text() == old_ca + root
-    for name, _ in HOST_CERTS:
+    for name in dict(HOST_CERTS):
         assert fleet[name].file(CA_BUNDLE).content_string == old_ca + root, name
     rc, output, more_seconds = timed_playbook('playbooks/ca_rollover.yml')
     seconds += more_seconds
