@@ -108,9 +108,11 @@ def test_the_move_of_a_fleet_of_one_ca_under_a_new_root_on_the_control_node(tmp_
     """The control node's part of the move, on a fake fleet (the roll is off: no host is reached), and what the
     lifecycle lab (molecule: the hosts reload under load through the phases, each phase's bundles checked) does not
     show: ca_rollover.yml --check previews the start of phase 1 and writes nothing, on one CA and once a root is
-    set; names outside the new CA's constraints stop phase 1 before the root and the next CA are made; mid-move, a
-    run without pki_root_dir is refused; at the end every leaf verifies against the root alone, pki.yml changes
-    nothing, and a phase 3 killed after its promotion but before its state was written is resumed, not refused."""
+    set; names outside the new CA's constraints stop phase 1 before the root and the next CA are made; the exact
+    bundle after phases 1 and 2 (the old CA and the root: a host still on its old certificate is accepted until phase
+    3); mid-move, a run without pki_root_dir is refused; at the end every leaf verifies against the root alone,
+    pki.yml changes nothing, and a phase 3 killed after its promotion but before its state was written is resumed,
+    not refused."""
     hosts = inventory(tmp_path, FLEET)
     (tmp_path / 'group_vars').mkdir()
     settings = tmp_path / 'group_vars' / 'all.yml'
@@ -158,15 +160,24 @@ def test_the_move_of_a_fleet_of_one_ca_under_a_new_root_on_the_control_node(tmp_
     assert 'issuer=CN = Fleet Root CA' in text and 'pathlen:0' in text, text
     assert (pki / 'ca-bundle.pem').read_text() == old_ca + (pki / 'root' / 'ca-cert.pem').read_text()
     assert verifies(pki / 'ca-bundle.pem', old_leaf), 'a host still on its old certificate is refused in phase 1'
+
+    rc, output = playbook(hosts, 'ca_rollover.yml', '-e', 'phase=2', *roll_off)
+    assert rc == 0, output[-4000:]
+    next_ca = (pki / 'ca-next' / 'ca-cert.pem').read_text()
+    assert (pki / 'ca-bundle.pem').read_text() == old_ca + (pki / 'root' / 'ca-cert.pem').read_text()
+    for cert in sorted((pki / 'issued').glob('*-cert.pem')):
+        assert cert.read_text().endswith(next_ca), '%s does not carry the issuing CA' % cert
+        assert verifies(pki / 'ca-bundle.pem', cert), cert
+    assert verifies(pki / 'ca-bundle.pem', old_leaf), 'phase 2 no longer trusts the old CA'
     # Mid-move, a run without the root (another inventory, a timer) would bundle the issuing CA without it.
     bundle = (pki / 'ca-bundle.pem').read_text()
     rc, output = playbook(hosts, 'pki.yml', '-e', 'pki_root_dir=')
     assert rc != 0 and 'Keep pki_root_dir (and pki_root_passphrase) set' in ' '.join(output.split()), output[-3000:]
     assert (pki / 'ca-bundle.pem').read_text() == bundle
 
-    next_ca = (pki / 'ca-next' / 'ca-cert.pem').read_text()
     rc, output = playbook(hosts, 'ca_rollover.yml', *roll_off)
     assert rc == 0, output[-4000:]
+    assert 'phases to run: 3 (resuming rollover' in output, output[-3000:]
     assert (pki / 'ca-bundle.pem').read_text() == (pki / 'root' / 'ca-cert.pem').read_text(), 'the root alone'
     assert (pki / 'ca' / 'ca-cert.pem').read_text() == next_ca, 'the issuing CA is promoted to pki_ca_dir'
     assert [path.read_text() for path in (pki / 'retired-ca').glob('*/ca-cert.pem')] == [old_ca]
